@@ -1,0 +1,1 @@
+"""The ``trajstore`` command line: parse, call the library, print, exit."""

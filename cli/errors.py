@@ -1,0 +1,36 @@
+"""Turning library errors into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+
+import click
+
+from trajstore.errors import TrajstoreError
+
+EXIT_ERROR = 1
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def one_line_errors(func: Callable) -> Callable:
+    """Run a command so that expected failures print one line instead of a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except TrajstoreError as exc:
+            fail(str(exc))
+        except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError) as exc:
+            fail(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
+        except (ValueError, KeyError) as exc:
+            fail(str(exc.args[0]) if exc.args else type(exc).__name__)
+
+    return wrapper

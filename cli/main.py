@@ -1,0 +1,48 @@
+"""Entry point of the ``trajstore`` console script."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+import trajstore
+
+from .store_commands import convert, info, validate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(trajstore.__version__, prog_name="trajstore")
+def cli() -> None:
+    """Record, store and analyse neural-network weight trajectories."""
+
+
+cli.add_command(info)
+cli.add_command(validate)
+cli.add_command(convert)
+
+
+def _register_optional() -> None:
+    """Commands whose modules import heavier dependencies lazily (torch, matplotlib)."""
+    from .analyze_commands import analyze
+    from .record_command import record
+
+    cli.add_command(record)
+    cli.add_command(analyze)
+
+
+try:
+    _register_optional()
+except ImportError:  # pragma: no cover - modules not written yet in a partial install
+    pass
+
+
+def main() -> None:
+    # zarr's I/O loop logs "Task was destroyed but it is pending" at exit after a failed read;
+    # the one-line error already said what went wrong.
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    cli(prog_name="trajstore")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""Shared fixtures: small real stores on disk, written by trajstore."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import trajstore
+
+BACKENDS = ["zarr", "h5"]
+
+
+def write_store(path, n_records=50, params=None, seed=0, chunk_records=8, loss=True, **kwargs):
+    """Write a random-walk trajectory; return (weights (n_records, N), steps)."""
+    params = params or {"conv.weight": (4, 1, 3, 3), "conv.bias": (4,), "fc.weight": (3, 16), "fc.bias": (3,)}
+    layout = trajstore.Layout.from_params(params)
+    rng = np.random.default_rng(seed)
+    w = np.cumsum(rng.normal(size=(n_records, layout.n_params)).astype(np.float32), axis=0)
+    steps = np.arange(n_records, dtype=np.int64) * 2
+    with trajstore.create(
+        path,
+        params,
+        mode="w",
+        chunk_records=chunk_records,
+        metadata={"lab": "test"},
+        provenance={"seed": seed},
+        **kwargs,
+    ) as writer:
+        for i in range(n_records):
+            writer.append(int(steps[i]), w[i], time=float(i))
+            if loss and i:
+                writer.log("loss", int(steps[i]), float(1.0 / (i + 1)), unit="nats", evaluated_at="pre_step")
+    return w, steps
+
+
+@pytest.fixture(params=BACKENDS)
+def suffix(request):
+    return "." + request.param
+
+
+@pytest.fixture
+def store(tmp_path, suffix):
+    path = tmp_path / f"run{suffix}"
+    w, steps = write_store(path)
+    return path, w, steps

@@ -1,0 +1,77 @@
+"""Storage back ends behind one protocol, chosen from the path."""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import NotAStoreError, StoreNotFoundError
+from .base import Backend, Compression
+
+HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+ZARR_SUFFIXES = (".zarr",)
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+__all__ = ["Backend", "Compression", "backend_kind", "open_backend"]
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def backend_kind(path: str, *, for_create: bool = False) -> str:
+    """Return ``"zarr"`` or ``"hdf5"`` for a path, from its suffix or (existing files) its bytes."""
+    path = str(path)
+    lower = path.lower().rstrip("/")
+    if lower.endswith(HDF5_SUFFIXES):
+        return "hdf5"
+    if lower.endswith(ZARR_SUFFIXES) or _is_remote(path):
+        return "zarr"
+    if not for_create and os.path.isfile(path):
+        with open(path, "rb") as f:
+            if f.read(8) == _HDF5_SIGNATURE:
+                return "hdf5"
+        raise NotAStoreError(
+            f"{path} is a file but not an HDF5 file; a store is a .zarr folder or a .h5 file"
+        )
+    if not for_create and os.path.isdir(path):
+        return "zarr"
+    raise NotAStoreError(f"cannot tell the back end of {path!r}: name it *.zarr (Zarr v3) or *.h5 (HDF5)")
+
+
+def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
+    """Open ``path`` with the right back end; ``mode`` is one of r, r+, w, a.
+
+    Read modes raise :class:`StoreNotFoundError` / :class:`NotAStoreError` with a one-line
+    explanation instead of the storage library's own errors.
+    """
+    path = str(path)
+    reading = mode in ("r", "r+")
+    if reading and not _is_remote(path) and not os.path.exists(path):
+        raise StoreNotFoundError(f"{path}: no such file or folder; check the path")
+    kind = kind or backend_kind(path, for_create=not reading)
+    if kind == "hdf5":
+        from .hdf5_backend import HDF5Backend
+
+        try:
+            return HDF5Backend(path, mode)
+        except OSError as exc:
+            if reading:
+                raise NotAStoreError(
+                    f"{path} is not a readable HDF5 file (truncated or corrupted?): {_first_line(exc)}"
+                ) from None
+            raise
+    from .zarr_backend import ZarrBackend
+
+    try:
+        return ZarrBackend(path, mode)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+        if reading:
+            raise NotAStoreError(
+                f"{path} is not a Zarr v3 store (no readable zarr.json): {_first_line(exc)}"
+            ) from None
+        raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

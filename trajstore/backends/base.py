@@ -1,0 +1,91 @@
+"""The small storage protocol that everything above the backends is written against.
+
+Paths are '/'-separated names relative to the store root ("weights/value"). Arrays are
+N-dimensional with an extendable first axis (records).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Compression:
+    """How arrays are encoded.
+
+    ``kind``: ``"default"`` (the recommended lossless codec of the backend), ``"none"`` (checksums
+    only), ``"no-transpose"`` (Zarr: Blosc without the time-contiguous transpose; a baseline),
+    ``"zstd"`` (HDF5: Blosc-zstd through hdf5plugin, readable only where hdf5plugin is installed).
+    ``level``: compression level (Blosc/zstd 1-9, deflate 1-9).
+    """
+
+    kind: str = "default"
+    level: int | None = None
+
+    KINDS = ("default", "none", "no-transpose", "zstd")
+
+    def __post_init__(self) -> None:
+        if self.kind not in self.KINDS:
+            raise ValueError(f"unknown compression {self.kind!r}; choose one of {', '.join(self.KINDS)}")
+
+
+class Backend(Protocol):
+    """What the writer, reader and validator need from a storage back end."""
+
+    path: str
+    readonly: bool
+
+    def exists(self, path: str) -> bool: ...
+    def is_array(self, path: str) -> bool: ...
+    def create_group(self, path: str) -> None: ...
+    def create_array(
+        self,
+        path: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        chunks: tuple[int, ...],
+        shards: tuple[int, ...] | None,
+        dims: tuple[str, ...],
+        compression: Compression,
+    ) -> None: ...
+    def shape(self, path: str) -> tuple[int, ...]: ...
+    def dtype(self, path: str) -> np.dtype: ...
+    def chunks(self, path: str) -> tuple[int, ...]: ...
+    def dimension_names(self, path: str) -> tuple[str, ...] | None: ...
+    def codec_names(self, path: str) -> list[str]: ...
+    def resize(self, path: str, n_records: int) -> None: ...
+    def write(self, path: str, start: int, data: np.ndarray) -> None: ...
+    def read(self, path: str, selection: Any = ...) -> np.ndarray: ...
+    def attrs(self, path: str = "") -> dict: ...
+    def set_attrs(self, path: str, values: dict) -> None: ...
+    def groups(self, path: str) -> list[str]: ...
+    def nbytes_stored(self) -> int: ...
+    def flush(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def encode_attr(value: Any) -> Any:
+    """HDF5 rule of the spec: objects, arrays and null are stored as their JSON text."""
+    if value is None or isinstance(value, (dict, list, tuple)):
+        return json.dumps(value)
+    return value
+
+
+def decode_attr(value: Any) -> Any:
+    """Inverse of :func:`encode_attr` for values read from HDF5."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if isinstance(value, str) and (value[:1] in "[{" or value == "null") and value:
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -1,0 +1,90 @@
+"""A JSON-ready summary of a store: what ``trajstore info`` prints."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import spec
+from .reader import Trajectory
+
+_NONFINITE_SCAN_BYTES = 256 * 1024 * 1024
+
+
+def summarize(traj: Trajectory, *, scan_nonfinite: bool = True) -> dict:
+    """Records, step range, parameters, tensors, bytes on disk, compression ratio, observables,
+    provenance; with ``scan_nonfinite``, the number of non-finite weights (reads the weights)."""
+    raw = traj.n_records * traj.n_params * traj.weights.dtype.itemsize
+    on_disk = traj.nbytes_stored()
+    out: dict = {
+        "path": traj.path,
+        "backend": traj.backend_name,
+        "spec_version": traj.spec_version,
+        "creator": traj.attrs.get(spec.ATTR_CREATOR),
+        "created": traj.attrs.get(spec.ATTR_CREATED),
+        "n_records": traj.n_records,
+        "step_range": [int(traj.steps[0]), int(traj.steps[-1])] if traj.n_records else None,
+        "n_params": traj.n_params,
+        "dtype": str(traj.weights.dtype),
+        "chunks": list(traj.weights.chunks),
+        "tensors": [{"name": t.name, "shape": list(t.shape), "offset": t.offset} for t in traj.layout],
+        "bytes_on_disk": on_disk,
+        "raw_weight_bytes": raw,
+        "compression_ratio": (raw / on_disk) if on_disk and raw else None,
+        "gradients": traj.gradients.n_records if traj.gradients else 0,
+        "buffers": traj.buffers.n_records if traj.buffers else 0,
+        "observables": {},
+        "lossy": traj.lossy,
+        "provenance": traj.provenance,
+        "metadata": traj.metadata,
+    }
+    for name in traj.observables:
+        steps, values = traj.observable(name)
+        attrs = traj.observable_attrs(name)
+        out["observables"][name] = {
+            "n": int(len(steps)),
+            "unit": attrs.get(spec.ATTR_UNIT, ""),
+            "evaluated_at": attrs.get(spec.ATTR_EVALUATED_AT, spec.POST_STEP),
+            "last": float(values[-1]) if len(values) else None,
+        }
+    if scan_nonfinite and traj.n_records:
+        bad = 0
+        for block in traj.blocks(memory_limit=_NONFINITE_SCAN_BYTES):
+            bad += int(block.data.size - np.count_nonzero(np.isfinite(block.data)))
+        out["nonfinite_weights"] = bad
+    return out
+
+
+def format_summary(s: dict) -> str:
+    """Human-readable lines for :func:`summarize`'s dict."""
+
+    def mb(n: int) -> str:
+        return f"{n / 1e6:.2f} MB"
+
+    lines = [
+        f"store        {s['path']} ({s['backend']}, trajstore format {s['spec_version']})",
+        f"records      {s['n_records']}"
+        + (f", steps {s['step_range'][0]}..{s['step_range'][1]}" if s["step_range"] else ""),
+        f"parameters   {s['n_params']} {s['dtype']} in {len(s['tensors'])} tensors, chunks {s['chunks']}",
+        f"size         {mb(s['bytes_on_disk'])} on disk, {mb(s['raw_weight_bytes'])} raw weights"
+        + (f", ratio {s['compression_ratio']:.2f}" if s["compression_ratio"] else ""),
+    ]
+    if s.get("gradients"):
+        lines.append(f"gradients    {s['gradients']} records")
+    if s.get("buffers"):
+        lines.append(f"buffers      {s['buffers']} records")
+    if s.get("lossy"):
+        lines.append(f"lossy        {s['lossy']}")
+    if s.get("nonfinite_weights"):
+        lines.append(f"WARNING      {s['nonfinite_weights']} non-finite weight values (NaN/inf)")
+    for name, o in s["observables"].items():
+        unit = f" [{o['unit']}]" if o["unit"] else ""
+        lines.append(f"observable   {name}{unit}: {o['n']} values, {o['evaluated_at']}, last {o['last']}")
+    for t in s["tensors"][:50]:
+        lines.append(f"tensor       {t['name']} {tuple(t['shape'])} @ {t['offset']}")
+    if len(s["tensors"]) > 50:
+        lines.append(f"tensor       ... {len(s['tensors']) - 50} more")
+    for key, value in (s.get("provenance") or {}).items():
+        lines.append(f"provenance   {key}: {value}")
+    for key, value in (s.get("metadata") or {}).items():
+        lines.append(f"metadata     {key}: {value}")
+    return "\n".join(lines)

@@ -1,0 +1,173 @@
+"""One time-dependent group (H5MD-style ``value`` / ``step`` / ``time``) being written.
+
+The series buffers one chunk-row of records (``chunk_records`` × columns) and writes it as a
+whole block when it fills, so full chunks (and, in Zarr, whole shards) are written once. A
+partial block is written only on :meth:`SeriesWriter.write_pending` (flush/close) and rewritten
+whole when the block later fills.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import spec
+from .backends import Backend, Compression
+from .chunking import SCALAR_CHUNK_RECORDS, shard_shape
+
+
+class SeriesWriter:
+    """Appends records to ``<group>/value`` (records × columns, or records) with their steps.
+
+    ``columns`` is None for a scalar series (observables); the value array is then 1-D.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        group: str,
+        columns: int | None,
+        dtype: str,
+        chunk_records: int,
+        chunk_cols: int | None = None,
+        with_time: bool = True,
+    ):
+        self.backend = backend
+        self.group = group
+        self.columns = columns
+        self.dtype = np.dtype(dtype)
+        self.chunk_records = chunk_records
+        self.chunk_cols = chunk_cols
+        self.with_time = with_time
+        self.block_start = 0  # index of the first buffered record; a multiple of chunk_records
+        self.n_buf = 0
+        self.n_written = 0  # records whose value/step/time are in the store (committed or not)
+        self.n_committed = 0
+        self.last_step: int | None = None
+        shape = (chunk_records,) if columns is None else (chunk_records, columns)
+        self.buffer = np.zeros(shape, dtype=self.dtype)
+        self.steps = np.zeros(chunk_records, dtype=np.int64)
+        self.times = np.full(chunk_records, np.nan, dtype=np.float64)
+
+    # -- creation and re-opening ---------------------------------------------------------
+
+    def create(self, compression: Compression, attrs: dict) -> None:
+        b, g = self.backend, self.group
+        b.create_group(g)
+        if self.columns is None:
+            b.create_array(
+                f"{g}/{spec.VALUE}",
+                (0,),
+                self.dtype.str,
+                (self.chunk_records,),
+                None,
+                (spec.DIM_RECORD,),
+                compression,
+            )
+        else:
+            b.create_array(
+                f"{g}/{spec.VALUE}",
+                (0, self.columns),
+                self.dtype.str,
+                (self.chunk_records, self.chunk_cols),
+                shard_shape(self.columns, self.chunk_records, self.chunk_cols),
+                (spec.DIM_RECORD, spec.DIM_PARAM),
+                compression,
+            )
+        index_chunks = (max(self.chunk_records, SCALAR_CHUNK_RECORDS),)
+        b.create_array(f"{g}/{spec.STEP}", (0,), "<i8", index_chunks, None, (spec.DIM_RECORD,), compression)
+        if self.with_time:
+            b.create_array(
+                f"{g}/{spec.TIME}", (0,), "<f8", index_chunks, None, (spec.DIM_RECORD,), compression
+            )
+        b.set_attrs(g, {**attrs, spec.ATTR_N_COMMITTED: 0})
+
+    @classmethod
+    def reopen(cls, backend: Backend, group: str) -> SeriesWriter:
+        """Continue an existing series after its last committed record."""
+        value = f"{group}/{spec.VALUE}"
+        shape = backend.shape(value)
+        chunks = backend.chunks(value)
+        series = cls(
+            backend,
+            group,
+            shape[1] if len(shape) == 2 else None,
+            backend.dtype(value).str,
+            chunks[0],
+            chunks[1] if len(chunks) == 2 else None,
+            with_time=backend.exists(f"{group}/{spec.TIME}"),
+        )
+        n = int(backend.attrs(group).get(spec.ATTR_N_COMMITTED, 0))
+        series.n_committed = series.n_written = n
+        series.block_start = (n // series.chunk_records) * series.chunk_records
+        series.n_buf = n - series.block_start
+        if series.n_buf:  # the committed part of a partial block goes back into the buffer
+            sl = slice(series.block_start, n)
+            series.buffer[: series.n_buf] = backend.read(value, sl)
+            series.steps[: series.n_buf] = backend.read(f"{group}/{spec.STEP}", sl)
+            if series.with_time:
+                series.times[: series.n_buf] = backend.read(f"{group}/{spec.TIME}", sl)
+        if n:
+            series.last_step = int(backend.read(f"{group}/{spec.STEP}", slice(n - 1, n))[0])
+        return series
+
+    # -- appending -----------------------------------------------------------------------
+
+    @property
+    def n_records(self) -> int:
+        return self.block_start + self.n_buf
+
+    def append(self, step: int, value, time: float) -> bool:
+        """Buffer one record; return True when this filled a block that was then written."""
+        if self.last_step is not None and step <= self.last_step:
+            raise ValueError(
+                f"{self.group}: step {step} is not after the last recorded step {self.last_step}; "
+                "steps must increase"
+            )
+        self.buffer[self.n_buf] = value
+        self.steps[self.n_buf] = step
+        self.times[self.n_buf] = time
+        self.n_buf += 1
+        self.last_step = step
+        if self.n_buf == self.chunk_records:
+            self.write_pending()
+            self.block_start += self.chunk_records
+            self.n_buf = 0
+            return True
+        return False
+
+    def write_pending(self) -> None:
+        """Write the buffered records (a full or partial block) to the store, uncommitted."""
+        end = self.block_start + self.n_buf
+        if end <= self.n_written and self.n_buf < self.chunk_records:
+            return
+        b, g = self.backend, self.group
+        capacity = b.shape(f"{g}/{spec.VALUE}")[0]
+        if capacity < end:
+            # Grow by whole blocks so that a block is never split across a resize.
+            new = math.ceil(end / self.chunk_records) * self.chunk_records
+            for name in self._arrays():
+                b.resize(f"{g}/{name}", new)
+        if self.n_buf:
+            b.write(f"{g}/{spec.VALUE}", self.block_start, self.buffer[: self.n_buf])
+            b.write(f"{g}/{spec.STEP}", self.block_start, self.steps[: self.n_buf])
+            if self.with_time:
+                b.write(f"{g}/{spec.TIME}", self.block_start, self.times[: self.n_buf])
+        self.n_written = end
+
+    def commit(self) -> None:
+        """Declare every written record valid (call after the backend has flushed the data)."""
+        if self.n_committed != self.n_written:
+            self.backend.set_attrs(self.group, {spec.ATTR_N_COMMITTED: self.n_written})
+            self.n_committed = self.n_written
+
+    def trim(self) -> None:
+        """Shrink the arrays to the committed records, so plain readers see no padding."""
+        for name in self._arrays():
+            path = f"{self.group}/{name}"
+            if self.backend.shape(path)[0] != self.n_committed:
+                self.backend.resize(path, self.n_committed)
+
+    def _arrays(self) -> tuple[str, ...]:
+        return (spec.VALUE, spec.STEP, spec.TIME) if self.with_time else (spec.VALUE, spec.STEP)
