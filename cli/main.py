@@ -8,6 +8,7 @@ import click
 
 import trajstore
 
+from .record_command import record
 from .store_commands import convert, info, validate
 
 
@@ -22,19 +23,7 @@ cli.add_command(validate)
 cli.add_command(convert)
 
 
-def _register_optional() -> None:
-    """Commands whose modules import heavier dependencies lazily (torch, matplotlib)."""
-    from .analyze_commands import analyze
-    from .record_command import record
-
-    cli.add_command(record)
-    cli.add_command(analyze)
-
-
-try:
-    _register_optional()
-except ImportError:  # pragma: no cover - modules not written yet in a partial install
-    pass
+cli.add_command(record)
 
 
 def main() -> None:

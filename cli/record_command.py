@@ -1,0 +1,98 @@
+"""``trajstore record``: run an unmodified training script and record its weight trajectory."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from .errors import fail, one_line_errors
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("-o", "--out", default="run.zarr", show_default=True, help="Store to write (.zarr or .h5).")
+@click.option(
+    "--every", type=click.IntRange(min=1), default=1, show_default=True, help="Record every K-th step."
+)
+@click.option(
+    "--schedule", default=None, help="every:K, log:N or ranges:START:STOP:STRIDE[,...] (overrides --every)."
+)
+@click.option("--gradients", is_flag=True, help="Also record the minibatch gradient of each recorded step.")
+@click.option("--buffers", is_flag=True, help="Also record floating-point buffers (BatchNorm statistics).")
+@click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
+@click.option("--resume", is_flag=True, help="Continue an existing store after its last complete record.")
+@click.option(
+    "--policy",
+    type=click.Choice(["block", "drop"]),
+    default="block",
+    show_default=True,
+    help="When the writer falls behind: make training wait, or drop records (counted).",
+)
+@click.option(
+    "--flush-seconds",
+    type=float,
+    default=10.0,
+    show_default=True,
+    help="Flush the store this often: a crash loses at most this much.",
+)
+@click.option(
+    "--keepbits",
+    type=click.IntRange(0, 23),
+    default=None,
+    help="Lossy: keep this many float32 mantissa bits (recorded in the metadata).",
+)
+@click.argument("script")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@one_line_errors
+def record(
+    out,
+    every,
+    schedule,
+    gradients,
+    buffers,
+    overwrite,
+    resume,
+    policy,
+    flush_seconds,
+    keepbits,
+    script,
+    script_args,
+) -> None:
+    """Run SCRIPT (with SCRIPT_ARGS after --) and record every optimizer step into OUT.
+
+    The script needs no change: its optimizers' steps, parameter names and minibatch losses are
+    found through PyTorch's hooks. The script's exit status becomes this command's.
+    """
+    if not os.path.isfile(script):
+        fail(f"{script}: no such script; give the path of a Python training script")
+    if overwrite and resume:
+        fail("--overwrite and --resume contradict each other; choose one")
+    if os.path.exists(out) and not (overwrite or resume):
+        fail(f"{out} exists; pass --overwrite to replace it or --resume to continue it")
+    from trajstore.recorders import Recorder, parse_schedule
+    from trajstore.recorders.runner import run_script
+
+    sched = parse_schedule(schedule) if schedule else None
+    args = list(script_args)
+    if args[:1] == ["--"]:
+        args = args[1:]
+    rec = Recorder(
+        None,
+        out,
+        every=every,
+        schedule=sched,
+        gradients=gradients,
+        buffers=buffers,
+        overwrite=overwrite,
+        resume=resume,
+        policy=policy,
+        flush_seconds=flush_seconds,
+        script=script,
+        store_options={"keepbits": keepbits} if keepbits is not None else None,
+    )
+    code = run_script(script, args, rec)
+    if rec.dropped:
+        click.echo(f"trajstore: dropped {rec.dropped} records (writer fell behind; policy 'drop')", err=True)
+    click.echo(f"trajstore: recorded {out}", err=True)
+    sys.exit(code)

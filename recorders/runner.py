@@ -1,0 +1,168 @@
+"""Running an unmodified training script under a :class:`Recorder` (``trajstore record``).
+
+PyTorch's global optimizer step hooks tell us about every ``optimizer.step()``; the minibatch
+loss is the scalar on which ``backward()`` was called (summed over calls between steps, divided
+by the AMP GradScaler's scale when it was scaled); an AMP step that GradScaler skips is counted
+and logged as ``skipped``; the epoch is the iteration count of the DataLoader iterated last.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+import traceback
+from contextlib import ExitStack, contextmanager
+
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+from trajstore.errors import TrajstoreError
+
+from .discovery import live_optimizers, named_trainables
+from .recorder import Recorder
+
+
+class NoOptimizerStepError(TrajstoreError):
+    """The script finished without calling ``optimizer.step()``."""
+
+
+@contextmanager
+def _patched(owner, name: str, make):
+    original = getattr(owner, name)
+    setattr(owner, name, make(original))
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
+def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
+    def pre(opt, args, kwargs):
+        if not rec.bound:
+            optimizers = live_optimizers()
+            named, buffers, model = named_trainables(optimizers)
+            rec._model = model
+            rec._optimizers.extend(o for o in optimizers if o not in rec._optimizers)
+            rec.bind(named, buffers)
+        state["posted"] += 1
+        rec.before_step(opt)
+
+    def post(opt, args, kwargs):
+        _SIGNALS.in_hook = True
+        try:
+            rec.after_step(opt)
+        finally:
+            _SIGNALS.in_hook = False
+        if _SIGNALS.pending is not None:  # a SIGTERM arrived while the step was being recorded
+            signum, _SIGNALS.pending = _SIGNALS.pending, None
+            raise SystemExit(128 + signum)
+
+    state = {"posted": 0}
+    for handle in (register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)):
+        stack.callback(handle.remove)
+
+    def backward(original):
+        def wrapped(tensor, *args, **kwargs):
+            if tensor.numel() == 1 and tensor.requires_grad:
+                value = tensor.detach().reshape(())
+                scale = getattr(tensor, "_trajstore_scale", None)
+                rec.log_loss(value / scale if scale is not None else value)
+            return original(tensor, *args, **kwargs)
+
+        return wrapped
+
+    stack.enter_context(_patched(torch.Tensor, "backward", backward))
+
+    scaler_cls = getattr(torch.amp, "GradScaler", None)
+    if scaler_cls is not None:
+
+        def scale(original):
+            def wrapped(self, outputs):
+                out = original(self, outputs)
+                if isinstance(out, torch.Tensor) and self.is_enabled():
+                    out._trajstore_scale = self.get_scale()
+                return out
+
+            return wrapped
+
+        def step(original):
+            def wrapped(self, optimizer, *args, **kwargs):
+                before = state["posted"]
+                result = original(self, optimizer, *args, **kwargs)
+                if state["posted"] == before and rec.bound:
+                    rec.mark_skipped()
+                return result
+
+            return wrapped
+
+        stack.enter_context(_patched(scaler_cls, "scale", scale))
+        stack.enter_context(_patched(scaler_cls, "step", step))
+
+    counts: dict[int, int] = {}
+
+    def loader_iter(original):
+        def wrapped(self):
+            counts[id(self)] = counts.get(id(self), 0) + 1
+            rec.epoch = counts[id(self)] - 1
+            return original(self)
+
+        return wrapped
+
+    stack.enter_context(_patched(torch.utils.data.DataLoader, "__iter__", loader_iter))
+
+
+class _SignalState:
+    in_hook = False
+    pending: int | None = None
+
+
+_SIGNALS = _SignalState()
+
+
+def _raise_on_sigterm(signum, frame):
+    """SIGTERM ends the script like an exception, but never half-way through recording a step."""
+    if _SIGNALS.in_hook:
+        _SIGNALS.pending = signum
+        return
+    raise SystemExit(128 + signum)
+
+
+def run_script(script: str, args: list[str], recorder: Recorder) -> int:
+    """Run ``script`` as ``__main__`` with ``args``, recording its training; return its exit status.
+
+    The store is closed validly however the script ends (normally, ``sys.exit``, an exception,
+    Ctrl-C or SIGTERM). Raises :class:`NoOptimizerStepError` when nothing was recorded.
+    """
+    script = os.path.abspath(script)
+    old_argv, old_path = sys.argv, list(sys.path)
+    old_term = signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    sys.argv = [script, *args]
+    sys.path.insert(0, os.path.dirname(script))
+    code: int = 0
+    try:
+        with ExitStack() as stack:
+            _capture_hooks(recorder, stack)
+            try:
+                runpy.run_path(script, run_name="__main__")
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if exc.code is not None and not isinstance(exc.code, int):
+                    print(exc.code, file=sys.stderr)
+            except KeyboardInterrupt:
+                code = 130
+                print("interrupted: the store was closed with every record so far", file=sys.stderr)
+            except BaseException:  # the script's own error: show it as python would
+                traceback.print_exc()
+                code = 1
+    finally:
+        sys.argv, sys.path[:] = old_argv, old_path
+        signal.signal(signal.SIGTERM, old_term)
+        recorder.close()
+    if not recorder.bound and recorder.enabled:
+        raise NoOptimizerStepError(
+            f"{os.path.basename(script)} ended (exit status {code}) without calling optimizer.step(); "
+            "nothing was recorded"
+        )
+    return code

@@ -1,0 +1,84 @@
+"""Taking snapshots of parameter tensors on the training thread, as cheaply as possible.
+
+A snapshot copies every tensor into one preallocated flat host buffer from a fixed pool. On a
+CPU that is one ``torch.cat`` into the buffer (a real copy, never an alias of the live weights).
+On a GPU the tensors are concatenated into a device staging buffer on a side stream and copied
+to pinned host memory without blocking; an event marks when the host buffer is ready, and the
+training stream only waits (on the device) for the concatenation, not for the transfer.
+"""
+
+from __future__ import annotations
+
+import queue
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Snapshot:
+    """A filled host buffer; ``ready()`` blocks until its copy has landed."""
+
+    buffer: torch.Tensor  # (n,) float32 host tensor from the pool
+    event: torch.cuda.Event | None
+    pool: SnapshotPool
+
+    def ready(self) -> np.ndarray:
+        if self.event is not None:
+            self.event.synchronize()
+        return self.buffer.numpy()
+
+    def release(self) -> None:
+        self.pool.release(self.buffer)
+
+
+class SnapshotPool:
+    """A fixed ring of host buffers: memory never grows; when all are in flight, ``take`` waits
+    (policy ``"block"``) or returns None (policy ``"drop"``)."""
+
+    def __init__(self, n_values: int, device: torch.device, size: int = 4, policy: str = "block"):
+        if policy not in ("block", "drop"):
+            raise ValueError(f"policy must be 'block' or 'drop', got {policy!r}")
+        self.policy = policy
+        self.device = device
+        self.n_values = n_values
+        cuda = device.type == "cuda"
+        self._free: queue.Queue[torch.Tensor] = queue.Queue()
+        for _ in range(size):
+            self._free.put(torch.empty(n_values, dtype=torch.float32, pin_memory=cuda))
+        self.stream = torch.cuda.Stream(device) if cuda else None
+        self.staging = torch.empty(n_values, dtype=torch.float32, device=device) if cuda else None
+
+    def take(self) -> torch.Tensor | None:
+        if self.policy == "block":
+            return self._free.get()
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            return None
+
+    def release(self, buffer: torch.Tensor) -> None:
+        self._free.put(buffer)
+
+    @torch.no_grad()
+    def snapshot(self, tensors: list[torch.Tensor]) -> Snapshot | None:
+        """Copy ``tensors`` (flattened, concatenated) into a pool buffer; None if dropped."""
+        buf = self.take()
+        if buf is None:
+            return None
+        flat = [t.detach().reshape(-1) for t in tensors]
+        if self.stream is None:
+            torch.cat([f.float() for f in flat], out=buf)
+            return Snapshot(buf, None, self)
+        main = torch.cuda.current_stream(self.device)
+        self.stream.wait_stream(main)
+        with torch.cuda.stream(self.stream):
+            torch.cat([f.float() for f in flat], out=self.staging)
+            gathered = torch.cuda.Event()
+            gathered.record(self.stream)
+            buf.copy_(self.staging, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        main.wait_event(gathered)  # the next update may not touch the weights before they are gathered
+        return Snapshot(buf, done, self)

@@ -1,0 +1,80 @@
+"""The background thread that owns the store writer: it decodes snapshots and writes them."""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+_STOP = object()
+
+
+class WriterThread:
+    """Runs every call on the store writer in one thread, fed by a bounded queue.
+
+    ``submit(fn, *args)`` enqueues a call (blocking when the queue is full: back-pressure).
+    Every ``flush_seconds`` the writer is flushed so that a crash loses at most that much.
+    """
+
+    def __init__(
+        self, writer, *, flush_seconds: float = 10.0, max_queue: int = 64, progress: bool | None = None
+    ):
+        self.writer = writer
+        self.flush_seconds = flush_seconds
+        self._queue: queue.Queue = queue.Queue(max_queue)
+        self._error: BaseException | None = None
+        self._progress = sys.stderr.isatty() if progress is None else progress
+        self.records = 0
+        self.bytes_in = 0
+        self._started = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="trajstore-writer", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable, *args: Any) -> None:
+        if self._error is not None:
+            raise RuntimeError(f"the trajstore writer thread failed: {self._error}") from self._error
+        self._queue.put((fn, args))
+
+    def _run(self) -> None:
+        last_flush = last_progress = time.monotonic()
+        while True:
+            try:
+                item = self._queue.get(timeout=0.5)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                break
+            if item is not None and self._error is None:
+                fn, args = item
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - reported to the training thread
+                    self._error = exc
+            now = time.monotonic()
+            if now - last_flush >= self.flush_seconds and self._error is None:
+                try:
+                    self.writer.flush()
+                except BaseException as exc:  # noqa: BLE001
+                    self._error = exc
+                last_flush = now
+            if self._progress and now - last_progress >= 1.0:
+                self._print_progress(now)
+                last_progress = now
+
+    def _print_progress(self, now: float) -> None:
+        mb = self.bytes_in / 1e6
+        rate = mb / max(now - self._started, 1e-9)
+        sys.stderr.write(f"\rtrajstore: {self.records} records, {mb:.1f} MB, {rate:.1f} MB/s   ")
+        sys.stderr.flush()
+
+    def close(self) -> BaseException | None:
+        """Drain the queue, stop the thread; return the error it met, if any."""
+        self._queue.put(_STOP)
+        self._thread.join()
+        if self._progress:
+            self._print_progress(time.monotonic())
+            sys.stderr.write("\n")
+        return self._error

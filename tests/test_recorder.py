@@ -1,0 +1,323 @@
+"""Recording real PyTorch training on the CPU."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from trajstore.recorders import Every, LogSpaced, Ranges, Recorder, parse_schedule
+
+import trajstore
+from trajstore.validate import validate
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "examples" / "train_digits.py"
+
+
+def run_cli(*args, **kw):
+    return subprocess.run(
+        [sys.executable, "-m", "trajstore.cli.main", *map(str, args)], capture_output=True, text=True, **kw
+    )
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("train_digits", DIGITS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def reference_digits_run(epochs: int, seed: int = 0):
+    """The example's training loop, copying model.parameters() by hand after each step."""
+    ex = load_example()
+    torch.manual_seed(seed)
+    torch.set_num_threads(1)
+    xtr, ytr, _, _ = ex.load(seed)
+    model = ex.DigitsCNN()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    loss_fn = nn.CrossEntropyLoss()
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(xtr, ytr),
+        batch_size=32,
+        shuffle=True,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    snap = [torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()]).numpy()]
+    losses = []
+    for _ in range(epochs):
+        for xb, yb in loader:
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            losses.append(loss.item())
+            loss.backward()
+            opt.step()
+            snap.append(torch.cat([p.detach().reshape(-1).clone() for p in model.parameters()]).numpy())
+        model.eval()
+        with torch.no_grad():
+            model(ex.load(seed)[2])  # the script evaluates too; no RNG involved
+        model.train()
+    names = [(n, tuple(p.shape)) for n, p in model.named_parameters()]
+    return np.stack(snap), np.array(losses), names
+
+
+@pytest.mark.slow
+def test_record_digits_matches_hand_copied_reference(tmp_path):
+    out = tmp_path / "d.zarr"
+    p = run_cli("record", "-o", out, DIGITS, "--", "--epochs", "3", "--quiet")
+    assert p.returncode == 0, p.stderr
+    ref_w, ref_loss, names = reference_digits_run(3)
+    with trajstore.open(out) as t:
+        assert t.n_records == len(ref_w) == 1 + 3 * 45
+        np.testing.assert_array_equal(t.steps, np.arange(len(ref_w)))
+        assert [(s.name, s.shape) for s in t.layout] == names
+        np.testing.assert_array_equal(t.weights[:], ref_w)
+        steps, loss = t.observable("loss")
+        np.testing.assert_array_equal(steps, np.arange(1, len(ref_w)))
+        np.testing.assert_allclose(loss, ref_loss, rtol=1e-6)
+        assert t.observable_attrs("loss")["evaluated_at"] == "pre_step"
+        es, ev = t.observable("epoch")
+        assert ev[0] == 0 and ev[-1] == 2 and np.all(np.diff(ev) >= 0)
+        assert t.observable("lr")[1][0] == 0.1
+        prov = t.provenance
+        assert prov["model_class"].endswith("DigitsCNN") and prov["optimizer_class"] == "torch.optim.sgd.SGD"
+        assert prov["optimizer"][0]["lr"] == 0.1 and prov["framework"]["torch"] == torch.__version__
+        assert prov["script"].endswith("train_digits.py") and "--epochs 3" in prov["command_line"]
+    assert validate(out).valid
+
+
+def test_schedules_select_what_they_promise():
+    assert Every(3).steps_up_to(10) == [0, 3, 6, 9]
+    assert LogSpaced(4).steps_up_to(100) == [0, 1, 2, 3, 6, 10, 18, 32, 56, 100]
+    r = parse_schedule("ranges:0:10:1,10::5")
+    assert isinstance(r, Ranges) and r.steps_up_to(30) == list(range(10)) + [10, 15, 20, 25, 30]
+    assert parse_schedule("every:7") == Every(7) and parse_schedule("log:3") == LogSpaced(3)
+    for bad in ("every:0", "sometimes", "ranges:5:2:1", "log:x"):
+        with pytest.raises(ValueError):
+            parse_schedule(bad)
+
+
+def _train(model, opt, steps, rec=None, seed=0, scaler=None):
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randn(8, 4, generator=g)
+        loss = model(x).pow(2).mean()
+        opt.zero_grad()
+        if rec is not None:
+            rec.log_loss(loss)
+        loss.backward()
+        opt.step()
+
+
+def test_recorder_api_schedule_gradients_buffers_frozen(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.BatchNorm1d(5), nn.Linear(5, 1))
+    model[2].bias.requires_grad_(False)  # frozen: not recorded
+    opt = torch.optim.SGD(
+        [
+            {"params": model[0].parameters(), "lr": 0.1},
+            {"params": [model[1].weight, model[1].bias, model[2].weight], "lr": 0.01},
+        ]
+    )
+    path = tmp_path / "r.h5"
+    means = {}
+    grads, weights = (
+        {},
+        {0: torch.cat([p.detach().reshape(-1).clone() for p in model.parameters() if p.requires_grad])},
+    )
+    with Recorder(
+        model, path, schedule="ranges:0:5:1,5::3", gradients=True, buffers=True, metadata={"purpose": "test"}
+    ) as rec:
+        rec.attach(opt)
+        g = torch.Generator().manual_seed(1)
+        for step in range(1, 13):
+            x = torch.randn(8, 4, generator=g)
+            loss = model(x).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            rec.log_loss(loss)
+            grads[step] = torch.cat(
+                [p.grad.reshape(-1).clone() for p in model.parameters() if p.requires_grad]
+            )
+            opt.step()
+            weights[step] = torch.cat(
+                [p.detach().reshape(-1).clone() for p in model.parameters() if p.requires_grad]
+            )
+            means[step] = model[1].running_mean.clone().numpy()
+            rec.log("custom", 2.0 * step)
+    expected = [0, 1, 2, 3, 4, 5, 8, 11]
+    with trajstore.open(path) as t:
+        assert t.steps.tolist() == expected
+        assert "2.bias" not in t.layout and t.n_params == 25 + 10 + 5
+        np.testing.assert_array_equal(t.weights[:], np.stack([weights[s].numpy() for s in expected]))
+        assert t.gradients.steps.tolist() == expected[1:]
+        np.testing.assert_array_equal(
+            t.gradients.values[:], np.stack([grads[s].numpy() for s in expected[1:]])
+        )
+        assert t.buffers.layout.names == ["1.running_mean", "1.running_var"]
+        np.testing.assert_array_equal(t.buffers.tensor("1.running_mean")[-1], means[11])
+        assert set(t.observables) >= {"loss", "lr_group0", "lr_group1", "custom"}
+        assert t.observable("custom")[1].tolist() == [2.0 * s for s in range(1, 13)]
+        assert t.metadata == {"purpose": "test"}
+
+
+def test_cpu_snapshot_is_a_copy_not_an_alias(tmp_path):
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Recorder(model, tmp_path / "a.zarr") as rec:
+        rec.attach(opt)
+        _train(model, opt, 3)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(100.0)  # after the last step: must not leak into any record
+    with trajstore.open(tmp_path / "a.zarr") as t:
+        assert np.abs(t.weights[:]).max() < 50
+
+
+def test_gradscaler_skipped_steps_are_marked_not_duplicated(tmp_path):
+    script = tmp_path / "amp.py"
+    script.write_text(
+        "import torch\n"
+        "torch.manual_seed(0)\n"
+        "m = torch.nn.Linear(4, 1)\n"
+        "opt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "scaler = torch.amp.GradScaler('cpu', init_scale=4.0)\n"
+        "for i in range(6):\n"
+        "    x = torch.randn(8, 4)\n"
+        "    if i == 2: x[0, 0] = float('inf')\n"
+        "    loss = m(x).pow(2).mean() if i != 2 else m(x).sum()\n"
+        "    opt.zero_grad(); scaler.scale(loss).backward(); scaler.step(opt); scaler.update()\n"
+    )
+    out = tmp_path / "amp.zarr"
+    p = run_cli("record", "-o", out, script)
+    assert p.returncode == 0, p.stderr
+    with trajstore.open(out) as t:
+        assert t.steps.tolist() == [0, 1, 2, 4, 5, 6]  # step 3 skipped: no record, no duplicate
+        assert t.observable("skipped")[0].tolist() == [3]
+        steps, loss = t.observable("loss")
+        assert 3 in steps.tolist() and np.isfinite(loss[steps != 3]).all()
+        assert loss[0] < 100  # unscaled by the GradScaler's scale
+
+
+def test_script_that_raises_keeps_store_and_exit_status(tmp_path):
+    script = tmp_path / "boom.py"
+    script.write_text(
+        "import torch\nm = torch.nn.Linear(2, 1)\nopt = torch.optim.SGD(m.parameters(), lr=0.1)\n"
+        "for i in range(5):\n    opt.zero_grad(); m(torch.ones(1, 2)).sum().backward(); opt.step()\n"
+        "raise RuntimeError('boom')\n"
+    )
+    out = tmp_path / "b.zarr"
+    p = run_cli("record", "-o", out, script)
+    assert p.returncode == 1 and "RuntimeError: boom" in p.stderr
+    assert validate(out).valid and trajstore.open(out).n_records == 6
+    script.write_text(script.read_text().replace("raise RuntimeError('boom')", "raise SystemExit(3)"))
+    assert run_cli("record", "--overwrite", "-o", out, script).returncode == 3
+
+
+@pytest.mark.parametrize("case", ["missing", "exists", "no_step", "bad_schedule"])
+def test_record_bad_input(tmp_path, case):
+    out = tmp_path / "o.zarr"
+    if case == "missing":
+        p = run_cli("record", "-o", out, tmp_path / "nope.py")
+        msg = "no such script"
+    elif case == "exists":
+        out.mkdir()
+        p = run_cli("record", "-o", out, DIGITS)
+        msg = "--overwrite"
+    elif case == "no_step":
+        (tmp_path / "idle.py").write_text("import torch\nprint('hello')\n")
+        p = run_cli("record", "-o", out, tmp_path / "idle.py")
+        msg = "without calling optimizer.step()"
+        assert not out.exists()
+    else:
+        p = run_cli("record", "--schedule", "often", "-o", out, DIGITS)
+        msg = "cannot read schedule"
+    assert p.returncode != 0
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(err) == 1 and msg in err[0] and "Traceback" not in p.stderr
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume(tmp_path):
+    out = tmp_path / "k.zarr"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trajstore.cli.main",
+            "record",
+            "--flush-seconds",
+            "0.2",
+            "-o",
+            str(out),
+            str(DIGITS),
+            "--",
+            "--epochs",
+            "1000",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    n = 0
+    while time.time() < deadline and n < 300:
+        time.sleep(0.3)
+        try:
+            with trajstore.open(out) as t:
+                n = t.n_records
+        except trajstore.TrajstoreError:
+            pass
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert n >= 300
+    report = validate(out)
+    assert report.valid, report.problems
+    with trajstore.open(out) as t:
+        n_before = t.n_records
+        last = int(t.steps[-1])
+        assert np.array_equal(t.steps, np.arange(n_before))
+    p = run_cli("record", "--resume", "-o", out, DIGITS, "--", "--epochs", "1", "--quiet")
+    assert p.returncode == 0, p.stderr
+    with trajstore.open(out) as t:
+        assert t.n_records == n_before + 45
+        assert t.steps[n_before] == last + 1 and np.all(np.diff(t.steps) == 1)
+        assert "resumed" in t.provenance
+
+
+@pytest.mark.slow
+def test_sigterm_closes_store_validly(tmp_path):
+    out = tmp_path / "t.h5"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trajstore.cli.main",
+            "record",
+            "-o",
+            str(out),
+            str(DIGITS),
+            "--",
+            "--epochs",
+            "1000",
+            "--quiet",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(4)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert validate(out).valid
+    with trajstore.open(out) as t:
+        assert t.n_records > 45 and t.n_records == t.observable("loss")[0][-1] + 1
