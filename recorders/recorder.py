@@ -141,7 +141,8 @@ class Recorder:
             **self.store_options,
         )
         if self.mode == "a":
-            self.step = writer.last_step or 0
+            # Continue after every step any series has seen, so no step is written twice.
+            self.step = writer.max_step or 0
             writer.set_provenance(resumed=prov)
         n = sum(p.numel() for p in self._params)
         self._pool = SnapshotPool(n, device, self.pool_size, self.policy)

@@ -67,7 +67,14 @@ class Writer:
 
     @property
     def last_step(self) -> int | None:
+        """Step of the last weights record."""
         return self._series[spec.WEIGHTS].last_step
+
+    @property
+    def max_step(self) -> int | None:
+        """Largest step of any series (observables may run ahead of the weights after a crash)."""
+        steps = [s.last_step for s in self._series.values() if s.last_step is not None]
+        return max(steps) if steps else None
 
     def append(
         self,
