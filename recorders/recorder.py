@@ -17,6 +17,12 @@ from .schedule import Every, Schedule, parse_schedule
 from .snapshot import SnapshotPool
 from .worker import WriterThread
 
+_SCALAR_BATCH = 256
+_SCALAR_SECONDS = 1.0
+_LOSS_ATTRS = {"unit": "nats", "evaluated_at": spec.PRE_STEP, "description": "minibatch training loss"}
+_LR_ATTRS = {"unit": "1", "description": "learning rate"}
+_COUNT_ATTRS = {"unit": "1", "description": "epoch (0-based)"}
+
 
 def _is_writer_rank() -> bool:
     """Under torch.distributed only rank 0 writes."""
@@ -90,6 +96,8 @@ class Recorder:
         self._handles: list[Any] = []
         self._pending_loss: torch.Tensor | float | None = None
         self._pending_grads = None
+        self._scalars: list = []
+        self._scalars_sent = time.monotonic()
         self._thread: WriterThread | None = None
         self._writer = None
         self._bound = False
@@ -121,6 +129,7 @@ class Recorder:
             raise ValueError("the model has no trainable parameters to record")
         self._names = [n for n, _ in pairs]
         self._params = [p for _, p in pairs]
+        self._flat = SnapshotPool.flat_views(self._params)
         device = self._params[0].device
         if self.record_buffers and named_buffers is not None:
             bufs = [(n, b) for n, b in named_buffers if b.is_floating_point()]
@@ -186,14 +195,14 @@ class Recorder:
         if not self.enabled or self._writer is None:
             return
         v = value.detach() if isinstance(value, torch.Tensor) else value
-        self._submit(self._log_value, name, self.step if step is None else int(step), v, attrs)
+        self._scalar(name, self.step if step is None else int(step), v, attrs)
 
     def before_step(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         if not self._bound:
             self.bind()
         if self.record_gradients and self.schedule.selects(self.step + 1):
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
-            self._pending_grads = self._grad_pool.snapshot(grads)
+            self._pending_grads = self._grad_pool.snapshot(SnapshotPool.flat_views(grads))
 
     def after_step(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         self.step += 1
@@ -209,7 +218,7 @@ class Recorder:
         if not self._bound:
             return
         self.step += 1
-        self._submit(self._log_value, "skipped", self.step, 1.0, {"evaluated_at": spec.POST_STEP})
+        self._scalar("skipped", self.step, 1.0, {"evaluated_at": spec.POST_STEP})
         self._log_loss_now()
         if self._pending_grads is not None:
             self._pending_grads.release()
@@ -224,25 +233,41 @@ class Recorder:
             for i, group in enumerate(groups):
                 if "lr" in group:
                     name = "lr" if len(groups) == 1 and len(self._optimizers) <= 1 else f"lr_group{i}"
-                    self._submit(self._log_value, name, self.step, float(group["lr"]), {"unit": "1"})
+                    self._scalar(name, self.step, group["lr"], _LR_ATTRS)
         if self.epoch is not None:
-            self._submit(self._log_value, "epoch", self.step, float(self.epoch), {"unit": "1"})
+            self._scalar("epoch", self.step, self.epoch, _COUNT_ATTRS)
 
     def _log_loss_now(self) -> None:
         if self._pending_loss is not None:
-            attrs = {"unit": "nats", "evaluated_at": spec.PRE_STEP, "description": "minibatch training loss"}
-            self._submit(self._log_value, "loss", self.step, self._pending_loss, attrs)
+            self._scalar("loss", self.step, self._pending_loss, _LOSS_ATTRS)
             self._pending_loss = None
 
     def _record(self, step: int, grads) -> None:
-        snap = self._pool.snapshot(self._params)
+        snap = self._pool.snapshot(self._flat)
         if snap is None:
             self.dropped += 1
             if grads is not None:
                 grads.release()
             return
-        bsnap = self._buf_pool.snapshot(self._buffers) if self._buf_pool is not None else None
+        bsnap = (
+            self._buf_pool.snapshot(SnapshotPool.flat_views(self._buffers))
+            if self._buf_pool is not None
+            else None
+        )
         self._submit(self._append, step, snap, grads, bsnap)
+
+    def _scalar(self, name: str, step: int, value, attrs: dict) -> None:
+        """Queue a scalar observable; they travel to the writer thread in batches (cheap per step)."""
+        self._scalars.append((name, step, value, attrs))
+        now = time.monotonic()
+        if len(self._scalars) >= _SCALAR_BATCH or now - self._scalars_sent > _SCALAR_SECONDS:
+            self._send_scalars(now)
+
+    def _send_scalars(self, now: float) -> None:
+        if self._scalars:
+            self._submit(self._log_values, self._scalars)
+            self._scalars = []
+        self._scalars_sent = now
 
     def _submit(self, fn, *args) -> None:
         if self._thread is not None:
@@ -264,9 +289,10 @@ class Recorder:
                 if s is not None:
                     s.release()
 
-    def _log_value(self, name: str, step: int, value, attrs: dict) -> None:
-        v = float(value.item() if isinstance(value, torch.Tensor) else value)
-        self._writer.log(name, step, v, **attrs)
+    def _log_values(self, batch: list) -> None:
+        for name, step, value, attrs in batch:
+            v = float(value.item() if isinstance(value, torch.Tensor) else value)
+            self._writer.log(name, step, v, **attrs)
 
     # -- closing -------------------------------------------------------------------------
 
@@ -279,6 +305,7 @@ class Recorder:
             h.remove()
         error = None
         if self._thread is not None:
+            self._send_scalars(time.monotonic())
             if self.dropped:
                 self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)
             error = self._thread.close()

@@ -61,20 +61,27 @@ class SnapshotPool:
     def release(self, buffer: torch.Tensor) -> None:
         self._free.put(buffer)
 
-    @torch.no_grad()
-    def snapshot(self, tensors: list[torch.Tensor]) -> Snapshot | None:
-        """Copy ``tensors`` (flattened, concatenated) into a pool buffer; None if dropped."""
+    @staticmethod
+    def flat_views(tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Flat views sharing storage with ``tensors``: made once, valid while the optimizer
+        updates in place (it does), so a snapshot costs one ``cat`` and no per-tensor work."""
+        return [t.detach().view(-1) if t.is_contiguous() else t.detach().reshape(-1) for t in tensors]
+
+    def snapshot(self, flat: list[torch.Tensor]) -> Snapshot | None:
+        """Copy the 1-D tensors ``flat`` (concatenated, as float32) into a pool buffer; None if dropped."""
         buf = self.take()
         if buf is None:
             return None
-        flat = [t.detach().reshape(-1) for t in tensors]
+        if not all(f.dtype == torch.float32 for f in flat):
+            flat = [f.float() for f in flat]
         if self.stream is None:
-            torch.cat([f.float() for f in flat], out=buf)
+            with torch.no_grad():
+                torch.cat(flat, out=buf)
             return Snapshot(buf, None, self)
         main = torch.cuda.current_stream(self.device)
         self.stream.wait_stream(main)
-        with torch.cuda.stream(self.stream):
-            torch.cat([f.float() for f in flat], out=self.staging)
+        with torch.cuda.stream(self.stream), torch.no_grad():
+            torch.cat(flat, out=self.staging)
             gathered = torch.cuda.Event()
             gathered.record(self.stream)
             buf.copy_(self.staging, non_blocking=True)

@@ -39,6 +39,10 @@ class WriterThread:
         self._queue.put((fn, args))
 
     def _run(self) -> None:
+        # One compression thread: the training process owns the other cores.
+        import numcodecs.blosc
+
+        numcodecs.blosc.set_nthreads(1)
         last_flush = last_progress = time.monotonic()
         while True:
             try:

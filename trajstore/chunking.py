@@ -28,10 +28,9 @@ def choose_chunks(
     """
     row = n_params * itemsize
     if chunk_records is None:
-        by_buffer = WRITE_BUFFER_BYTES / row
-        by_chunk = TARGET_CHUNK_BYTES / row  # small models: one chunk spans all parameters
-        want = max(by_chunk, 64)
-        chunk_records = _pow2_floor(min(by_buffer, want, MAX_CHUNK_RECORDS))
+        # As many records per chunk as the write buffer allows: long time-contiguous runs per
+        # parameter are what compresses.
+        chunk_records = _pow2_floor(min(WRITE_BUFFER_BYTES / row, MAX_CHUNK_RECORDS))
         chunk_records = max(MIN_CHUNK_RECORDS, chunk_records)
     if chunk_params is None:
         chunk_params = max(1, TARGET_CHUNK_BYTES // (chunk_records * itemsize))
