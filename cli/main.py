@@ -8,6 +8,7 @@ import click
 
 import trajstore
 
+from .analyze_commands import analyze
 from .record_command import record
 from .store_commands import convert, info, validate
 
@@ -24,6 +25,7 @@ cli.add_command(convert)
 
 
 cli.add_command(record)
+cli.add_command(analyze)
 
 
 def main() -> None:

@@ -43,3 +43,33 @@ def store(tmp_path, suffix):
     path = tmp_path / f"run{suffix}"
     w, steps = write_store(path)
     return path, w, steps
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+    """A real recorded digits training run (2,700 steps, every step), recorded once per session."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path_factory.mktemp("digits") / "digits.zarr"
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trajstore.cli.main",
+            "record",
+            "-o",
+            str(out),
+            str(script),
+            "--",
+            "--epochs",
+            "60",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    return out

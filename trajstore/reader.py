@@ -343,13 +343,17 @@ class Trajectory:
         *,
         memory_limit: int = DEFAULT_MEMORY_LIMIT,
         record_block: int | None = None,
+        split_records: bool = True,
         group: str = spec.WEIGHTS,
     ) -> Iterator[Block]:
         """Iterate over (record block × parameter block) pieces of at most ``memory_limit`` bytes.
 
         Blocks follow the store's chunk grid: the parameter block is a whole number of chunks
         wide and spans ``record_block`` records (default: all selected records), so every
-        chunk is read once. Pieces come parameter-block-major, records inner.
+        chunk is read once. When even one chunk column of all records exceeds the limit, the
+        records are split, or, with ``split_records=False``, the columns are made narrower than a
+        chunk (time-series analyses need every record of a window at once). Pieces come
+        parameter-block-major, records inner.
         """
         vg = self._weights if group == spec.WEIGHTS else self._optional[group]
         arr = vg.values
@@ -359,7 +363,7 @@ class Trajectory:
         item = 8  # analyses convert blocks to float64: budget for that copy
         cp = arr.chunks[1]
         cols = max(1, memory_limit // (nr * item))
-        if cols < cp and record_block is None:
+        if cols < cp and record_block is None and split_records:
             # Even one chunk column of all records does not fit: cut the records instead.
             nr = max(1, memory_limit // (cp * item))
             cols = cp

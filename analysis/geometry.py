@@ -1,0 +1,98 @@
+"""Path geometry: contour length, MSD versus contour length, autocorrelations, excursions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .windows import WindowStats
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Geometry of one window's path.
+
+    ``mean_contour[τ]``: mean over origins of s(i, i+τ) = Σ_{k=i+1..i+τ} ‖w(k) − w(k−1)‖;
+    ``msd_vs_contour``: (contour-length bin centres, mean Δr² in the bin) over the pairs at lags
+    2^0 … 2^8; ``contour_exponent``: slope of ln Δr² against ln s (2: straight ballistic
+    segments, 1: random-walk path); ``step_autocorr[k]``: autocorrelation of step lengths at
+    lag k; ``direction_autocorr[k]``: mean cosine between updates k steps apart;
+    ``excursions``: (chord², maximum squared perpendicular distance) of random fragments.
+    """
+
+    t_w: int
+    mean_contour: np.ndarray
+    msd_vs_contour: tuple[np.ndarray, np.ndarray]
+    contour_exponent: float
+    step_autocorr: dict[int, float]
+    direction_autocorr: dict[int, float]
+    excursions: tuple[np.ndarray, np.ndarray]
+
+    def to_dict(self) -> dict:
+        return {
+            "t_w": self.t_w,
+            "contour_exponent": self.contour_exponent,
+            "step_autocorr": {str(k): v for k, v in self.step_autocorr.items()},
+            "direction_autocorr": {str(k): v for k, v in self.direction_autocorr.items()},
+            "mean_contour": self.mean_contour.tolist(),
+            "msd_vs_contour": [a.tolist() for a in self.msd_vs_contour],
+            "excursions": {
+                "chord_sq": self.excursions[0].tolist(),
+                "perp_max_sq": self.excursions[1].tolist(),
+            },
+        }
+
+
+def geometry(stats: WindowStats, autocorr_lags=(1, 2, 4, 8, 16, 32)) -> Geometry:
+    step = np.sqrt(np.maximum(stats.step_sq, 0))
+    prefix = np.concatenate([[0.0], np.cumsum(step)])  # s(0, t)
+    n = len(prefix)
+    cums = np.concatenate([[0.0], np.cumsum(prefix)])
+    tau = np.arange(n)
+    # mean_i prefix[i+τ] − prefix[i] over i = 0 … n−1−τ, by prefix sums of the prefix sums
+    mean_contour = ((cums[n] - cums[tau]) - cums[n - tau]) / (n - tau)
+    s_all, r_all = [], []
+    for lag, d in stats.disp_sq.items():
+        s_all.append(prefix[lag:] - prefix[:-lag])
+        r_all.append(d)
+    s_all = np.concatenate(s_all) if s_all else np.zeros(0)
+    r_all = np.concatenate(r_all) if r_all else np.zeros(0)
+    centers, means = _binned_mean(s_all, r_all)
+    ok = (centers > 0) & (means > 0)
+    expo = float(np.polyfit(np.log(centers[ok]), np.log(means[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
+    sa = {}
+    for k in autocorr_lags:
+        if k < len(step) - 1:
+            a, b = step[:-k] - step.mean(), step[k:] - step.mean()
+            var = step.var()
+            sa[k] = float(np.mean(a * b) / var) if var > 0 else float("nan")
+    da = {}
+    for k, dots in stats.step_dot.items():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cos = dots / (step[:-k] * step[k:])
+        da[k] = float(np.nanmean(cos)) if np.isfinite(cos).any() else float("nan")
+    return Geometry(
+        stats.t_w,
+        mean_contour,
+        (centers, means),
+        expo,
+        sa,
+        da,
+        (stats.fragment_chord_sq, stats.fragment_perp_max),
+    )
+
+
+def _binned_mean(x: np.ndarray, y: np.ndarray, per_decade: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    x, y = x[ok], y[ok]
+    if len(x) == 0:
+        return np.zeros(0), np.zeros(0)
+    lx = np.log10(x)
+    edges = np.arange(lx.min(), lx.max() + 1.0 / per_decade, 1.0 / per_decade)
+    idx = np.clip(np.digitize(lx, edges) - 1, 0, len(edges) - 1)
+    cnt = np.bincount(idx, minlength=len(edges))
+    sy = np.bincount(idx, y, minlength=len(edges))
+    sx = np.bincount(idx, lx, minlength=len(edges))
+    keep = cnt > 0
+    return 10 ** (sx[keep] / cnt[keep]), sy[keep] / cnt[keep]

@@ -1,0 +1,212 @@
+"""Run every analysis a store's content allows; collect results and notes for the report."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trajstore import __version__
+from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
+
+from .exponents import fit_power_law, fit_two_regime, local_slope, smoothed_local_slope, usable_lags
+from .geometry import Geometry, geometry
+from .msd import WindowMSD, window_msd
+from .steps import Displacements, displacements
+from .tails import fit_power_law_tail, fit_stable, mohammadi_alpha
+from .windows import iter_windows, window_bounds
+
+WHOLE_RUN_MAX_RECORDS = 50_000
+
+DEFINITIONS = {
+    "t_w": "optimizer step of the first record of the window",
+    "msd": "Δr²(τ) = 1/(T−τ) Σ_i ‖w(i+τ) − w(i)‖², summed over all parameters, record lag τ",
+    "alpha_short": "exponent of Δr² ∝ τ^α below the crossover τ0 (two-regime fit on log-binned lags)",
+    "alpha_long": "exponent of Δr² ∝ τ^α above the crossover τ0",
+    "tau0": "crossover lag of the two-regime fit, in records (× stride = optimizer steps)",
+    "*_ci": "95 % interval: regression interval for exponents, RSS-profile (F-test) interval for tau0",
+    "alpha": "single power-law exponent over all usable lags (T − τ ≥ T/4)",
+    "step_length": "‖w(t+1) − w(t)‖ over the run; tail fit by Clauset–Shalizi–Newman",
+    "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
+    "direction_autocorr": "mean cosine between updates k records apart",
+    "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate of increments",
+}
+
+
+@dataclass
+class WindowAnalysis:
+    msd: WindowMSD
+    two_regime: Any  # TwoRegimeFit | None
+    power_law: Any  # PowerLawFit | None
+    slope: tuple[np.ndarray, np.ndarray]
+    smooth_slope: tuple[np.ndarray, np.ndarray]
+    displacements: Displacements
+    geometry: Geometry
+    stride: int | None
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {
+            "index": self.msd.index,
+            "t_w": self.msd.t_w,
+            "n_records": len(self.msd.msd),
+            "stride": self.stride,
+            "finite": self.msd.finite,
+        }
+        if self.two_regime is not None:
+            d.update(self.two_regime.to_dict())
+        if self.power_law is not None:
+            d["alpha"] = self.power_law.alpha
+            d["alpha_ci"] = list(self.power_law.alpha_ci)
+        d["msd_1"] = float(self.msd.msd[1]) if len(self.msd.msd) > 1 else None
+        d["msd_last_usable"] = (
+            float(self.msd.msd[usable_lags(len(self.msd.msd))[-1]]) if len(self.msd.msd) > 1 else None
+        )
+        d["contour_exponent"] = self.geometry.contour_exponent
+        d["direction_autocorr"] = {str(k): v for k, v in self.geometry.direction_autocorr.items()}
+        d["step_autocorr"] = {str(k): v for k, v in self.geometry.step_autocorr.items()}
+        return d
+
+
+@dataclass
+class Analysis:
+    """Everything ``trajstore analyze`` computes; ``summary()`` is what summary.json holds."""
+
+    path: str
+    n_records: int
+    n_params: int
+    window: int
+    windows: list[WindowAnalysis] = field(default_factory=list)
+    whole_run: Any = None
+    whole_run_msd: WindowMSD | None = None
+    step_lengths: np.ndarray | None = None
+    tails: dict[str, Any] = field(default_factory=dict)
+    stable: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {
+            "trajstore_version": __version__,
+            "store": self.path,
+            "n_records": self.n_records,
+            "n_params": self.n_params,
+            "window": self.window,
+            "windows": [w.to_dict() for w in self.windows],
+            "whole_run": self.whole_run.to_dict() if self.whole_run is not None else None,
+            "tails": {k: v.to_dict() for k, v in self.tails.items()},
+            "stable": {k: v for k, v in self.stable.items()},
+            **{k: v for k, v in self.extra.items()},
+            "notes": self.notes,
+            "definitions": DEFINITIONS,
+        }
+
+
+def _progress(enabled: bool, text: str) -> None:
+    if enabled:
+        sys.stderr.write(f"\r{text}   ")
+        sys.stderr.flush()
+
+
+def analyze(
+    traj: Trajectory,
+    window: int = 1000,
+    *,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    progress: bool | None = None,
+) -> Analysis:
+    """Run the diffusion analyses over every window of ``traj`` (see docs/analysis.md)."""
+    progress = sys.stderr.isatty() if progress is None else progress
+    if traj.n_records < 2:
+        raise ValueError(
+            f"{traj.path} has {traj.n_records} record(s): the diffusion analyses need at least 2; "
+            "record more steps"
+        )
+    out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    if traj.n_records < window:
+        out.notes.append(
+            f"the run has {traj.n_records} records, fewer than the window of {window}: "
+            "the whole run is analysed as one window"
+        )
+    bounds = window_bounds(traj.n_records, window)
+    names = traj.layout.names
+    step_lengths = []
+    for stats in iter_windows(traj, window, memory_limit=memory_limit):
+        _progress(progress, f"trajstore analyze: window {stats.index + 1}/{len(bounds)}")
+        wm = window_msd(stats, names)
+        if not stats.finite:
+            out.notes.append(
+                f"window {stats.index} (t_w = {stats.t_w}) has non-finite weights at records "
+                f"{stats.nonfinite_records[:5]}{'…' if len(stats.nonfinite_records) > 5 else ''}: "
+                "its MSD and fits are skipped"
+            )
+        two, single = _fits(wm, out.notes)
+        step_lengths.append(np.sqrt(np.maximum(stats.step_sq, 0)))
+        out.windows.append(
+            WindowAnalysis(
+                msd=wm,
+                two_regime=two,
+                power_law=single,
+                slope=local_slope(wm.lags, wm.msd) if len(wm.msd) > 21 else (np.zeros(0), np.zeros(0)),
+                smooth_slope=smoothed_local_slope(wm.lags[1:], wm.msd[1:]),
+                displacements=displacements(stats),
+                geometry=geometry(stats),
+                stride=stats.uniform_stride,
+            )
+        )
+    if len(bounds) > 1 and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
+        _progress(progress, "trajstore analyze: whole run")
+        whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit))
+        out.whole_run_msd = window_msd(whole, names)
+        out.whole_run, _ = _fits(out.whole_run_msd, out.notes)
+    elif len(bounds) > 1:
+        out.notes.append(f"whole-run fit skipped: {traj.n_records} records exceed {WHOLE_RUN_MAX_RECORDS}")
+    else:
+        out.whole_run = out.windows[0].two_regime
+        out.whole_run_msd = out.windows[0].msd
+    lengths = np.concatenate(step_lengths)
+    lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
+    out.step_lengths = lengths
+    _tails(out, lengths, traj)
+    if progress:
+        sys.stderr.write("\n")
+    return out
+
+
+def _fits(wm: WindowMSD, notes: list[str]):
+    if not wm.finite:
+        return None, None
+    lags = usable_lags(len(wm.msd))
+    try:
+        single = fit_power_law(lags, wm.msd[lags])
+    except ValueError as exc:
+        notes.append(f"window {wm.index}: no power-law fit ({exc})")
+        return None, None
+    try:
+        two = fit_two_regime(lags, wm.msd[lags])
+    except ValueError as exc:
+        notes.append(f"window {wm.index}: no two-regime fit ({exc})")
+        two = None
+    return two, single
+
+
+def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
+    if len(lengths) >= 10:
+        out.tails["step_length"] = fit_power_law_tail(lengths)
+    else:
+        out.notes.append("too few finite step lengths for a tail fit")
+    incr = np.diff(lengths)
+    if len(incr) >= 50 and np.ptp(incr) > 0:
+        st = fit_stable(incr)
+        out.stable["step_length_increments"] = {**st.to_dict(), "mohammadi_alpha": mohammadi_alpha(incr)}
+    if "loss" in traj.observables:
+        _, loss = traj.observable("loss")
+        dl = np.diff(loss[np.isfinite(loss)])
+        if len(dl) >= 50 and np.ptp(dl) > 0:
+            st = fit_stable(dl)
+            out.stable["loss_increments"] = {**st.to_dict(), "mohammadi_alpha": mohammadi_alpha(dl)}
+        else:
+            out.notes.append("the loss is constant or too short: loss-increment fits skipped")
+    else:
+        out.notes.append("the store has no 'loss' observable: loss analyses skipped")

@@ -1,0 +1,206 @@
+"""The shared per-window pass: one read of each window, every additive statistic at once.
+
+For a window of T records, every statistic below is a sum over parameter coordinates, so it is
+accumulated block by block over parameter blocks read from the store, with bounded memory:
+
+* FFT power spectra and squared norms per tensor → the time-averaged MSD over all lags
+  (Δr²(τ) = [S1(τ) − 2·S2(τ)] / (T − τ), S2 the autocorrelation, S1 from prefix sums);
+* squared step lengths ‖w(t+1) − w(t)‖² and displacements ‖w(t+τ) − w(t)‖², τ = 2^0 … 2^8,
+  by direct differences (exact);
+* dot products of updates Δw(t)·Δw(t+k), k = 1, 2, 4, …, 32 (directional autocorrelation);
+* for random fragments of L steps: ‖p_i‖², p_i·c and ‖c‖² (p_i = w(a+i) − w(a), c the chord),
+  which give the transverse excursions.
+
+Each block is centred per coordinate (window mean) and converted to float64 before any sum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import scipy.fft
+
+from trajstore.reader import Trajectory
+
+DISPLACEMENT_LAGS = tuple(2**k for k in range(9))  # 1 … 256 records
+DIRECTION_LAGS = (1, 2, 4, 8, 16, 32)
+FRAGMENT_STEPS = 100
+FRAGMENTS_PER_WINDOW = 50
+_BYTES_PER_CELL = 48  # float64 block + complex128 spectrum + temporaries, per (record, column)
+
+
+@dataclass
+class WindowStats:
+    """Everything the diffusion analyses need from one window of ``n`` records.
+
+    Arrays indexed by lag τ have length ``n`` (τ = 0 … n−1). ``sum_sq_tensor`` etc. are per
+    tensor of the layout (rows in layout order).
+    """
+
+    index: int
+    start: int  # first record
+    steps: np.ndarray  # (n,) int64
+    msd: np.ndarray  # (n,) Δr²(τ), summed over all parameters
+    msd_tensor: np.ndarray  # (n_tensors, n)
+    step_sq: np.ndarray  # (n-1,) ‖w(t+1) − w(t)‖²
+    disp_sq: dict[int, np.ndarray]  # τ → (n−τ,) ‖w(t+τ) − w(t)‖²
+    step_dot: dict[int, np.ndarray]  # k → (n−1−k,) Δw(t)·Δw(t+k)
+    fragment_starts: np.ndarray  # (F,)
+    fragment_perp_max: np.ndarray  # (F,) max squared perpendicular distance from the chord
+    fragment_chord_sq: np.ndarray  # (F,) squared chord length
+    finite: bool = True
+    nonfinite_records: list[int] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.steps)
+
+    @property
+    def t_w(self) -> int:
+        return int(self.steps[0])
+
+    @property
+    def origins(self) -> np.ndarray:
+        """Number of time origins averaged at each lag τ: T − τ."""
+        return self.n - np.arange(self.n)
+
+    @property
+    def lag_steps(self) -> np.ndarray:
+        """Mean optimizer-step difference of the pairs at each record lag (exact when strided)."""
+        csum = np.concatenate([[0], np.cumsum(self.steps, dtype=np.float64)])
+        n = self.n
+        tau = np.arange(n)
+        upper = csum[n] - csum[tau]  # Σ_{i≥τ} steps[i]
+        lower = csum[n - tau]  # Σ_{i<n−τ} steps[i]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (upper - lower) / (n - tau)
+
+    @property
+    def uniform_stride(self) -> int | None:
+        d = np.diff(self.steps)
+        return int(d[0]) if len(d) and np.all(d == d[0]) else None
+
+
+def window_bounds(n_records: int, window: int) -> list[tuple[int, int]]:
+    """Consecutive, non-overlapping windows of ``window`` records; the whole run if shorter."""
+    if n_records < 2:
+        raise ValueError(f"the store has {n_records} record(s); diffusion analyses need at least 2")
+    if window < 2:
+        raise ValueError(f"the window must hold at least 2 records, got {window}")
+    if n_records <= window:
+        return [(0, n_records)]
+    return [(s, s + window) for s in range(0, n_records - window + 1, window)]
+
+
+def iter_windows(
+    traj: Trajectory,
+    window: int = 1000,
+    *,
+    memory_limit: int = 1 << 30,
+    seed: int = 0,
+    windows: list[int] | None = None,
+) -> Iterator[WindowStats]:
+    """Yield :class:`WindowStats` for each window (or the listed window indices)."""
+    bounds = window_bounds(traj.n_records, window)
+    rng = np.random.default_rng(seed)
+    offsets = np.array([t.offset for t in traj.layout] + [traj.n_params])
+    for k, (r0, r1) in enumerate(bounds):
+        frag_starts = _fragment_starts(r1 - r0, rng)
+        if windows is not None and k not in windows:
+            continue
+        yield _window_pass(traj, k, r0, r1, offsets, memory_limit, frag_starts)
+
+
+def _fragment_starts(n: int, rng: np.random.Generator) -> np.ndarray:
+    if n <= FRAGMENT_STEPS:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(rng.integers(0, n - FRAGMENT_STEPS, size=FRAGMENTS_PER_WINDOW))
+
+
+def _window_pass(traj, index, r0, r1, offsets, memory_limit, frag_starts) -> WindowStats:
+    n = r1 - r0
+    n_tensors = len(offsets) - 1
+    nfft = scipy.fft.next_fast_len(2 * n, real=True)
+    power = np.zeros((n_tensors, nfft // 2 + 1))
+    sq_rows = np.zeros((n_tensors, n))
+    step_sq = np.zeros(n - 1)
+    disp = {tau: np.zeros(n - tau) for tau in DISPLACEMENT_LAGS if tau < n}
+    dots = {k: np.zeros(n - 1 - k) for k in DIRECTION_LAGS if k < n - 1}
+    F = len(frag_starts)
+    pp = np.zeros((F, FRAGMENT_STEPS + 1))
+    pc = np.zeros((F, FRAGMENT_STEPS + 1))
+    cc = np.zeros(F)
+    bad_rows: set[int] = set()
+    budget = max(memory_limit // _BYTES_PER_CELL, 1)
+    for block in traj.blocks(records=slice(r0, r1), memory_limit=budget * 8, split_records=False):
+        x = block.data.astype(np.float64)
+        if not np.isfinite(x).all():
+            bad_rows.update((np.flatnonzero(~np.isfinite(x).all(axis=1)) + r0).tolist())
+            continue
+        x -= x.mean(axis=0)  # centre per coordinate: distances are unchanged, round-off is not
+        p0, p1 = block.params.start, block.params.stop
+        # Column segments of this block that belong to each tensor.
+        first = int(np.searchsorted(offsets, p0, side="right")) - 1
+        last = int(np.searchsorted(offsets, p1, side="left"))
+        cuts = np.clip(offsets[first : last + 1], p0, p1) - p0
+        spec = scipy.fft.rfft(x, n=nfft, axis=0, workers=1)
+        pw = spec.real**2 + spec.imag**2
+        del spec
+        seg_power = np.add.reduceat(pw, cuts[:-1], axis=1) if len(cuts) > 1 else pw.sum(axis=1, keepdims=True)
+        seg_sq = (
+            np.add.reduceat(x * x, cuts[:-1], axis=1) if len(cuts) > 1 else (x * x).sum(axis=1, keepdims=True)
+        )
+        nonempty = cuts[1:] > cuts[:-1]
+        tids = np.arange(first, first + len(cuts) - 1)[nonempty]
+        power[tids] += seg_power.T[nonempty]
+        sq_rows[tids] += seg_sq.T[nonempty]
+        d = np.diff(x, axis=0)
+        step_sq += np.einsum("ij,ij->i", d, d)
+        for tau, acc in disp.items():
+            dd = x[tau:] - x[:-tau]
+            acc += np.einsum("ij,ij->i", dd, dd)
+        for k, acc in dots.items():
+            acc += np.einsum("ij,ij->i", d[:-k], d[k:])
+        for f, a in enumerate(frag_starts):
+            p = x[a : a + FRAGMENT_STEPS + 1] - x[a]
+            c = p[-1]
+            pp[f] += np.einsum("ij,ij->i", p, p)
+            pc[f] += p @ c
+            cc[f] += c @ c
+    steps = traj.steps[r0:r1]
+    msd_t = _msd_from_sums(power, sq_rows, n, nfft)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        perp = np.where(cc[:, None] > 0, pp - pc**2 / cc[:, None], 0.0)
+    finite = not bad_rows
+    nan = np.full(n, np.nan)
+    if not finite:  # partial sums are meaningless: say so with NaN
+        disp = {tau: np.full_like(a, np.nan) for tau, a in disp.items()}
+        dots = {k: np.full_like(a, np.nan) for k, a in dots.items()}
+    return WindowStats(
+        index=index,
+        start=r0,
+        steps=steps,
+        msd=msd_t.sum(axis=0) if finite else nan,
+        msd_tensor=msd_t if finite else np.full_like(msd_t, np.nan),
+        step_sq=step_sq if finite else nan[:-1],
+        disp_sq=disp,
+        step_dot=dots,
+        fragment_starts=frag_starts,
+        fragment_perp_max=np.clip(perp, 0, None).max(axis=1) if F else np.zeros(0),
+        fragment_chord_sq=cc,
+        finite=finite,
+        nonfinite_records=sorted(bad_rows),
+    )
+
+
+def _msd_from_sums(power: np.ndarray, sq_rows: np.ndarray, n: int, nfft: int) -> np.ndarray:
+    """Δr²(τ) per tensor from Σ|F|² (autocorrelation) and per-record squared norms."""
+    s2 = scipy.fft.irfft(power, n=nfft, axis=1)[:, :n]
+    q = np.concatenate([np.zeros((len(sq_rows), 1)), np.cumsum(sq_rows, axis=1)], axis=1)
+    tau = np.arange(n)
+    s1 = q[:, n - tau] + (q[:, [n]] - q[:, tau])  # Σ_{i<n−τ} x_i² + Σ_{i≥τ} x_i²
+    msd = (s1 - 2.0 * s2) / (n - tau)
+    msd[:, 0] = 0.0
+    return np.maximum(msd, 0.0)

@@ -1,0 +1,119 @@
+"""Path geometry, the analyze pipeline on a real run, bad input, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from trajstore.analysis.geometry import geometry
+from trajstore.analysis.pipeline import analyze
+from trajstore.analysis.windows import iter_windows
+
+import trajstore
+
+
+def write(path, w, **kw):
+    with trajstore.create(path, w.shape[1], **kw) as wr:
+        for i, row in enumerate(w):
+            wr.append(i, row)
+    return trajstore.open(path)
+
+
+def test_geometry_straight_line_and_random_walk(tmp_path):
+    t = np.arange(300, dtype=float)[:, None]
+    line = write(tmp_path / "line.zarr", (t * np.array([[1.0, 2.0, -0.5]])).astype(np.float32))
+    g = geometry(next(iter_windows(line)))
+    assert g.contour_exponent == pytest.approx(2.0, abs=1e-6)
+    assert g.direction_autocorr[1] == pytest.approx(1.0) and g.direction_autocorr[32] == pytest.approx(1.0)
+    np.testing.assert_allclose(g.mean_contour[1:5], np.sqrt(5.25) * np.arange(1, 5), rtol=1e-6)
+    assert np.allclose(g.excursions[1], 0, atol=1e-6)  # no transverse excursion on a line
+    rw = write(tmp_path / "rw.zarr", np.cumsum(np.random.default_rng(0).normal(size=(1000, 200)), axis=0))
+    g2 = geometry(next(iter_windows(rw)))
+    assert g2.contour_exponent == pytest.approx(1.0, abs=0.15)
+    assert abs(g2.direction_autocorr[1]) < 0.05
+    assert g2.excursions[1].mean() > 0
+
+
+def test_excursion_matches_direct_computation(tmp_path):
+    rng = np.random.default_rng(1)
+    w = np.cumsum(rng.normal(size=(400, 5)), axis=0).astype(np.float32)
+    t = write(tmp_path / "e.zarr", w)
+    s = next(iter_windows(t, memory_limit=48 * 400 * 2))
+    x = t.weights[:].astype(np.float64)
+    for a, perp in zip(s.fragment_starts[:5], s.fragment_perp_max[:5], strict=True):
+        p = x[a : a + 101] - x[a]
+        c = p[-1]
+        d2 = np.sum(p * p, axis=1) - (p @ c) ** 2 / (c @ c)
+        assert perp == pytest.approx(d2.max(), rel=1e-8)
+
+
+def test_real_digits_run_super_then_smaller(digits_run):
+    with trajstore.open(digits_run) as t:
+        a = analyze(t, window=1000, progress=False)
+    s = a.summary()
+    first, last = s["windows"][0], s["windows"][-1]
+    assert first["alpha"] > 1.0  # superdiffusive early, as in the paper
+    assert last["alpha"] < first["alpha"]
+    assert s["tails"]["step_length"]["alpha"] > 1 and s["whole_run"] is not None
+    assert "loss_increments" in s["stable"]
+    json.dumps(s, default=float)
+
+
+def test_bad_input_messages(tmp_path):
+    one = write(tmp_path / "one.zarr", np.ones((1, 3), dtype=np.float32))
+    with pytest.raises(ValueError, match="at least 2"):
+        analyze(one, progress=False)
+    w = np.cumsum(np.random.default_rng(2).normal(size=(300, 4)), axis=0).astype(np.float32)
+    short = write(tmp_path / "short.zarr", w)
+    a = analyze(short, window=1000, progress=False)
+    assert any("fewer than the window" in n for n in a.notes)
+    assert any("no 'loss'" in n for n in a.notes)
+    assert a.windows[0].two_regime is not None
+    w2 = np.cumsum(np.random.default_rng(3).normal(size=(400, 4)), axis=0).astype(np.float32)
+    w2[250, 1] = np.nan
+    nan = write(tmp_path / "nan.zarr", w2)
+    a = analyze(nan, window=200, progress=False)
+    assert a.windows[0].two_regime is not None and a.windows[1].two_regime is None
+    assert any("non-finite weights at records [250]" in n for n in a.notes)
+
+
+def test_cli_analyze_writes_report(digits_run, tmp_path):
+    out = tmp_path / "report"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trajstore.cli.main",
+            "analyze",
+            str(digits_run),
+            "-o",
+            str(out),
+            "--json",
+            "--memory-limit",
+            "64M",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    s = json.loads(p.stdout)
+    assert s == json.loads((out / "summary.json").read_text())
+    for name in ("index.html", "msd.png", "exponents.png", "displacements.png", "tail.png", "geometry.png"):
+        assert (out / name).stat().st_size > 1000
+    html = (out / "index.html").read_text()
+    assert "alpha_short" in html and "msd.png" in html
+    w0 = s["windows"][0]
+    assert w0["alpha_short_ci"][0] <= w0["alpha_short"] <= w0["alpha_short_ci"][1]
+
+
+def test_cli_analyze_one_record_is_one_line_error(tmp_path):
+    write(tmp_path / "one.zarr", np.ones((1, 3), dtype=np.float32))
+    p = subprocess.run(
+        [sys.executable, "-m", "trajstore.cli.main", "analyze", str(tmp_path / "one.zarr")],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1 and p.stderr.strip().count("\n") == 0 and "at least 2" in p.stderr
