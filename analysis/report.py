@@ -177,7 +177,8 @@ FIGURES = {
 
 
 _CSS = (
-    "body{font-family:sans-serif;max-width:1200px;margin:auto} table{border-collapse:collapse;font-size:12px} "
+    "body{font-family:sans-serif;max-width:1200px;margin:auto} "
+    "table{border-collapse:collapse;font-size:12px} "
     "td,th{border:1px solid #ccc;padding:2px 6px} img{max-width:100%} figure{display:inline-block;margin:8px}"
 )
 
