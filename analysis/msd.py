@@ -68,7 +68,7 @@ def windowed_msd(
         >>> results[0].msd[1]        # Δr²(1) of the first window
     """
     names = traj.layout.names
-    return [window_msd(s, names) for s in iter_windows(traj, window, memory_limit=memory_limit)]
+    return [window_msd(s, names) for s in iter_windows(traj, window, memory_limit=memory_limit, extras=False)]
 
 
 def fixed_origin_tamsd(

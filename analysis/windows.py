@@ -28,7 +28,10 @@ DISPLACEMENT_LAGS = tuple(2**k for k in range(9))  # 1 … 256 records
 DIRECTION_LAGS = (1, 2, 4, 8, 16, 32)
 FRAGMENT_STEPS = 100
 FRAGMENTS_PER_WINDOW = 50
-_BYTES_PER_CELL = 48  # float64 block + complex128 spectrum + temporaries, per (record, column)
+# Bytes per (record, column) of a compute sub-block: the zero-padded float64 copy (2 × 8), its
+# complex spectrum (~16), the power (~8) and temporaries.
+_BYTES_PER_CELL = 64
+_DECODED_CHUNKS = 4
 
 
 @dataclass
@@ -101,8 +104,14 @@ def iter_windows(
     memory_limit: int = 1 << 30,
     seed: int = 0,
     windows: list[int] | None = None,
+    extras: bool = True,
+    workers: int = 1,
 ) -> Iterator[WindowStats]:
-    """Yield :class:`WindowStats` for each window (or the listed window indices)."""
+    """Yield :class:`WindowStats` for each window (or the listed window indices).
+
+    ``extras=False`` computes the MSD only (displacements, dot products and fragments are left
+    empty); ``workers`` is the FFT's thread count (default 1: a second core reads ahead).
+    """
     bounds = window_bounds(traj.n_records, window)
     rng = np.random.default_rng(seed)
     offsets = np.array([t.offset for t in traj.layout] + [traj.n_params])
@@ -110,7 +119,44 @@ def iter_windows(
         frag_starts = _fragment_starts(r1 - r0, rng)
         if windows is not None and k not in windows:
             continue
-        yield _window_pass(traj, k, r0, r1, offsets, memory_limit, frag_starts)
+        yield _window_pass(
+            traj,
+            k,
+            r0,
+            r1,
+            offsets,
+            memory_limit,
+            frag_starts if extras else frag_starts[:0],
+            extras,
+            workers,
+        )
+
+
+def prefetch(iterator: Iterator, depth: int = 1) -> Iterator:
+    """Yield from ``iterator`` while a background thread reads the next ``depth`` items, so that
+    reading and decompressing overlap with computing (both release the GIL)."""
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(depth)
+    done = object()
+
+    def run() -> None:
+        try:
+            for item in iterator:
+                q.put(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=run, daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 def _fragment_starts(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -119,56 +165,69 @@ def _fragment_starts(n: int, rng: np.random.Generator) -> np.ndarray:
     return np.sort(rng.integers(0, n - FRAGMENT_STEPS, size=FRAGMENTS_PER_WINDOW))
 
 
-def _window_pass(traj, index, r0, r1, offsets, memory_limit, frag_starts) -> WindowStats:
+def _window_pass(
+    traj, index, r0, r1, offsets, memory_limit, frag_starts, extras=True, workers=-1
+) -> WindowStats:
     n = r1 - r0
     n_tensors = len(offsets) - 1
     nfft = scipy.fft.next_fast_len(2 * n, real=True)
     power = np.zeros((n_tensors, nfft // 2 + 1))
     sq_rows = np.zeros((n_tensors, n))
     step_sq = np.zeros(n - 1)
-    disp = {tau: np.zeros(n - tau) for tau in DISPLACEMENT_LAGS if tau < n}
-    dots = {k: np.zeros(n - 1 - k) for k in DIRECTION_LAGS if k < n - 1}
+    disp = {tau: np.zeros(n - tau) for tau in DISPLACEMENT_LAGS if tau < n and extras}
+    dots = {k: np.zeros(n - 1 - k) for k in DIRECTION_LAGS if k < n - 1 and extras}
     F = len(frag_starts)
     pp = np.zeros((F, FRAGMENT_STEPS + 1))
     pc = np.zeros((F, FRAGMENT_STEPS + 1))
     cc = np.zeros(F)
     bad_rows: set[int] = set()
-    budget = max(memory_limit // _BYTES_PER_CELL, 1)
-    for block in traj.blocks(records=slice(r0, r1), memory_limit=budget * 8, split_records=False):
-        x = block.data.astype(np.float64)
-        if not np.isfinite(x).all():
-            bad_rows.update((np.flatnonzero(~np.isfinite(x).all(axis=1)) + r0).tolist())
-            continue
-        x -= x.mean(axis=0)  # centre per coordinate: distances are unchanged, round-off is not
-        p0, p1 = block.params.start, block.params.stop
-        # Column segments of this block that belong to each tensor.
-        first = int(np.searchsorted(offsets, p0, side="right")) - 1
-        last = int(np.searchsorted(offsets, p1, side="left"))
-        cuts = np.clip(offsets[first : last + 1], p0, p1) - p0
-        spec = scipy.fft.rfft(x, n=nfft, axis=0, workers=1)
-        pw = spec.real**2 + spec.imag**2
-        del spec
-        seg_power = np.add.reduceat(pw, cuts[:-1], axis=1) if len(cuts) > 1 else pw.sum(axis=1, keepdims=True)
-        seg_sq = (
-            np.add.reduceat(x * x, cuts[:-1], axis=1) if len(cuts) > 1 else (x * x).sum(axis=1, keepdims=True)
-        )
-        nonempty = cuts[1:] > cuts[:-1]
-        tids = np.arange(first, first + len(cuts) - 1)[nonempty]
-        power[tids] += seg_power.T[nonempty]
-        sq_rows[tids] += seg_sq.T[nonempty]
-        d = np.diff(x, axis=0)
-        step_sq += np.einsum("ij,ij->i", d, d)
-        for tau, acc in disp.items():
-            dd = x[tau:] - x[:-tau]
-            acc += np.einsum("ij,ij->i", dd, dd)
-        for k, acc in dots.items():
-            acc += np.einsum("ij,ij->i", d[:-k], d[k:])
-        for f, a in enumerate(frag_starts):
-            p = x[a : a + FRAGMENT_STEPS + 1] - x[a]
-            c = p[-1]
-            pp[f] += np.einsum("ij,ij->i", p, p)
-            pc[f] += p @ c
-            cc[f] += c @ c
+    # Memory: reads are whole chunks wide (every chunk decoded once per window); three float32
+    # read blocks are alive at once (being read, queued, in use), the storage library holds a
+    # few decoded chunks, and the rest is the float64 working set of a compute sub-block.
+    cp = traj.weights.chunks[1]
+    chunk_bytes = int(np.prod(traj.weights.chunks)) * traj.weights.dtype.itemsize
+    read_cols = max(cp, (memory_limit // (48 * n)) // cp * cp)
+    reserved = 3 * n * read_cols * 4 + _DECODED_CHUNKS * chunk_bytes
+    sub_cols = max(1, (memory_limit - reserved) // (n * _BYTES_PER_CELL))
+    blocks = traj.blocks(records=slice(r0, r1), memory_limit=read_cols * n * 8, split_records=False)
+    for block in prefetch(blocks):
+        for c0 in range(0, block.data.shape[1], sub_cols):
+            data = block.data[:, c0 : c0 + sub_cols]
+            p0 = block.params.start + c0
+            p1 = p0 + data.shape[1]
+            padded = np.zeros((nfft, data.shape[1]))  # the FFT's zero padding, filled in place
+            x = padded[:n]
+            x[:] = data
+            if not np.isfinite(x).all():
+                bad_rows.update((np.flatnonzero(~np.isfinite(x).all(axis=1)) + r0).tolist())
+                continue
+            x -= x.mean(axis=0)  # centre per coordinate: distances are unchanged, round-off is not
+            # Column segments of this sub-block that belong to each tensor.
+            first = int(np.searchsorted(offsets, p0, side="right")) - 1
+            last = int(np.searchsorted(offsets, p1, side="left"))
+            cuts = np.clip(offsets[first : last + 1], p0, p1) - p0
+            spec = scipy.fft.rfft(padded, axis=0, workers=workers)
+            pw = spec.real**2
+            pw += spec.imag**2
+            del spec
+            nonempty = cuts[1:] > cuts[:-1]
+            tids = np.arange(first, first + len(cuts) - 1)[nonempty]
+            power[tids] += np.add.reduceat(pw, cuts[:-1], axis=1).T[nonempty]
+            del pw
+            sq_rows[tids] += np.add.reduceat(x * x, cuts[:-1], axis=1).T[nonempty]
+            d = np.diff(x, axis=0)
+            step_sq += np.einsum("ij,ij->i", d, d)
+            for tau, acc in disp.items():
+                dd = x[tau:] - x[:-tau]
+                acc += np.einsum("ij,ij->i", dd, dd)
+            for k, acc in dots.items():
+                acc += np.einsum("ij,ij->i", d[:-k], d[k:])
+            for f, a in enumerate(frag_starts):
+                frag = x[a : a + FRAGMENT_STEPS + 1] - x[a]
+                chord = frag[-1]
+                pp[f] += np.einsum("ij,ij->i", frag, frag)
+                pc[f] += frag @ chord
+                cc[f] += chord @ chord
     steps = traj.steps[r0:r1]
     msd_t = _msd_from_sums(power, sq_rows, n, nfft)
     with np.errstate(invalid="ignore", divide="ignore"):
