@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import tidynamics
-
-import trajstore
 from common import record_result
 from trajstore.analysis.msd import windowed_msd
+
+import trajstore
 
 
 def all_pairs_msd(x: np.ndarray) -> np.ndarray:
