@@ -10,7 +10,6 @@ import time
 import warnings
 
 import numpy as np
-
 from common import record_result
 from trajstore.analysis.tails import fit_power_law_tail
 
