@@ -1,0 +1,227 @@
+"""Roughness of the loss landscape along the trajectory: MSL(Δr) and the Hurst exponent.
+
+For all pairs i < j of a window: ΔL_ij = L_j − L_i and Δr_ij = ‖w_j − w_i‖. The mean squared
+loss MSL(Δr) = ⟨ΔL_ij²⟩ over pairs binned by Δr (log bins). For a self-affine landscape with
+Hurst exponent H, MSL ∝ Δr^{2H}; the graph of a profile along a path then has fractal
+dimension D = 2 − H (a d-dimensional surface: d + 1 − H). Losses are paired with the weights
+they were computed at (``evaluated_at``): a ``pre_step`` loss of step s with the weights of step
+s − 1. Pair distances come from the window's centred float64 Gram matrix, accumulated over
+parameter blocks (bounded memory).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from scipy import optimize, stats
+
+from trajstore import spec
+from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
+
+from .windows import prefetch, window_bounds
+
+MIN_PAIRS_PER_BIN = 20
+
+
+def paired_losses(traj: Trajectory, name: str = "loss") -> np.ndarray:
+    """Loss at each weights record (NaN where none): (n_records,) float64.
+
+    A ``pre_step`` value logged at step s belongs to the weights recorded at step s − 1; a
+    ``post_step`` value at step s to the weights of step s.
+    """
+    if name not in traj.observables:
+        raise KeyError(f"{traj.path} has no observable {name!r}: the landscape analyses need the losses")
+    steps, values = traj.observable(name)
+    shift = 1 if traj.observable_attrs(name).get(spec.ATTR_EVALUATED_AT) == spec.PRE_STEP else 0
+    out = np.full(traj.n_records, np.nan)
+    idx = np.searchsorted(traj.steps, steps - shift)
+    ok = idx < traj.n_records
+    ok[ok] &= traj.steps[idx[ok]] == steps[ok] - shift
+    out[idx[ok]] = values[ok]
+    return out
+
+
+def pair_distances(
+    traj: Trajectory,
+    records: slice,
+    *,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    params: slice | None = None,
+) -> np.ndarray:
+    """Squared distances ‖w_j − w_i‖² of every pair of records in ``records``: (T, T) float64.
+
+    Accumulates the Gram matrix of the window-centred weights over parameter blocks
+    (D²_ij = G_ii + G_jj − 2 G_ij); ``params`` restricts to a parameter range.
+    """
+    r0, r1, _ = records.indices(traj.n_records)
+    n = r1 - r0
+    gram = np.zeros((n, n))
+    limit = max(memory_limit - gram.nbytes, 8 * n)
+    for block in prefetch(
+        traj.blocks(records=slice(r0, r1), params=params, memory_limit=limit // 3, split_records=False)
+    ):
+        x = block.data.astype(np.float64)
+        x -= x.mean(axis=0)
+        gram += x @ x.T
+    d = np.diag(gram)
+    return np.maximum(d[:, None] + d[None, :] - 2.0 * gram, 0.0)
+
+
+@dataclass(frozen=True)
+class MSLResult:
+    """MSL(Δr) of one window and the fit MSL ∝ Δr^{2H} over ``fit_range``.
+
+    ``hurst`` = slope / 2 with its 95 % interval; ``dimension_profile`` = 2 − H (graph of a
+    1-D profile), ``dimension_surface`` = N + 1 − H is not reported (N is huge); ``noise_floor``
+    the fitted constant F of MSL = F + A·Δr^{2H} (minibatch sampling noise adds 2σ² to every
+    ΔL²; noise-free data give F ≈ 0) and ``floor_ratio`` the MSL at the lower end of the fit
+    range over F (≫ 1: the smallest fitted scales are well above the noise).
+    """
+
+    t_w: int
+    centers: np.ndarray
+    msl: np.ndarray
+    counts: np.ndarray
+    slope: float
+    slope_ci: tuple[float, float]
+    hurst: float
+    hurst_ci: tuple[float, float]
+    dimension_profile: float
+    fit_range: tuple[float, float]
+    noise_floor: float
+    floor_ratio: float
+    contour_centers: np.ndarray
+    msl_contour: np.ndarray
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("centers", "msl", "counts", "contour_centers", "msl_contour"):
+            d[k] = np.asarray(d[k]).tolist()
+        return d
+
+
+def binned_msl(dist: np.ndarray, dloss_sq: np.ndarray, per_decade: int = 10):
+    """Mean of ``dloss_sq`` in log-spaced bins of ``dist`` (bins with ≥ MIN_PAIRS_PER_BIN pairs)."""
+    ok = np.isfinite(dist) & np.isfinite(dloss_sq) & (dist > 0)
+    ld = np.log10(dist[ok])
+    y = dloss_sq[ok]
+    if len(ld) == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=int)
+    edges = np.arange(ld.min(), ld.max() + 1.0 / per_decade, 1.0 / per_decade)
+    idx = np.clip(np.digitize(ld, edges) - 1, 0, len(edges) - 1)
+    cnt = np.bincount(idx, minlength=len(edges))
+    sy = np.bincount(idx, y, minlength=len(edges))
+    sx = np.bincount(idx, ld, minlength=len(edges))
+    keep = cnt >= MIN_PAIRS_PER_BIN
+    return 10 ** (sx[keep] / cnt[keep]), sy[keep] / cnt[keep], cnt[keep]
+
+
+def default_fit_range(centers, counts) -> tuple[float, float]:
+    """The scaling range: from the smallest populated distance bin to the distance below which a
+    quarter of the pairs lie (the best-sampled scales, short of the saturation at the largest
+    distances of a window); at least 4 bins."""
+    cum = np.cumsum(counts) / counts.sum()
+    hi = max(int(np.searchsorted(cum, 0.25)), 3)
+    return float(centers[0]), float(centers[min(hi, len(centers) - 1)])
+
+
+def fit_msl(centers, msl, fit_range: tuple[float, float]):
+    """Fit MSL(Δr) = F + A·Δr^s (F ≥ 0 the noise floor) over ``fit_range`` in log space.
+
+    Returns (s, 95 % interval of s, F). Minibatch losses carry sampling noise that adds a
+    constant 2σ² to every ΔL²; fitting it, rather than cutting the small distances, keeps the
+    best-sampled scales in the fit. Noise-free data give F ≈ 0 and a plain power law.
+    """
+    sel = (centers >= fit_range[0]) & (centers <= fit_range[1]) & (msl > 0)
+    if sel.sum() < 4:
+        raise ValueError("too few distance bins in the fit range for an MSL fit (need 4)")
+    lx, ly = np.log(centers[sel]), np.log(msl[sel])
+    plain = stats.linregress(lx, ly)
+
+    def model(x, log_f, log_a, s):
+        return np.logaddexp(log_f, log_a + s * x)
+
+    p0 = (float(ly.min() - 3), float(plain.intercept), float(np.clip(plain.slope, 0.05, 2.5)))
+    try:
+        popt, pcov = optimize.curve_fit(
+            model, lx, ly, p0=p0, bounds=([-np.inf, -np.inf, 0.0], [np.inf, np.inf, 3.0]), maxfev=20000
+        )
+        s_hat, se = float(popt[2]), float(np.sqrt(max(pcov[2, 2], 0.0)))
+        floor = float(np.exp(popt[0]))
+    except (RuntimeError, ValueError):
+        s_hat, se, floor = float(plain.slope), float(plain.stderr), 0.0
+    t = stats.t.ppf(0.975, max(sel.sum() - 3, 1))
+    return s_hat, (s_hat - t * se, s_hat + t * se), floor
+
+
+def msl_from_pairs(
+    d2: np.ndarray, losses: np.ndarray, steps: np.ndarray, contour: np.ndarray | None = None, fit_range=None
+) -> MSLResult:
+    """MSL of one window from its pair distances ``d2`` (T, T) and losses (T,) (NaN skipped)."""
+    iu, ju = np.triu_indices(len(losses), 1)
+    dl2 = (losses[ju] - losses[iu]) ** 2
+    dist = np.sqrt(d2[iu, ju])
+    ok = np.isfinite(dl2)
+    if ok.sum() < 3 * MIN_PAIRS_PER_BIN:
+        raise ValueError("too few pairs with losses in this window for an MSL")
+    if np.nanmax(dl2) == 0:
+        raise ValueError("the loss is constant: the MSL is zero everywhere and no roughness can be measured")
+    dist, dl2 = dist[ok], dl2[ok]
+    iu, ju = iu[ok], ju[ok]
+    centers, msl, counts = binned_msl(dist, dl2)
+    if len(centers) < 4:
+        raise ValueError("too few populated distance bins for an MSL fit")
+    rng = fit_range or default_fit_range(centers, counts)
+    slope, ci, floor = fit_msl(centers, msl, rng)
+    lower = msl[centers >= rng[0]][0] if (centers >= rng[0]).any() else np.nan
+    cc, mc = (np.zeros(0), np.zeros(0))
+    if contour is not None:
+        s = contour[ju] - contour[iu]
+        cc, mc, _ = binned_msl(s, dl2)
+    h = slope / 2
+    return MSLResult(
+        t_w=int(steps[0]),
+        centers=centers,
+        msl=msl,
+        counts=counts,
+        slope=slope,
+        slope_ci=ci,
+        hurst=h,
+        hurst_ci=(ci[0] / 2, ci[1] / 2),
+        dimension_profile=2 - h,
+        fit_range=rng,
+        noise_floor=floor,
+        floor_ratio=float(lower / floor) if floor > 0 else float("inf"),
+        contour_centers=cc,
+        msl_contour=mc,
+    )
+
+
+def windowed_msl(
+    traj: Trajectory,
+    window: int = 1000,
+    *,
+    loss: str = "loss",
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    params: slice | None = None,
+    fit_range=None,
+) -> list[MSLResult]:
+    """MSL(Δr) and the Hurst exponent per window of ``window`` records."""
+    losses = paired_losses(traj, loss)
+    out = []
+    for r0, r1 in window_bounds(traj.n_records, window):
+        d2 = pair_distances(traj, slice(r0, r1), memory_limit=memory_limit, params=params)
+        step = np.sqrt(np.maximum(np.diag(d2, 1), 0))
+        contour = np.concatenate([[0.0], np.cumsum(step)])
+        out.append(msl_from_pairs(d2, losses[r0:r1], traj.steps[r0:r1], contour, fit_range))
+    return out
+
+
+@dataclass(frozen=True)
+class HurstFit:
+    hurst: float
+    hurst_ci: tuple[float, float]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
