@@ -206,22 +206,25 @@ def windowed_msl(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     params: slice | None = None,
     fit_range=None,
+    notes: list[str] | None = None,
 ) -> list[MSLResult]:
-    """MSL(Δr) and the Hurst exponent per window of ``window`` records."""
+    """MSL(Δr) and the Hurst exponent per window of ``window`` records.
+
+    A window that cannot be fitted (constant loss there, too few pairs) is skipped with a line
+    in ``notes``; when no window can be, the first reason is raised as ValueError.
+    """
     losses = paired_losses(traj, loss)
-    out = []
-    for r0, r1 in window_bounds(traj.n_records, window):
+    out, reasons = [], []
+    for k, (r0, r1) in enumerate(window_bounds(traj.n_records, window)):
         d2 = pair_distances(traj, slice(r0, r1), memory_limit=memory_limit, params=params)
         step = np.sqrt(np.maximum(np.diag(d2, 1), 0))
         contour = np.concatenate([[0.0], np.cumsum(step)])
-        out.append(msl_from_pairs(d2, losses[r0:r1], traj.steps[r0:r1], contour, fit_range))
+        try:
+            out.append(msl_from_pairs(d2, losses[r0:r1], traj.steps[r0:r1], contour, fit_range))
+        except ValueError as exc:
+            reasons.append(str(exc))
+            if notes is not None:
+                notes.append(f"landscape window {k} (t_w = {int(traj.steps[r0])}) skipped: {exc}")
+    if not out:
+        raise ValueError(reasons[0] if reasons else "no window to analyse")
     return out
-
-
-@dataclass(frozen=True)
-class HurstFit:
-    hurst: float
-    hurst_ci: tuple[float, float]
-
-    def to_dict(self) -> dict:
-        return asdict(self)

@@ -32,6 +32,11 @@ DEFINITIONS = {
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
     "direction_autocorr": "mean cosine between updates k records apart",
     "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate of increments",
+    "landscape.hurst": "H from MSL(Δr) = ⟨(L_j − L_i)²⟩ = F + A·Δr^{2H} over pairs of a window "
+    "(losses paired with the weights they were computed at); dimension_profile = 2 − H; noise_floor = F",
+    "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
+    "power-law fit of durations, Welch spectrum slope of L",
+    "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
 }
 
 
@@ -84,6 +89,8 @@ class Analysis:
     tails: dict[str, Any] = field(default_factory=dict)
     stable: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
+    msl: list = field(default_factory=list)
+    fluct: Any = None
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> dict:
@@ -169,9 +176,71 @@ def analyze(
     lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
     out.step_lengths = lengths
     _tails(out, lengths, traj)
+    _progress(progress, "trajstore analyze: landscape and fluctuations")
+    _landscape(out, traj, window, memory_limit)
     if progress:
         sys.stderr.write("\n")
     return out
+
+
+def _toy_repeat0(traj: Trajectory) -> tuple[str, slice | None]:
+    """Toy stores hold several independent walkers: the landscape is measured along the first."""
+    if "toy" in traj.metadata and "loss_r0" in traj.observables:
+        t = traj.layout["r0"]
+        return "loss_r0", slice(t.offset, t.stop)
+    return "loss", None
+
+
+def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) -> None:
+    from .fluctuations import gradient_noise, loss_fluctuations
+    from .landscape import paired_losses, windowed_msl
+
+    loss_name, params = _toy_repeat0(traj)
+    if loss_name not in traj.observables:
+        out.notes.append(
+            "the store has no losses: landscape (MSL, Hurst) and loss-fluctuation analyses skipped"
+        )
+    else:
+        losses = paired_losses(traj, loss_name)
+        if np.nanmax(losses) == np.nanmin(losses):
+            out.notes.append("the loss is constant: landscape and loss-fluctuation analyses skipped")
+        else:
+            try:
+                out.msl = windowed_msl(
+                    traj, window, loss=loss_name, memory_limit=memory_limit, params=params, notes=out.notes
+                )
+                out.extra["landscape"] = [_msl_summary(m) for m in out.msl]
+                hs = [m.hurst for m in out.msl]
+                out.notes.append(
+                    f"landscape: Hurst exponent H = {np.mean(hs):.3g} (mean of {len(hs)} windows), "
+                    f"noise floor F = {np.mean([m.noise_floor for m in out.msl]):.3g} in loss² "
+                    "(minibatch sampling noise)"
+                )
+            except ValueError as exc:
+                out.notes.append(f"landscape analysis skipped: {exc}")
+            try:
+                out.fluct = loss_fluctuations(losses, out.notes)
+                out.extra["loss_fluctuations"] = out.fluct.to_dict()
+            except ValueError as exc:
+                out.notes.append(f"loss fluctuations skipped: {exc}")
+    if traj.gradients is not None and traj.gradients.n_records >= 2:
+        gn = gradient_noise(traj, window, memory_limit=memory_limit)
+        out.extra["gradient_noise"] = gn.to_dict()
+    elif traj.gradients is None:
+        out.notes.append("no gradients recorded: gradient-noise analyses skipped (record with --gradients)")
+
+
+def _msl_summary(m) -> dict:
+    return {
+        "t_w": m.t_w,
+        "hurst": m.hurst,
+        "hurst_ci": list(m.hurst_ci),
+        "two_h": m.slope,
+        "dimension_profile": m.dimension_profile,
+        "fit_range": list(m.fit_range),
+        "noise_floor": m.noise_floor,
+        "floor_ratio": m.floor_ratio,
+    }
 
 
 def _fits(wm: WindowMSD, notes: list[str]):

@@ -167,12 +167,78 @@ def fig_geometry(a: Analysis, path: Path) -> None:
     plt.close(fig)
 
 
+def fig_msl(a: Analysis, path: Path) -> None:
+    if not a.msl:
+        raise ValueError("no MSL (the store has no losses)")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
+    cols = _colors(len(a.msl))
+    for m, c in zip(a.msl, cols, strict=True):
+        axes[0].loglog(
+            m.centers, m.msl, ".-", color=c, ms=3, lw=0.8, label=f"t_w = {m.t_w}, H = {m.hurst:.2f}"
+        )
+        lo, hi = m.fit_range
+        axes[0].axvspan(lo, hi, color=c, alpha=0.05)
+        if len(m.contour_centers):
+            axes[1].loglog(m.contour_centers, m.msl_contour, ".-", color=c, ms=3, lw=0.8)
+    axes[0].set_xlabel("Δr = ‖w_j − w_i‖")
+    axes[0].set_ylabel("MSL = ⟨(L_j − L_i)²⟩")
+    axes[0].legend(fontsize=6)
+    axes[1].set_xlabel("contour length s")
+    axes[1].set_ylabel("MSL")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def fig_fluctuations(a: Analysis, path: Path) -> None:
+    f = a.fluct
+    if f is None:
+        raise ValueError("no loss fluctuations (the store has no losses)")
+    plt = _plt()
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.5))
+    axes[0].loglog(f.dl_distribution.centers, f.dl_distribution.density, ".-", ms=3)
+    axes[0].set_xlabel("|ΔL|")
+    axes[0].set_ylabel("density")
+    if len(f.durations):
+        x, p = ccdf(f.durations)
+        axes[1].loglog(x, p, ".", ms=3)
+        if f.durations_fit is not None:
+            d = f.durations_fit
+            xs = np.logspace(np.log10(d.xmin), np.log10(x.max()), 30)
+            axes[1].loglog(
+                xs, (d.n_tail / d.n) * (xs / d.xmin) ** (1 - d.alpha), "r-", label=f"α = {d.alpha:.2f}"
+            )
+            axes[1].legend(fontsize=7)
+    axes[1].set_xlabel("avalanche duration (steps)")
+    axes[1].set_ylabel("P(D ≥ d)")
+    axes[2].plot(f.moving_var, lw=0.6)
+    axes[2].set_yscale("log")
+    axes[2].set_xlabel("record")
+    axes[2].set_ylabel("moving variance of L (100)")
+    ok = f.frequencies > 0
+    axes[3].loglog(f.frequencies[ok], f.power[ok], lw=0.8)
+    axes[3].set_xlabel("frequency (1/record)")
+    axes[3].set_ylabel(f"power (slope {f.spectrum_slope:.2f})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 FIGURES = {
     "msd.png": (fig_msd, "MSD per window (log–log) with the local slope β(τ) inset"),
     "exponents.png": (fig_alpha, "Two-regime exponents and crossover lag over training"),
     "displacements.png": (fig_steps, "Displacement-length distributions and their collapse"),
     "tail.png": (fig_tail, "Step-length CCDF with the power-law tail fit"),
     "geometry.png": (fig_geometry, "Path geometry"),
+    "msl.png": (
+        fig_msl,
+        "Mean squared loss difference against distance and contour length (landscape roughness)",
+    ),
+    "fluctuations.png": (
+        fig_fluctuations,
+        "Loss fluctuations: ΔL, avalanche durations, moving variance, spectrum",
+    ),
 }
 
 

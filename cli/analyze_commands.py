@@ -35,8 +35,16 @@ def parse_bytes(text: str) -> int:
 )
 @click.option("--memory-limit", default="1G", show_default=True, help="Bytes of data in memory at once.")
 @click.option("--json", "as_json", is_flag=True, help="Also print summary.json to stdout.")
+@click.option(
+    "--with-toy",
+    is_flag=True,
+    help="Also simulate the default toy runs (fractal, convex, shuffled) "
+    "and compare the store with them in OUT/compare/.",
+)
 @one_line_errors
-def analyze(store: str, outdir: str | None, window: int, memory_limit: str, as_json: bool) -> None:
+def analyze(
+    store: str, outdir: str | None, window: int, memory_limit: str, as_json: bool, with_toy: bool
+) -> None:
     """Run every analysis STORE allows; write summary.json, figures and index.html to OUT."""
     from trajstore.analysis.pipeline import analyze as run_analysis
     from trajstore.analysis.report import write_report
@@ -46,6 +54,24 @@ def analyze(store: str, outdir: str | None, window: int, memory_limit: str, as_j
     with trajstore.open(store) as traj:
         result = run_analysis(traj, window, memory_limit=limit)
     summary = write_report(result, outdir)
+    if with_toy:
+        from trajstore.analysis.compare import compare
+
+        from .toy_commands import default_toy_runs
+
+        toys = default_toy_runs(f"{outdir}/toy")
+        compare(
+            [store, *toys],
+            f"{outdir}/compare",
+            window=window,
+            memory_limit=limit,
+            windows={t: 250 for t in toys},
+        )
+        with open(f"{outdir}/index.html", "a") as f:
+            f.write(
+                "<p><a href='compare/index.html'>Comparison with the toy model "
+                "(fractal, convex, shuffled)</a></p>"
+            )
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if as_json:

@@ -11,6 +11,7 @@ import trajstore
 from .analyze_commands import analyze
 from .record_command import record
 from .store_commands import convert, info, validate
+from .toy_commands import compare, toy
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,6 +27,8 @@ cli.add_command(convert)
 
 cli.add_command(record)
 cli.add_command(analyze)
+cli.add_command(toy)
+cli.add_command(compare)
 
 
 def main() -> None:

@@ -117,3 +117,42 @@ def test_cli_analyze_one_record_is_one_line_error(tmp_path):
         text=True,
     )
     assert p.returncode == 1 and p.stderr.strip().count("\n") == 0 and "at least 2" in p.stderr
+
+
+def test_real_digits_run_landscape_and_fluctuations(digits_run):
+    with trajstore.open(digits_run) as t:
+        a = analyze(t, window=1000, progress=False)
+    s = a.summary()
+    first = s["landscape"][0]
+    assert np.isfinite(first["hurst"]) and first["hurst_ci"][0] < first["hurst"] < first["hurst_ci"][1]
+    assert first["noise_floor"] > 0 and np.isfinite(first["floor_ratio"])
+    assert s["loss_fluctuations"]["avalanches"] > 10
+    assert np.isfinite(s["loss_fluctuations"]["spectrum_slope"])
+    assert any("noise floor" in n for n in s["notes"])
+
+
+def test_cli_analyze_with_toy(digits_run, tmp_path):
+    out = tmp_path / "r"
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trajstore.cli.main",
+            "analyze",
+            str(digits_run),
+            "-o",
+            str(out),
+            "--with-toy",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    s = json.loads((out / "compare" / "summary.json").read_text())
+    assert [r["label"] for r in s["runs"]][1:] == [
+        "toy-diamond-square.zarr",
+        "toy-cone.zarr",
+        "toy-shuffled.zarr",
+    ]
+    assert "compare/index.html" in (out / "index.html").read_text()
+    assert (out / "msl.png").exists() and (out / "fluctuations.png").exists()

@@ -1,0 +1,174 @@
+"""Loss fluctuations (ΔL, avalanches, moving variance, spectrum) and gradient noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import signal, stats
+
+from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
+
+from .steps import Distribution, log_histogram
+from .tails import StableFit, TailFit, fit_power_law_tail, fit_stable
+
+MOVING_WINDOW = 100
+MIN_AVALANCHES = 20
+
+
+def avalanche_durations(dl: np.ndarray) -> np.ndarray:
+    """Lengths of the maximal runs of consecutive steps with |ΔL| > std(|ΔL|)."""
+    a = np.abs(np.asarray(dl, dtype=float))
+    above = a > a.std()
+    edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
+    starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return (stops - starts).astype(np.int64)
+
+
+def moving_variance(x: np.ndarray, window: int = MOVING_WINDOW) -> np.ndarray:
+    """Variance of x over sliding windows of ``window`` points (prefix sums, float64): (n − w + 1,)."""
+    x = np.asarray(x, dtype=float)
+    if len(x) < window:
+        return np.zeros(0)
+    c1 = np.concatenate([[0.0], np.cumsum(x - x.mean())])
+    c2 = np.concatenate([[0.0], np.cumsum((x - x.mean()) ** 2)])
+    s1 = c1[window:] - c1[:-window]
+    s2 = c2[window:] - c2[:-window]
+    return np.maximum(s2 / window - (s1 / window) ** 2, 0.0)
+
+
+@dataclass(frozen=True)
+class LossFluctuations:
+    """ΔL = L(t+1) − L(t) of the recorded losses and what follows from it.
+
+    ``spectrum_slope``: slope of the log–log Welch power spectrum of L (−2: random walk, 0:
+    white), fitted over the upper 90 % of the log-frequency range.
+    """
+
+    n: int
+    dl_distribution: Distribution
+    dl_stable: StableFit | None
+    durations: np.ndarray
+    durations_fit: TailFit | None
+    moving_var: np.ndarray
+    frequencies: np.ndarray
+    power: np.ndarray
+    spectrum_slope: float
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "dl_stable": self.dl_stable.to_dict() if self.dl_stable else None,
+            "avalanches": int(len(self.durations)),
+            "mean_duration": float(self.durations.mean()) if len(self.durations) else None,
+            "durations_fit": self.durations_fit.to_dict() if self.durations_fit else None,
+            "spectrum_slope": self.spectrum_slope,
+        }
+
+
+def loss_fluctuations(losses: np.ndarray, notes: list[str] | None = None) -> LossFluctuations:
+    """Every loss-fluctuation analysis of a loss series (NaN removed); ``notes`` collects what
+    could not be fitted and why."""
+    notes = notes if notes is not None else []
+    x = np.asarray(losses, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) < 3:
+        raise ValueError(f"only {len(x)} finite losses: loss fluctuations need at least 3")
+    dl = np.diff(x)
+    if np.ptp(x) == 0:
+        raise ValueError("the loss is constant: there are no fluctuations to analyse")
+    st = None
+    try:
+        st = fit_stable(dl)
+    except ValueError as exc:
+        notes.append(f"ΔL α-stable fit skipped: {exc}")
+    dur = avalanche_durations(dl)
+    dfit = None
+    if len(dur) >= MIN_AVALANCHES and len(np.unique(dur)) > 1:
+        try:
+            dfit = fit_power_law_tail(dur.astype(float), discrete=True)
+        except ValueError as exc:
+            notes.append(f"avalanche-duration fit skipped: {exc}")
+    else:
+        notes.append(f"{len(dur)} avalanches: too few (or all of one length) for a power-law fit")
+    f, p = signal.welch(x - x.mean(), nperseg=min(len(x), 1024))
+    ok = (f > 0) & (p > 0)
+    lf = np.log(f[ok])
+    keep = lf >= lf.min() + 0.1 * np.ptp(lf) if len(lf) else ok[ok]
+    slope = float(stats.linregress(lf[keep], np.log(p[ok][keep])).slope) if keep.sum() >= 3 else float("nan")
+    return LossFluctuations(len(x), log_histogram(np.abs(dl)), st, dur, dfit, moving_variance(x), f, p, slope)
+
+
+@dataclass(frozen=True)
+class GradientNoise:
+    """Per gradient record: ``noise_norm`` = ‖g_t − ḡ_e‖ with ḡ_e the mean gradient of its epoch;
+    per window: α-stable fit of a sample of gradient components."""
+
+    steps: np.ndarray
+    epochs: np.ndarray
+    noise_norm: np.ndarray
+    grad_norm: np.ndarray
+    window_t_w: np.ndarray
+    window_alpha: np.ndarray
+
+    def to_dict(self) -> dict:
+        return {
+            "mean_noise_norm": float(np.nanmean(self.noise_norm)) if len(self.noise_norm) else None,
+            "mean_grad_norm": float(np.nanmean(self.grad_norm)) if len(self.grad_norm) else None,
+            "alpha_vs_t_w": {"t_w": self.window_t_w.tolist(), "alpha": self.window_alpha.tolist()},
+        }
+
+
+def gradient_noise(
+    traj: Trajectory,
+    window: int = 1000,
+    *,
+    samples_per_window: int = 20000,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    seed: int = 0,
+) -> GradientNoise:
+    """Gradient noise of a store with gradients. Epochs come from the ``epoch`` observable at the
+    gradient steps; without it, consecutive blocks of ``window`` gradient records are used."""
+    g = traj.gradients
+    if g is None:
+        raise KeyError(f"{traj.path} has no gradients: record with --gradients")
+    n = g.n_records
+    steps = g.steps
+    if "epoch" in traj.observables:
+        es, ev = traj.observable("epoch")
+        idx = np.clip(np.searchsorted(es, steps), 0, len(es) - 1)
+        epochs = np.where(es[idx] == steps, ev[idx], np.nan)
+        epochs = np.nan_to_num(epochs, nan=-1).astype(np.int64)
+    else:
+        epochs = np.arange(n) // window
+    noise_sq = np.zeros(n)
+    norm_sq = np.zeros(n)
+    bounds = np.flatnonzero(np.diff(epochs)) + 1
+    starts = np.concatenate([[0], bounds])
+    stops = np.concatenate([bounds, [n]])
+    for a, b in zip(starts, stops, strict=True):
+        for block in traj.blocks(
+            records=slice(a, b), memory_limit=memory_limit // 2, split_records=False, group="gradients"
+        ):
+            x = block.data.astype(np.float64)
+            norm_sq[a:b] += np.einsum("ij,ij->i", x, x)
+            dev = x - x.mean(axis=0)
+            noise_sq[a:b] += np.einsum("ij,ij->i", dev, dev)
+    rng = np.random.default_rng(seed)
+    tw, alphas = [], []
+    for r0 in range(0, n, window):
+        r1 = min(r0 + window, n)
+        recs = rng.integers(r0, r1, samples_per_window)
+        cols = rng.integers(0, traj.n_params, samples_per_window)
+        order = np.argsort(recs)
+        vals = np.empty(samples_per_window)
+        for rec in np.unique(recs):
+            sel = order[recs[order] == rec]
+            row = g.values[int(rec)]
+            vals[sel] = row[cols[sel]]
+        try:
+            alphas.append(fit_stable(vals).alpha)
+        except ValueError:
+            alphas.append(np.nan)
+        tw.append(int(steps[r0]))
+    return GradientNoise(steps, epochs, np.sqrt(noise_sq), np.sqrt(norm_sq), np.array(tw), np.array(alphas))
