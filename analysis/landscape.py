@@ -57,15 +57,30 @@ def pair_distances(
     r0, r1, _ = records.indices(traj.n_records)
     n = r1 - r0
     gram = np.zeros((n, n))
-    limit = max(memory_limit - gram.nbytes, 8 * n)
+    # Memory: the Gram matrix and the pair arrays of the MSL (~3 T² float64), a few decoded
+    # chunks, and per (record, column) of a block: three float32 blocks in flight (prefetch) and
+    # the float64 centred copy.
+    cp = traj.weights.chunks[1]
+    chunk_bytes = int(np.prod(traj.weights.chunks)) * traj.weights.dtype.itemsize
+    avail = max(memory_limit - 3 * gram.nbytes - 4 * chunk_bytes, 0)
+    # Reads are whole chunks wide (each chunk decoded once); the float64 work is done in
+    # sub-blocks of the read block sized to what is left.
+    read_cols = max(cp, (avail // 2 // (3 * 4 * n)) // cp * cp)
+    # (below 64 columns the matrix products get inefficient: a limit smaller than one chunk
+    # column's working set is then exceeded a little rather than crawled through)
+    sub_cols = max(64, (avail - 3 * 4 * n * read_cols) // (16 * n))
     for block in prefetch(
-        traj.blocks(records=slice(r0, r1), params=params, memory_limit=limit // 3, split_records=False)
+        traj.blocks(records=slice(r0, r1), params=params, memory_limit=read_cols * n * 8, split_records=False)
     ):
-        x = block.data.astype(np.float64)
-        x -= x.mean(axis=0)
-        gram += x @ x.T
-    d = np.diag(gram)
-    return np.maximum(d[:, None] + d[None, :] - 2.0 * gram, 0.0)
+        for c0 in range(0, block.data.shape[1], sub_cols):
+            x = block.data[:, c0 : c0 + sub_cols].astype(np.float64)
+            x -= x.mean(axis=0)
+            gram += x @ x.T
+    d = np.diag(gram).copy()
+    gram *= -2.0  # D²_ij = G_ii + G_jj − 2 G_ij, in place: no second T × T array
+    gram += d[:, None]
+    gram += d[None, :]
+    return np.maximum(gram, 0.0, out=gram)
 
 
 @dataclass(frozen=True)
