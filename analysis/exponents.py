@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
+from .binning import log_binned_mean
+
 MIN_ORIGIN_FRACTION = 0.25
 PER_DECADE = 10
 
@@ -36,18 +38,11 @@ def local_slope(lags: np.ndarray, msd: np.ndarray, delta: int = 20) -> tuple[np.
 
 def log_bin(lags: np.ndarray, msd: np.ndarray, per_decade: int = PER_DECADE) -> tuple[np.ndarray, np.ndarray]:
     """Geometric-mean lag and mean log Δr² in log-spaced bins (empty bins dropped)."""
-    lags = np.asarray(lags, dtype=float)
-    ok = (lags > 0) & (np.asarray(msd) > 0) & np.isfinite(msd)
-    x, y = np.log(lags[ok]), np.log(np.asarray(msd)[ok])
-    if len(x) == 0:
-        return np.zeros(0), np.zeros(0)
-    edges = np.arange(x.min(), x.max() + np.log(10) / per_decade, np.log(10) / per_decade)
-    idx = np.clip(np.digitize(x, edges) - 1, 0, len(edges) - 1)
-    cnt = np.bincount(idx, minlength=len(edges))
-    sx = np.bincount(idx, x, minlength=len(edges))
-    sy = np.bincount(idx, y, minlength=len(edges))
-    keep = cnt > 0
-    return np.exp(sx[keep] / cnt[keep]), sy[keep] / cnt[keep]
+    msd = np.asarray(msd, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.where(msd > 0, np.log(msd), np.nan)
+    bx, by, _ = log_binned_mean(lags, logs, per_decade)
+    return bx, by
 
 
 def smoothed_local_slope(lags, msd, per_decade: int = PER_DECADE) -> tuple[np.ndarray, np.ndarray]:

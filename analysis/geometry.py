@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .binning import log_binned_mean
 from .windows import WindowStats
 
 
@@ -58,7 +59,7 @@ def geometry(stats: WindowStats, autocorr_lags=(1, 2, 4, 8, 16, 32)) -> Geometry
         r_all.append(d)
     s_all = np.concatenate(s_all) if s_all else np.zeros(0)
     r_all = np.concatenate(r_all) if r_all else np.zeros(0)
-    centers, means = _binned_mean(s_all, r_all)
+    centers, means, _ = log_binned_mean(s_all, r_all, per_decade=8)
     ok = (centers > 0) & (means > 0)
     expo = float(np.polyfit(np.log(centers[ok]), np.log(means[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
     sa = {}
@@ -81,18 +82,3 @@ def geometry(stats: WindowStats, autocorr_lags=(1, 2, 4, 8, 16, 32)) -> Geometry
         da,
         (stats.fragment_chord_sq, stats.fragment_perp_max),
     )
-
-
-def _binned_mean(x: np.ndarray, y: np.ndarray, per_decade: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
-    x, y = x[ok], y[ok]
-    if len(x) == 0:
-        return np.zeros(0), np.zeros(0)
-    lx = np.log10(x)
-    edges = np.arange(lx.min(), lx.max() + 1.0 / per_decade, 1.0 / per_decade)
-    idx = np.clip(np.digitize(lx, edges) - 1, 0, len(edges) - 1)
-    cnt = np.bincount(idx, minlength=len(edges))
-    sy = np.bincount(idx, y, minlength=len(edges))
-    sx = np.bincount(idx, lx, minlength=len(edges))
-    keep = cnt > 0
-    return 10 ** (sx[keep] / cnt[keep]), sy[keep] / cnt[keep]

@@ -19,6 +19,7 @@ from scipy import optimize, stats
 from trajstore import spec
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
 
+from .binning import log_binned_mean
 from .windows import prefetch, window_bounds
 
 MIN_PAIRS_PER_BIN = 20
@@ -116,22 +117,6 @@ class MSLResult:
         return d
 
 
-def binned_msl(dist: np.ndarray, dloss_sq: np.ndarray, per_decade: int = 10):
-    """Mean of ``dloss_sq`` in log-spaced bins of ``dist`` (bins with ≥ MIN_PAIRS_PER_BIN pairs)."""
-    ok = np.isfinite(dist) & np.isfinite(dloss_sq) & (dist > 0)
-    ld = np.log10(dist[ok])
-    y = dloss_sq[ok]
-    if len(ld) == 0:
-        return np.zeros(0), np.zeros(0), np.zeros(0, dtype=int)
-    edges = np.arange(ld.min(), ld.max() + 1.0 / per_decade, 1.0 / per_decade)
-    idx = np.clip(np.digitize(ld, edges) - 1, 0, len(edges) - 1)
-    cnt = np.bincount(idx, minlength=len(edges))
-    sy = np.bincount(idx, y, minlength=len(edges))
-    sx = np.bincount(idx, ld, minlength=len(edges))
-    keep = cnt >= MIN_PAIRS_PER_BIN
-    return 10 ** (sx[keep] / cnt[keep]), sy[keep] / cnt[keep], cnt[keep]
-
-
 def default_fit_range(centers, counts) -> tuple[float, float]:
     """The scaling range: from the smallest populated distance bin to the distance below which a
     quarter of the pairs lie (the best-sampled scales, short of the saturation at the largest
@@ -184,7 +169,7 @@ def msl_from_pairs(
         raise ValueError("the loss is constant: the MSL is zero everywhere and no roughness can be measured")
     dist, dl2 = dist[ok], dl2[ok]
     iu, ju = iu[ok], ju[ok]
-    centers, msl, counts = binned_msl(dist, dl2)
+    centers, msl, counts = log_binned_mean(dist, dl2, min_count=MIN_PAIRS_PER_BIN)
     if len(centers) < 4:
         raise ValueError("too few populated distance bins for an MSL fit")
     rng = fit_range or default_fit_range(centers, counts)
@@ -193,7 +178,7 @@ def msl_from_pairs(
     cc, mc = (np.zeros(0), np.zeros(0))
     if contour is not None:
         s = contour[ju] - contour[iu]
-        cc, mc, _ = binned_msl(s, dl2)
+        cc, mc, _ = log_binned_mean(s, dl2, min_count=MIN_PAIRS_PER_BIN)
     h = slope / 2
     return MSLResult(
         t_w=int(steps[0]),

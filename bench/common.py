@@ -36,6 +36,14 @@ def record_result(title: str, lines: list[str]) -> None:
     print("\n".join(text))
 
 
+def finish(title: str, lines: list[str], no_record: bool) -> None:
+    """Print the result, or append it to bench/RESULTS.md (and print it)."""
+    if no_record:
+        print("\n".join(lines))
+    else:
+        record_result(title, lines)
+
+
 def digits_trajectory(steps: int, seed: int = 0) -> np.ndarray:
     """Weights (steps + 1, 9802) float32 of the digits CNN trained with plain SGD, every step."""
     import importlib.util

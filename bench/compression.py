@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import numcodecs.blosc
-from common import digits_trajectory, record_result
+from common import digits_trajectory, finish
 
 import trajstore
 
@@ -76,10 +76,7 @@ def main() -> None:
         f"Targets: default ratio >= 2.0 (got {raw / d_size:.2f}), >= 1.5x no-transpose "
         f"(got {raw / d_size / base_ratio:.2f}x), >= 150 MB/s (got {raw / d_el / 1e6:.0f}).",
     ]
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        record_result("bench/compression.py", lines)
+    finish("bench/compression.py", lines, args.no_record)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from common import record_result
+from common import finish
 from trajstore.analysis.landscape import windowed_msl
 
 import trajstore
@@ -66,17 +66,15 @@ def main() -> None:
     raw = T * N * 4
     lines = [
         f"window of {T} records x {N} parameters ({raw / 1e9:.1f} GB raw), memory limit {limit >> 20} MiB:",
-        f"all-pairs (original method, scaled from {sub} parameters) {t_pairs:.0f} s; trajstore MSL {t_ours:.1f} s "
-        f"= {t_pairs / t_ours:.1f}x faster; peak traced memory {peak / 2**20:.0f} MiB ({peak / limit:.2f} of the "
-        f"limit); H = {res[0].hurst:.3f}.",
+        f"all-pairs (original method, scaled from {sub} parameters) {t_pairs:.0f} s; "
+        f"trajstore MSL {t_ours:.1f} s = {t_pairs / t_ours:.1f}x faster; "
+        f"peak traced memory {peak / 2**20:.0f} MiB ({peak / limit:.2f} of the limit); "
+        f"H = {res[0].hurst:.3f}.",
         "Targets: >= 10x the all-pairs method; peak memory under the limit.",
     ]
     traj.close()
     shutil.rmtree(tmp)
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        record_result("bench/landscape.py", lines)
+    finish("bench/landscape.py", lines, args.no_record)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import tidynamics
-from common import record_result
+from common import finish
 from trajstore.analysis.msd import windowed_msd
 
 import trajstore
@@ -117,10 +117,7 @@ def main() -> None:
     ]
     traj.close()
     shutil.rmtree(tmp)
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        record_result("bench/msd.py", lines)
+    finish("bench/msd.py", lines, args.no_record)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import ROOT, record_result
+from common import ROOT, finish
 from trajstore.recorders import Recorder
 
 
@@ -103,10 +103,7 @@ def main() -> None:
     shutil.rmtree(tmp)
     lines.append("")
     lines.append("Targets (CPU): digits <= 1.10, ResNet-20 <= 1.03; (CUDA) ResNet-20/56 <= 1.05.")
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        record_result(f"bench/recording_overhead.py ({args.device})", lines)
+    finish(f"bench/recording_overhead.py ({args.device})", lines, args.no_record)
 
 
 if __name__ == "__main__":

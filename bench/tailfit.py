@@ -10,7 +10,7 @@ import time
 import warnings
 
 import numpy as np
-from common import record_result
+from common import finish
 from trajstore.analysis.tails import fit_power_law_tail
 
 
@@ -40,10 +40,7 @@ def main() -> None:
         f"speed-up {t_ref / t_ours:.0f}x.",
         "Target: >= 50x faster than powerlaw at n = 10^5.",
     ]
-    if args.no_record:
-        print("\n".join(lines))
-    else:
-        record_result("bench/tailfit.py", lines)
+    finish("bench/tailfit.py", lines, args.no_record)
 
 
 if __name__ == "__main__":
