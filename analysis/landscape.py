@@ -23,6 +23,7 @@ from .binning import log_binned_mean
 from .windows import prefetch, window_bounds
 
 MIN_PAIRS_PER_BIN = 20
+UPPER_PAIR_QUANTILE = 0.25  # the fit range ends where this fraction of the pairs is closer
 
 
 def paired_losses(traj: Trajectory, name: str = "loss") -> np.ndarray:
@@ -122,7 +123,7 @@ def default_fit_range(centers, counts) -> tuple[float, float]:
     quarter of the pairs lie (the best-sampled scales, short of the saturation at the largest
     distances of a window); at least 4 bins."""
     cum = np.cumsum(counts) / counts.sum()
-    hi = max(int(np.searchsorted(cum, 0.25)), 3)
+    hi = max(int(np.searchsorted(cum, UPPER_PAIR_QUANTILE)), 3)
     return float(centers[0]), float(centers[min(hi, len(centers) - 1)])
 
 

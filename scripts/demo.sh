@@ -6,5 +6,5 @@ cd "$(dirname "$0")/.."
 set -euo pipefail
 mkdir -p runs
 trajstore record --overwrite -o runs/digits.zarr examples/train_digits.py
-trajstore analyze runs/digits.zarr -o runs/digits-report
+trajstore analyze runs/digits.zarr -o runs/digits-report --with-toy
 echo "report: runs/digits-report/index.html"

@@ -156,3 +156,12 @@ def test_cli_analyze_with_toy(digits_run, tmp_path):
     ]
     assert "compare/index.html" in (out / "index.html").read_text()
     assert (out / "msl.png").exists() and (out / "fluctuations.png").exists()
+
+
+def test_empty_store_is_refused_with_a_message(tmp_path):
+    with trajstore.create(tmp_path / "empty.zarr", 3):
+        pass
+    with trajstore.open(tmp_path / "empty.zarr") as t:
+        assert t.n_records == 0
+        with pytest.raises(ValueError, match="0 record"):
+            analyze(t, progress=False)

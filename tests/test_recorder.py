@@ -323,3 +323,47 @@ def test_sigterm_closes_store_validly(tmp_path):
     assert validate(out).valid
     with trajstore.open(out) as t:
         assert t.n_records > 45 and t.n_records == t.observable("loss")[0][-1] + 1
+
+
+@pytest.mark.slow
+def test_record_cifar_example_synthetic(tmp_path):
+    out = tmp_path / "c.h5"
+    p = run_cli(
+        "record",
+        "-o",
+        out,
+        ROOT / "examples" / "train_cifar.py",
+        "--",
+        "--synthetic",
+        "--model",
+        "resnet14",
+        "--steps",
+        "2",
+        "--batch-size",
+        "16",
+        "--synthetic-size",
+        "64",
+        "--device",
+        "cpu",
+    )
+    assert p.returncode == 0, p.stderr
+    with trajstore.open(out) as t:
+        assert t.n_params == 175_258  # the paper's ResNet-14 count
+        assert t.steps.tolist() == [0, 1, 2] and t.layout.names[0] == "conv1.weight"
+        assert t.provenance["model_class"].endswith("CifarResNet")
+
+
+def test_distributed_only_rank0_writes(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = Path(__file__).with_name("dist_worker.py")
+    procs = [
+        subprocess.Popen([sys.executable, str(worker), str(r), "2", str(port), str(tmp_path)])
+        for r in range(2)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    assert (tmp_path / "rank0.zarr").exists() and not (tmp_path / "rank1.zarr").exists()
+    assert trajstore.open(tmp_path / "rank0.zarr").n_records == 5
