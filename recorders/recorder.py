@@ -190,6 +190,10 @@ class Recorder:
         value = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
         self._pending_loss = value if self._pending_loss is None else self._pending_loss + value
 
+    def set_epoch(self, epoch: int) -> None:
+        """Declare the epoch of the coming steps (logged as the ``epoch`` observable)."""
+        self.epoch = int(epoch)
+
     def log(self, name: str, value: float | torch.Tensor, step: int | None = None, **attrs: Any) -> None:
         """Record an extra observable at ``step`` (default: the last optimizer step)."""
         if not self.enabled or self._writer is None:
