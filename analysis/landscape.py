@@ -20,7 +20,7 @@ from trajstore import spec
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
 
 from .binning import log_binned_mean
-from .windows import prefetch, window_bounds
+from .windows import decode_reserve, prefetch, window_bounds
 
 MIN_PAIRS_PER_BIN = 20
 UPPER_PAIR_QUANTILE = 0.25  # the fit range ends where this fraction of the pairs is closer
@@ -63,11 +63,11 @@ def pair_distances(
     # chunks, and per (record, column) of a block: three float32 blocks in flight (prefetch) and
     # the float64 centred copy.
     cp = traj.weights.chunks[1]
-    chunk_bytes = int(np.prod(traj.weights.chunks)) * traj.weights.dtype.itemsize
-    avail = max(memory_limit - 3 * gram.nbytes - 4 * chunk_bytes, 0)
+    avail = max(memory_limit - 3 * gram.nbytes, 0)
     # Reads are whole chunks wide (each chunk decoded once); the float64 work is done in
     # sub-blocks of the read block sized to what is left.
     read_cols = max(cp, (avail // 2 // (3 * 4 * n)) // cp * cp)
+    avail -= decode_reserve(traj, n, read_cols)
     # (below 64 columns the matrix products get inefficient: a limit smaller than one chunk
     # column's working set is then exceeded a little rather than crawled through)
     sub_cols = max(64, (avail - 3 * 4 * n * read_cols) // (16 * n))

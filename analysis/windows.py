@@ -31,7 +31,16 @@ FRAGMENTS_PER_WINDOW = 50
 # Bytes per (record, column) of a compute sub-block: the zero-padded float64 copy (2 × 8), its
 # complex spectrum (~16), the power (~8) and temporaries.
 _BYTES_PER_CELL = 64
-_DECODED_CHUNKS = 4
+_DECODE_CONCURRENCY = 10  # chunks the storage library decodes at once (zarr's default concurrency)
+
+
+def decode_reserve(traj: Trajectory, n_records: int, read_cols: int) -> int:
+    """Bytes the storage library holds while reading a (n_records × read_cols) block: compressed
+    and decoded copies of the chunks it decodes concurrently."""
+    tc, pc = traj.weights.chunks
+    chunk_bytes = tc * pc * traj.weights.dtype.itemsize
+    n_chunks = -(-n_records // tc) * -(-read_cols // pc)
+    return 2 * chunk_bytes * min(n_chunks, _DECODE_CONCURRENCY)
 
 
 @dataclass
@@ -185,9 +194,8 @@ def _window_pass(
     # read blocks are alive at once (being read, queued, in use), the storage library holds a
     # few decoded chunks, and the rest is the float64 working set of a compute sub-block.
     cp = traj.weights.chunks[1]
-    chunk_bytes = int(np.prod(traj.weights.chunks)) * traj.weights.dtype.itemsize
     read_cols = max(cp, (memory_limit // (48 * n)) // cp * cp)
-    reserved = 3 * n * read_cols * 4 + _DECODED_CHUNKS * chunk_bytes
+    reserved = 3 * n * read_cols * 4 + decode_reserve(traj, n, read_cols)
     sub_cols = max(1, (memory_limit - reserved) // (n * _BYTES_PER_CELL))
     blocks = traj.blocks(records=slice(r0, r1), memory_limit=read_cols * n * 8, split_records=False)
     for block in prefetch(blocks):
