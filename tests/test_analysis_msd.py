@@ -137,3 +137,17 @@ def test_local_slope_of_pure_power_law():
     x, b = local_slope(tau, tau**1.3)
     np.testing.assert_allclose(b, 1.3, rtol=1e-12)
     assert x[0] == 1
+
+
+def test_dask_windows_equal_serial(tmp_path):
+    pytest.importorskip("dask")
+    from trajstore.analysis.parallel import windowed_msd_dask
+
+    rng = np.random.default_rng(9)
+    t = write(tmp_path / "d.zarr", np.cumsum(rng.normal(size=(600, 30)), axis=0).astype(np.float32))
+    serial = windowed_msd(t, window=200)
+    for scheduler in ("threads", "processes"):
+        par = windowed_msd_dask(tmp_path / "d.zarr", window=200, scheduler=scheduler)
+        assert [p.t_w for p in par] == [s.t_w for s in serial]
+        for p, s in zip(par, serial, strict=True):
+            np.testing.assert_array_equal(p.msd, s.msd)
