@@ -71,7 +71,14 @@ class WriterThread:
     def _print_progress(self, now: float) -> None:
         mb = self.bytes_in / 1e6
         rate = mb / max(now - self._started, 1e-9)
-        sys.stderr.write(f"\rtrajstore: {self.records} records, {mb:.1f} MB, {rate:.1f} MB/s   ")
+        try:  # ratio over what is on disk: buffered records are not written yet
+            on_disk = self.writer._backend.nbytes_stored()
+            weights = self.writer._series["weights"]
+            written = weights.n_written * weights.columns * weights.dtype.itemsize
+        except (OSError, AttributeError, KeyError):
+            on_disk = written = 0
+        ratio = f", ratio {written / on_disk:.2f}" if on_disk and written else ""
+        sys.stderr.write(f"\rtrajstore: {self.records} records, {mb:.1f} MB raw, {rate:.1f} MB/s{ratio}   ")
         sys.stderr.flush()
 
     def close(self) -> BaseException | None:
