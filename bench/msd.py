@@ -65,6 +65,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes (a smoke run)")
     ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--out-of-core-only", action="store_true", help="skip the in-memory comparisons")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp())
     lines = [
@@ -76,6 +77,8 @@ def main() -> None:
         sizes.append((1000, 1_000_000))
     if args.quick:
         sizes = [(1000, 5_000), (2000, 2_000)]
+    if args.out_of_core_only:
+        sizes, lines = [], []
     for T, N in sizes:
         path = tmp / f"m{T}x{N}.zarr"
         make_store(path, T, N)
