@@ -17,11 +17,16 @@ from .errors import one_line_errors
 @click.command()
 @click.argument("store")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--scan/--no-scan",
+    default=None,
+    help="Count non-finite weights (reads every weight; default: stores up to 2 GiB raw).",
+)
 @one_line_errors
-def info(store: str, as_json: bool) -> None:
+def info(store: str, as_json: bool, scan: bool | None) -> None:
     """Show records, steps, parameters, size, observables and provenance of STORE."""
     with trajstore.open(store) as traj:
-        s = summarize(traj)
+        s = summarize(traj, scan_nonfinite=scan)
     click.echo(json.dumps(s, indent=2, default=str) if as_json else format_summary(s))
 
 

@@ -97,3 +97,19 @@ def test_corrupted_chunk_info_is_one_line(tmp_path):
     assert_one_line_error(run_cli("info", path), "weights/value chunk (1, 0)")
     p = run_cli("validate", path)
     assert p.returncode == 1 and "chunk (1, 0) is corrupted" in p.stdout
+
+
+def test_info_reports_nonfinite_weights(tmp_path):
+    import numpy as np
+
+    import trajstore
+
+    path = tmp_path / "nan.zarr"
+    with trajstore.create(path, 3) as w:
+        w.append(0, [1.0, np.nan, np.inf])
+        w.append(1, [1.0, 2.0, 3.0])
+    p = run_cli("info", path)
+    assert p.returncode == 0 and "WARNING      2 non-finite weight values" in p.stdout
+    assert json.loads(run_cli("info", path, "--json", "--no-scan").stdout)["nonfinite_weights"] is None
+    p = run_cli("validate", path)
+    assert p.returncode == 0 and "2 non-finite values" in p.stderr

@@ -8,11 +8,13 @@ from . import spec
 from .reader import Trajectory
 
 _NONFINITE_SCAN_BYTES = 256 * 1024 * 1024
+AUTO_SCAN_LIMIT = 2 * 1024**3  # raw weight bytes up to which ``info`` counts non-finite values
 
 
-def summarize(traj: Trajectory, *, scan_nonfinite: bool = True) -> dict:
+def summarize(traj: Trajectory, *, scan_nonfinite: bool | None = None) -> dict:
     """Records, step range, parameters, tensors, bytes on disk, compression ratio, observables,
-    provenance; with ``scan_nonfinite``, the number of non-finite weights (reads the weights)."""
+    provenance; with ``scan_nonfinite`` (default: when the weights are at most 2 GiB raw), the
+    number of non-finite weights, which reads every weight (``validate`` always does)."""
     raw = traj.n_records * traj.n_params * traj.weights.dtype.itemsize
     on_disk = traj.nbytes_stored()
     out: dict = {
@@ -46,7 +48,11 @@ def summarize(traj: Trajectory, *, scan_nonfinite: bool = True) -> dict:
             "evaluated_at": attrs.get(spec.ATTR_EVALUATED_AT, spec.POST_STEP),
             "last": float(values[-1]) if len(values) else None,
         }
-    if scan_nonfinite and traj.n_records:
+    if scan_nonfinite is None:
+        scan_nonfinite = raw <= AUTO_SCAN_LIMIT
+    if not scan_nonfinite:
+        out["nonfinite_weights"] = None  # not counted: use --scan or trajstore validate
+    elif traj.n_records:
         bad = 0
         for block in traj.blocks(memory_limit=_NONFINITE_SCAN_BYTES):
             bad += int(block.data.size - np.count_nonzero(np.isfinite(block.data)))
