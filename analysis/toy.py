@@ -34,10 +34,12 @@ def diamond_square(
     """The paper's landscape z on a (2^levels + 1)² grid (1025² for 10 levels).
 
     Corners 0; at each level the diamond and square midpoints get the mean of their neighbours
-    plus uniform noise in [−a, a], a starting at ``amplitude`` and multiplied by ``decay`` per
-    level (0.5: halved); borders clipped to ≤ 0; values below ``floor`` set to ``floor``
-    (flat plateaus). Halving per level implies H = −log2(decay) = 1 at small scales; the
-    measured structure-function exponent is lower (see docs/analysis.md).
+    plus uniform noise of width a (in [−a/2, a/2], as the authors' generator draws
+    ``(rand − 0.5)·a``), a starting at ``amplitude`` and multiplied by ``decay`` per level (0.5:
+    halved). After every level, as in the authors' generator, borders are clipped to ≤ 0 and
+    values below ``floor`` set to ``floor`` (flat plateaus), so later levels refine the clipped
+    surface. Halving per level implies H = −log2(decay) = 1 at small scales; the measured
+    structure-function exponent is lower (see docs/analysis.md).
     """
     _check(1 <= levels <= 13, f"levels must be in 1..13 (grid 3..8193), got {levels}")
     _check(amplitude > 0 and 0 < decay < 1, "amplitude must be > 0 and decay in (0, 1)")
@@ -55,7 +57,7 @@ def diamond_square(
             + z[:-1:step, step::step]
             + z[step::step, step::step]
         ) / 4
-        z[h::step, h::step] = c + rng.uniform(-a, a, c.shape)
+        z[h::step, h::step] = c + rng.uniform(-a / 2, a / 2, c.shape)
         # square: edge midpoints, averaging the 3 or 4 neighbours that exist
         for off_i, off_j in ((h, 0), (0, h)):
             ii, jj = np.meshgrid(np.arange(off_i, n, step), np.arange(off_j, n, step), indexing="ij")
@@ -66,14 +68,14 @@ def diamond_square(
                 ok = (ni >= 0) & (ni < n) & (nj >= 0) & (nj < n)
                 total[ok] += z[ni[ok], nj[ok]]
                 count[ok] += 1
-            z[ii, jj] = total / count + rng.uniform(-a, a, ii.shape)
+            z[ii, jj] = total / count + rng.uniform(-a / 2, a / 2, ii.shape)
+        if clip_border:
+            for edge in (z[0], z[-1], z[:, 0], z[:, -1]):
+                np.minimum(edge, 0.0, out=edge)
+        if floor is not None:
+            np.maximum(z, floor, out=z)
         a *= decay
         step = h
-    if clip_border:
-        for edge in (z[0], z[-1], z[:, 0], z[:, -1]):
-            np.minimum(edge, 0.0, out=edge)
-    if floor is not None:
-        np.maximum(z, floor, out=z)
     return z
 
 

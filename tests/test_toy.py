@@ -39,10 +39,12 @@ def test_diamond_square_structure_and_roughness():
     raw = [
         structure_function_hurst(diamond_square(10, seed=s, floor=None, clip_border=False)) for s in range(3)
     ]
+    paper = [structure_function_hurst(diamond_square(10, seed=s)) for s in range(3)]
     # halving the amplitude per level implies H = 1 at the finest scales; over lags 1 … 64 px the
-    # measured exponent is about 0.85 (the authors measured ≈ 0.8 on their smaller landscape)
+    # measured exponent is about 0.85 unclipped and 0.8 with the per-level clipping of the
+    # authors' generator (they report an effective H ≈ 0.8)
     assert 0.75 < np.mean(raw) < 0.95
-    assert np.mean(raw) > structure_function_hurst(diamond_square(10, seed=0))  # plateaus flatten it
+    assert 0.7 < np.mean(paper) < 0.9 and np.mean(paper) < np.mean(raw)
 
 
 @pytest.mark.parametrize("hurst", [0.3, 0.5, 0.8])
