@@ -210,11 +210,11 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
                     traj, window, loss=loss_name, memory_limit=memory_limit, params=params, notes=out.notes
                 )
                 out.extra["landscape"] = [_msl_summary(m) for m in out.msl]
-                hs = [m.hurst for m in out.msl]
+                hs = ", ".join(f"{m.hurst:.2f} [{m.hurst_ci[0]:.2f}, {m.hurst_ci[1]:.2f}]" for m in out.msl)
+                floors = ", ".join(f"{m.noise_floor:.2g}" for m in out.msl)
                 out.notes.append(
-                    f"landscape: Hurst exponent H = {np.mean(hs):.3g} (mean of {len(hs)} windows), "
-                    f"noise floor F = {np.mean([m.noise_floor for m in out.msl]):.3g} in loss² "
-                    "(minibatch sampling noise)"
+                    f"landscape: Hurst exponent H per window (95 % interval) {hs}; "
+                    f"minibatch noise floor F per window (loss²) {floors}"
                 )
             except ValueError as exc:
                 out.notes.append(f"landscape analysis skipped: {exc}")
