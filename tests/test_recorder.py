@@ -330,6 +330,10 @@ def test_record_cifar_example_synthetic(tmp_path):
     out = tmp_path / "c.h5"
     p = run_cli(
         "record",
+        "--gradients",
+        "--buffers",
+        "--schedule",
+        "every:2",
         "-o",
         out,
         ROOT / "examples" / "train_cifar.py",
@@ -338,7 +342,7 @@ def test_record_cifar_example_synthetic(tmp_path):
         "--model",
         "resnet14",
         "--steps",
-        "2",
+        "4",
         "--batch-size",
         "16",
         "--synthetic-size",
@@ -349,8 +353,11 @@ def test_record_cifar_example_synthetic(tmp_path):
     assert p.returncode == 0, p.stderr
     with trajstore.open(out) as t:
         assert t.n_params == 175_258  # the paper's ResNet-14 count
-        assert t.steps.tolist() == [0, 1, 2] and t.layout.names[0] == "conv1.weight"
+        assert t.steps.tolist() == [0, 2, 4] and t.layout.names[0] == "conv1.weight"
         assert t.provenance["model_class"].endswith("CifarResNet")
+        assert t.gradients.steps.tolist() == [2, 4] and np.isfinite(t.gradients.values[:]).all()
+        assert "bn1.running_mean" in t.buffers.layout and "bn1.num_batches_tracked" not in t.buffers.layout
+        assert t.buffers.steps.tolist() == [0, 2, 4]
 
 
 def test_distributed_only_rank0_writes(tmp_path):
