@@ -374,3 +374,21 @@ def test_distributed_only_rank0_writes(tmp_path):
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
     assert (tmp_path / "rank0.zarr").exists() and not (tmp_path / "rank1.zarr").exists()
     assert trajstore.open(tmp_path / "rank0.zarr").n_records == 5
+
+
+def test_snapshot_pool_is_bounded_and_drop_policy_drops():
+    from trajstore.recorders.snapshot import SnapshotPool
+
+    params = [torch.ones(3), torch.full((2, 2), 2.0)]
+    flat = SnapshotPool.flat_views(params)
+    pool = SnapshotPool(7, torch.device("cpu"), size=2, policy="drop")
+    a, b = pool.snapshot(flat), pool.snapshot(flat)
+    assert a is not None and b is not None
+    assert pool.snapshot(flat) is None  # both buffers in flight: dropped, memory stays bounded
+    assert a.ready().tolist() == [1, 1, 1, 2, 2, 2, 2]
+    params[0].add_(1)  # in-place update after the snapshot does not reach it
+    assert a.ready()[0] == 1 and flat[0][0] == 2
+    a.release()
+    assert pool.snapshot(flat).ready()[0] == 2
+    with pytest.raises(ValueError, match="policy"):
+        SnapshotPool(3, torch.device("cpu"), policy="sometimes")
