@@ -10,6 +10,19 @@ import trajstore
 BACKENDS = ["zarr", "h5"]
 
 
+def run_cli(*args, **kwargs):
+    """Run the real console entry point in a subprocess (exit codes and stderr as a user sees)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "trajstore.cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
+
+
 def write_store(path, n_records=50, params=None, seed=0, chunk_records=8, loss=True, **kwargs):
     """Write a random-walk trajectory; return (weights (n_records, N), steps)."""
     params = params or {"conv.weight": (4, 1, 3, 3), "conv.bias": (4,), "fc.weight": (3, 16), "fc.bias": (3,)}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -13,6 +11,8 @@ from trajstore.analysis.pipeline import analyze
 from trajstore.analysis.windows import iter_windows
 
 import trajstore
+
+from .conftest import run_cli
 
 
 def write(path, w, **kw):
@@ -82,22 +82,7 @@ def test_bad_input_messages(tmp_path):
 
 def test_cli_analyze_writes_report(digits_run, tmp_path):
     out = tmp_path / "report"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trajstore.cli.main",
-            "analyze",
-            str(digits_run),
-            "-o",
-            str(out),
-            "--json",
-            "--memory-limit",
-            "64M",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    p = run_cli("analyze", str(digits_run), "-o", str(out), "--json", "--memory-limit", "64M")
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
     assert s == json.loads((out / "summary.json").read_text())
@@ -111,11 +96,7 @@ def test_cli_analyze_writes_report(digits_run, tmp_path):
 
 def test_cli_analyze_one_record_is_one_line_error(tmp_path):
     write(tmp_path / "one.zarr", np.ones((1, 3), dtype=np.float32))
-    p = subprocess.run(
-        [sys.executable, "-m", "trajstore.cli.main", "analyze", str(tmp_path / "one.zarr")],
-        capture_output=True,
-        text=True,
-    )
+    p = run_cli("analyze", str(tmp_path / "one.zarr"))
     assert p.returncode == 1 and p.stderr.strip().count("\n") == 0 and "at least 2" in p.stderr
 
 
@@ -133,20 +114,7 @@ def test_real_digits_run_landscape_and_fluctuations(digits_run):
 
 def test_cli_analyze_with_toy(digits_run, tmp_path):
     out = tmp_path / "r"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trajstore.cli.main",
-            "analyze",
-            str(digits_run),
-            "-o",
-            str(out),
-            "--with-toy",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    p = run_cli("analyze", str(digits_run), "-o", str(out), "--with-toy")
     assert p.returncode == 0, p.stderr
     s = json.loads((out / "compare" / "summary.json").read_text())
     assert [r["label"] for r in s["runs"]][1:] == [

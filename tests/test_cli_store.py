@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 import zarr
 
-from .conftest import write_store
-
-
-def run_cli(*args, cwd=None):
-    """Run the real console entry point in a subprocess (exit codes and stderr as a user sees)."""
-    return subprocess.run(
-        [sys.executable, "-m", "trajstore.cli.main", *map(str, args)], capture_output=True, text=True, cwd=cwd
-    )
+from .conftest import run_cli, write_store
 
 
 def assert_one_line_error(proc, *needles):

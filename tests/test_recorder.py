@@ -19,14 +19,10 @@ from trajstore.recorders import Every, LogSpaced, Ranges, Recorder, parse_schedu
 import trajstore
 from trajstore.validate import validate
 
+from .conftest import run_cli
+
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "train_digits.py"
-
-
-def run_cli(*args, **kw):
-    return subprocess.run(
-        [sys.executable, "-m", "trajstore.cli.main", *map(str, args)], capture_output=True, text=True, **kw
-    )
 
 
 def load_example():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -24,11 +22,7 @@ from trajstore.analysis.toy import (
 
 import trajstore
 
-
-def run_cli(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "trajstore.cli.main", *map(str, args)], capture_output=True, text=True
-    )
+from .conftest import run_cli
 
 
 def test_diamond_square_structure_and_roughness():

@@ -34,7 +34,6 @@ def convert(
             chunk_params=traj.weights.chunks[1],
             buffers=traj.buffers.layout if traj.buffers else None,
         )
-        w._keepbits = None  # values are already rounded: copy them bit for bit
         try:
             root = {k: v for k, v in attrs.items() if k not in (spec.ATTR_SPEC_NAME, spec.ATTR_SPEC_VERSION)}
             root[spec.ATTR_LOSSY] = lossy
@@ -44,7 +43,7 @@ def convert(
                 if group is None:
                     continue
                 series = w._vector_series(name, group.layout)
-                _copy_series(w, series, group.values, group.steps, group.times)
+                _copy_series(w, name, series, group.values, group.steps, group.times)
             for name in traj.observables:
                 steps, values = traj.observable(name)
                 oattrs = traj.observable_attrs(name)
@@ -55,7 +54,7 @@ def convert(
                     oattrs.get(spec.ATTR_EVALUATED_AT, spec.POST_STEP),
                 )
                 times = _read_times(traj, name, len(steps))
-                _copy_series(w, series, values, steps, times)
+                _copy_series(w, f"{spec.OBSERVABLES}/{name}", series, values, steps, times)
             w.close()
         except BaseException:
             w.close()
@@ -70,7 +69,7 @@ def _read_times(traj, name: str, n: int):
     return b.read(path, slice(0, n)) if b.is_array(path) else None
 
 
-def _copy_series(w, series: SeriesWriter, values, steps, times) -> None:
+def _copy_series(w, name: str, series: SeriesWriter, values, steps, times) -> None:
     n = len(steps)
     width = values.shape[1] if len(values.shape) == 2 else 1
     per = max(
@@ -81,9 +80,7 @@ def _copy_series(w, series: SeriesWriter, values, steps, times) -> None:
         block = values[start:stop]
         for i in range(stop - start):
             t = float(times[start + i]) if times is not None else float("nan")
-            if series.append(int(steps[start + i]), block[i], t):
-                w._backend.flush()
-                series.commit()
+            w._commit_if(series.append(int(steps[start + i]), block[i], t), name)
 
 
 __all__ = ["convert"]

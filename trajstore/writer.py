@@ -18,6 +18,7 @@ from .layout import Layout
 from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
+from .series import SeriesWriter
 
 ParamsLike = int | Mapping[str, Any] | Layout
 
@@ -211,8 +212,6 @@ class Writer:
             self._series[name].commit()
 
     def _vector_series(self, name: str, layout: Layout):
-        from .series import SeriesWriter
-
         series = self._series.get(name)
         if series is None:
             tc, pc = choose_chunks(layout.n_params, 4, self._chunk_records, self._chunk_params)
@@ -222,8 +221,6 @@ class Writer:
         return series
 
     def _open_observable(self, group: str, unit, description, evaluated_at: str):
-        from .series import SeriesWriter
-
         if evaluated_at not in spec.EVALUATED_AT_VALUES:
             raise ValueError(f"evaluated_at must be one of {spec.EVALUATED_AT_VALUES}, got {evaluated_at!r}")
         self._backend.create_group(spec.OBSERVABLES)
@@ -320,8 +317,6 @@ def create(
 
 
 def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None) -> Writer:
-    from .series import SeriesWriter
-
     b = open_backend(path, "r+", kind)
     try:
         attrs = check_header(b, path)
