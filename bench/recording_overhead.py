@@ -12,6 +12,7 @@ import argparse
 import importlib.util
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def timed_steps(model, opt, batches, steps: int, device: torch.device) -> list[f
 
 
 def measure(
-    name: str, device: torch.device, trials: int, steps: int, tmp: Path
+    name: str, device: torch.device, trials: int, steps: int, tmp: Path, schedule: str = "every:1"
 ) -> tuple[float, float, float]:
     """Median step time without and with recording (alternating trials) and their ratio."""
     model, batches = make_case(name, device)
@@ -76,7 +77,7 @@ def measure(
     for trial in range(trials):
         plain += timed_steps(model, opt, batches, steps, device)
         path = tmp / f"{name}-{trial}.zarr"
-        with Recorder(model, path, overwrite=True, progress=False) as rec:
+        with Recorder(model, path, overwrite=True, progress=False, schedule=schedule) as rec:
             rec.attach(opt)
             recorded += timed_steps(model, opt, batches, steps, device)
         shutil.rmtree(path)
@@ -90,15 +91,19 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--steps", type=int, default=0, help="steps per trial (default per case)")
+    ap.add_argument("--schedule", default="every:1", help="what the recorder records (default every step)")
+    ap.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
+    if args.switch_interval is not None:
+        sys.setswitchinterval(args.switch_interval)
     device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp())
     lines = ["| case | device | plain ms/step | recorded ms/step | ratio |", "|---|---|---|---|---|"]
     for name in args.cases.split(","):
         steps = args.steps or (200 if name == "digits" else (60 if device.type == "cuda" else 8))
-        a, b, r = measure(name, device, args.trials, steps, tmp)
-        lines.append(f"| {name} every step | {device} | {a * 1e3:.2f} | {b * 1e3:.2f} | {r:.3f} |")
+        a, b, r = measure(name, device, args.trials, steps, tmp, args.schedule)
+        lines.append(f"| {name} {args.schedule} | {device} | {a * 1e3:.2f} | {b * 1e3:.2f} | {r:.3f} |")
         print(lines[-1], flush=True)
     shutil.rmtree(tmp)
     lines.append("")

@@ -1,0 +1,108 @@
+"""Recording on a GPU: the asynchronous pinned copies must hold exactly the weights of each step.
+
+Skipped where no CUDA device is present (CI); run on a lent GPU by bench/gpu_check.sh.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from trajstore.recorders import Recorder
+
+import trajstore
+from trajstore.validate import validate
+
+from .conftest import run_cli
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(16 * 8 * 8, 10),
+    ).cuda()
+
+
+@pytest.mark.parametrize("pool_size", [1, 4])
+def test_cuda_records_equal_hand_copied_weights_and_gradients(tmp_path, pool_size):
+    """Each record and gradient equals a synchronous ``.cpu()`` copy taken right after the step,
+    even when the ring of pinned buffers is reused every step (pool 1) or runs ahead (pool 4)."""
+    model = _model()
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)  # large steps: a stale copy would differ
+    weights = [torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy()]
+    grads = []
+    g = torch.Generator(device="cuda").manual_seed(1)
+    path = tmp_path / "g.zarr"
+    with Recorder(model, path, gradients=True, pool_size=pool_size, progress=False) as rec:
+        rec.attach(opt)
+        for _ in range(40):
+            x = torch.randn(32, 3, 8, 8, device="cuda", generator=g)
+            y = torch.randint(0, 10, (32,), device="cuda", generator=g)
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)  # grads reallocated each step: exercises stream safety
+            loss.backward()
+            rec.log_loss(loss)
+            grads.append(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).cpu().numpy())
+            opt.step()
+            weights.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).cpu().numpy())
+    with trajstore.open(path) as t:
+        assert t.steps.tolist() == list(range(41))
+        np.testing.assert_array_equal(t.weights[:], np.stack(weights))
+        np.testing.assert_array_equal(t.gradients.values[:], np.stack(grads))
+        assert t.provenance["device"].startswith("cuda")
+    assert validate(path).valid
+
+
+def test_cuda_half_precision_parameters_are_recorded_as_float32(tmp_path):
+    model = _model().half()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / "h.h5"
+    ref = []
+    with Recorder(model, path, progress=False) as rec:
+        rec.attach(opt)
+        for _ in range(5):
+            x = torch.randn(8, 3, 8, 8, device="cuda", dtype=torch.half)
+            opt.zero_grad()
+            model(x).float().pow(2).mean().backward()
+            opt.step()
+            ref.append(torch.cat([p.detach().reshape(-1).float() for p in model.parameters()]).cpu().numpy())
+    with trajstore.open(path) as t:
+        assert t.weights.dtype == np.float32
+        np.testing.assert_array_equal(t.weights[1:], np.stack(ref))
+
+
+def test_cuda_record_cli_on_cifar_example(tmp_path):
+    out = tmp_path / "c.zarr"
+    p = run_cli(
+        "record",
+        "--gradients",
+        "-o",
+        out,
+        ROOT / "examples" / "train_cifar.py",
+        "--",
+        "--synthetic",
+        "--model",
+        "resnet20",
+        "--steps",
+        "30",
+        "--synthetic-size",
+        "512",
+        "--device",
+        "cuda",
+    )
+    assert p.returncode == 0, p.stderr
+    with trajstore.open(out) as t:
+        assert t.n_params == 272_474 and t.steps.tolist() == list(range(31))
+        assert np.isfinite(t.weights[:]).all() and np.isfinite(t.gradients.values[:]).all()
+        assert np.linalg.norm(t.weights[30] - t.weights[0]) > 0
+    assert validate(out).valid
