@@ -18,8 +18,9 @@ from .report import _CSS, _json_default, _plt
 from .steps import ccdf
 
 
-def compare_rows(name: str, a: Analysis) -> list[dict]:
-    """One table row per window: α_short, α_long, τ0, α, tail exponent, H."""
+def compare_rows(name: str, a: Analysis, phases: dict | None = None) -> list[dict]:
+    """One table row per window: α_short, α_long, τ0, α, tail exponent, H; for a toy run also
+    the walkers' descent and near-minimum exponents (``phases``, from its metadata)."""
     tail = a.tails.get("step_length")
     rows = []
     for i, w in enumerate(a.windows):
@@ -35,6 +36,8 @@ def compare_rows(name: str, a: Analysis) -> list[dict]:
                 "alpha": w.power_law.alpha if w.power_law else None,
                 "tail_alpha": tail.alpha if tail else None,
                 "hurst": msl.hurst if msl else None,
+                "descent_alpha": (phases or {}).get("descent", {}).get("alpha"),
+                "near_minimum_alpha": (phases or {}).get("near_minimum", {}).get("alpha"),
             }
         )
     return rows
@@ -57,8 +60,11 @@ def compare(
     out.mkdir(parents=True, exist_ok=True)
     labels = labels or [Path(s).name for s in stores]
     results: list[tuple[str, Analysis]] = []
+    phases: dict[str, dict | None] = {}
     for label, path in zip(labels, stores, strict=True):
         with open_store(path) as traj:
+            toy = traj.metadata.get("toy")
+            phases[label] = toy.get("phases") if isinstance(toy, dict) else None
             results.append(
                 (
                     label,
@@ -67,7 +73,7 @@ def compare(
                     ),
                 )
             )
-    table = [row for label, a in results for row in compare_rows(label, a)]
+    table = [row for label, a in results for row in compare_rows(label, a, phases[label])]
     summary = {
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],
         "table": table,
@@ -118,8 +124,11 @@ _CAPTION = (
 
 def _page(results, table, out: Path) -> None:
     cols = ["run", "t_w", "alpha_short", "alpha_long", "tau0", "alpha", "tail_alpha", "hurst"]
+    cols += ["descent_alpha", "near_minimum_alpha"]
 
     def cell(v):
+        if v is None:
+            return "–"
         return f"{v:.3g}" if isinstance(v, float) else html.escape(str(v))
 
     rows = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in table)

@@ -117,3 +117,22 @@ def two_time_displacement(
         d = block.data.astype(np.float64) - ref
         out[block.records.start - start : block.records.stop - start] += np.einsum("ij,ij->i", d, d)
     return traj.steps[start:] - traj.steps[start], out
+
+
+def tamsd(x: np.ndarray) -> np.ndarray:
+    """Time-averaged MSD of an in-memory path ``x`` (T, d): Δr²(τ) for τ = 0 … T−1, summed over
+    the d coordinates, by the same FFT sums as the out-of-core window pass (float64, centred)."""
+    import scipy.fft
+
+    from .windows import _msd_from_sums
+
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need a path of shape (T >= 2, d), got {x.shape}")
+    n = len(x)
+    xc = (x - x.mean(axis=0)).T  # (d, T): centred per coordinate, one FFT per row
+    nfft = scipy.fft.next_fast_len(2 * n, real=True)
+    spec = scipy.fft.rfft(xc, n=nfft, axis=1)
+    power = (spec.real**2 + spec.imag**2).sum(axis=0, keepdims=True)
+    sq_rows = np.einsum("ij,ij->j", xc, xc)[None]
+    return _msd_from_sums(power, sq_rows, n, nfft)[0]

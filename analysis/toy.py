@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import interpolate, ndimage
 
+from .toy_phases import phase_exponents
+
 LANDSCAPES = ("diamond-square", "fbm", "cone", "bowl", "shuffled")
 
 
@@ -232,12 +234,17 @@ def write_toy_store(
 ) -> str:
     """Simulate and write an ordinary trajstore store: weights = positions (tensor ``r<k>`` of
     shape (2,) per repeat), observables ``loss`` (mean over repeats) and ``loss_r<k>``
-    (post_step: U at the recorded position), metadata = landscape and dynamics parameters."""
+    (post_step: U at the recorded position), metadata = landscape and dynamics parameters and the
+    walkers' descent and near-minimum exponents (``toy.phases``, see ``toy_phases``)."""
     import trajstore
 
     dyn = dynamics or Dynamics()
     z = make_landscape(kind, size=size, hurst=hurst, seed=landscape_seed)
     pos, loss = simulate(Landscape(z), dyn)
+    phases = {  # NaN (a phase too short to fit) stored as null: the metadata is plain JSON
+        name: {k: (None if v != v else v) for k, v in ph.to_dict().items() if k != "alphas"}
+        for name, ph in phase_exponents(pos, loss).items()
+    }
     layout = {f"r{k}": (2,) for k in range(dyn.repeats)}
     meta = {
         "toy": {
@@ -247,6 +254,7 @@ def write_toy_store(
             "landscape_seed": landscape_seed,
             "dynamics": asdict(dyn),
             "structure_function_hurst": structure_function_hurst(z),
+            "phases": phases,
         }
     }
     with trajstore.create(

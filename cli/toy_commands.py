@@ -9,7 +9,7 @@ import click
 from .analyze_commands import parse_bytes
 from .errors import fail, one_line_errors
 
-TOY_DEFAULTS = ("diamond-square", "cone", "shuffled")
+TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the paper's convex control
 
 
 @click.command()
@@ -45,11 +45,19 @@ def toy(landscape, hurst, size, lr, noise, steps, repeats, seed, out, overwrite)
         fail(f"{out} exists; pass --overwrite to replace it")
     dyn = Dynamics(lr=lr, noise=noise, steps=steps, repeats=repeats, seed=seed)
     write_toy_store(out, landscape, size=size, hurst=hurst, dynamics=dyn, landscape_seed=seed, overwrite=True)
-    click.echo(f"wrote {out}", err=True)
+    import trajstore
+
+    with trajstore.open(out) as t:
+        phases = t.metadata["toy"]["phases"]
+    parts = []
+    for name, ph in phases.items():
+        a = "n/a (too short)" if ph["alpha"] is None else f"{ph['alpha']:.2f}"
+        parts.append(f"{name.replace('_', '-')} alpha {a} ({ph['n_walkers']} walkers)")
+    click.echo(f"wrote {out}: " + "; ".join(parts), err=True)
 
 
 def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
-    """The fractal, convex and shuffled toy runs (paper parameters) in ``folder``."""
+    """The fractal, convex (bowl and cone) and shuffled toy runs (paper parameters) in ``folder``."""
     from trajstore.analysis.toy import Dynamics, write_toy_store
 
     os.makedirs(folder, exist_ok=True)

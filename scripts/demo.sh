@@ -7,4 +7,3 @@ set -euo pipefail
 mkdir -p runs
 trajstore record --overwrite -o runs/digits.zarr examples/train_digits.py
 trajstore analyze runs/digits.zarr -o runs/digits-report --with-toy
-echo "report: runs/digits-report/index.html"

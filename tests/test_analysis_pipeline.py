@@ -119,6 +119,7 @@ def test_cli_analyze_with_toy(digits_run, tmp_path):
     s = json.loads((out / "compare" / "summary.json").read_text())
     assert [r["label"] for r in s["runs"]][1:] == [
         "toy-diamond-square.zarr",
+        "toy-bowl.zarr",
         "toy-cone.zarr",
         "toy-shuffled.zarr",
     ]
