@@ -234,3 +234,16 @@ def test_fig4_cone_descends_ballistically(fig4_runs):
 def test_fig4_fractal_descent_is_superdiffusive(fig4_runs):
     for pos, loss in fig4_runs["diamond-square"]:
         assert phase_exponents(pos, loss)["descent"].alpha > 1.0
+
+
+def test_fig4_study_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "toy_fig4_study.py"
+    args = ["--landscapes", "diamond-square,cone", "--seeds", "1", "--size", "129", "--walkers", "4"]
+    p = subprocess.run([sys.executable, script, *args, "--scheme", "table"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    rows = [line.split("|")[1:-1] for line in p.stdout.splitlines() if line.startswith("| cone")]
+    assert len(rows) == 1 and float(rows[0][2]) > 1.2  # the cone's descent is ballistic in this scheme too
