@@ -21,6 +21,7 @@ rm -rf "$site" && mkdir -p "$site"
 if ls .whl/*.whl >/dev/null 2>&1; then
   python3 -m pip install -q --no-index --no-deps --no-compile --target "$site" .whl/*.whl || exit 1
 fi
+rm -rf build  # a build/ left by an earlier call can hold stale copies of the modules
 python3 -m pip install -q --no-index --no-deps --no-build-isolation --target "$site" . || exit 1
 export PYTHONPATH="$site"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true

@@ -82,7 +82,13 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
             def wrapped(self, outputs):
                 out = original(self, outputs)
                 if isinstance(out, torch.Tensor) and self.is_enabled():
-                    out._trajstore_scale = self.get_scale()
+                    # The scale as a copied device tensor: get_scale() would synchronise with the
+                    # GPU at every step, and update() later changes the scaler's tensor in place.
+                    own = getattr(self, "_scale", None)
+                    if isinstance(own, torch.Tensor):
+                        out._trajstore_scale = own.detach().reshape(()).clone()
+                    else:
+                        out._trajstore_scale = self.get_scale()
                 return out
 
             return wrapped

@@ -106,3 +106,65 @@ def test_cuda_record_cli_on_cifar_example(tmp_path):
         assert np.isfinite(t.weights[:]).all() and np.isfinite(t.gradients.values[:]).all()
         assert np.linalg.norm(t.weights[30] - t.weights[0]) > 0
     assert validate(out).valid
+
+
+AMP_SCRIPT = """
+import threading, warnings, torch
+
+torch.manual_seed(0)
+m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 10)).cuda()
+opt = torch.optim.SGD(m.parameters(), lr=0.1)
+scaler = torch.amp.GradScaler("cuda")
+x = torch.randn(256, 64, device="cuda")
+y = torch.randint(0, 10, (256,), device="cuda")
+
+def step():
+    with torch.autocast("cuda", dtype=torch.float16):
+        loss = torch.nn.functional.cross_entropy(m(x), y)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+
+for _ in range(5):
+    step()
+torch.cuda.synchronize()
+main_thread_syncs = []
+
+def seen(message, category, filename, lineno, file=None, line=None):
+    # Called in the thread that synchronised: the writer thread may wait, training may not.
+    if "synchroniz" in str(message) and threading.current_thread() is threading.main_thread():
+        main_thread_syncs.append(f"{filename}:{lineno}")
+
+with warnings.catch_warnings():
+    warnings.simplefilter("always")
+    warnings.showwarning = seen
+    torch.cuda.set_sync_debug_mode("warn")
+    for _ in range(30):
+        step()
+    torch.cuda.set_sync_debug_mode("default")
+print("MAIN_THREAD_SYNCS", len(main_thread_syncs), sorted(set(main_thread_syncs)))
+"""
+
+
+def test_cuda_recording_adds_no_synchronisation_to_the_training_thread(tmp_path, capsys):
+    """AMP with the GradScaler, recorded by ``trajstore record``: the training thread makes no
+    more synchronising calls than without recording (torch's sync debug mode reports each; the
+    GradScaler's own check for infinite gradients is one per step in both)."""
+    exec(compile(AMP_SCRIPT, "amp-plain", "exec"), {})
+    plain = capsys.readouterr().out
+    script = tmp_path / "amp.py"
+    script.write_text(AMP_SCRIPT)
+    out = tmp_path / "amp.zarr"
+    p = run_cli("record", "-o", out, script)
+    assert p.returncode == 0, p.stderr
+    count = {}
+    for name, text in (("plain", plain), ("recorded", p.stdout)):
+        line = next(ln for ln in text.splitlines() if ln.startswith("MAIN_THREAD_SYNCS"))
+        count[name] = int(line.split()[1])
+    assert count["recorded"] <= count["plain"], (plain, p.stdout)
+    with trajstore.open(out) as t:
+        skipped = len(t.observable("skipped")[0]) if "skipped" in t.observables else 0
+        assert t.n_records + skipped == 36  # the initial weights, then every step not skipped
+        steps, loss = t.observable("loss")
+        assert len(loss) == 35 and np.all((loss > 0) & (loss < 10))  # unscaled by the GradScaler
