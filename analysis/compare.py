@@ -80,8 +80,34 @@ def compare(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     _overlays(results, out)
-    _page(results, table, out)
+    toys = [(lb, path) for lb, path in zip(labels, stores, strict=True) if phases[lb] is not None]
+    if toys:
+        _toy_phase_figure(toys, out)
+    _page(results, table, out, with_toy_figure=bool(toys))
     return summary
+
+
+def _toy_phase_figure(toys: list[tuple[str, str]], out: Path) -> None:
+    """The paper's Fig. 4b/f for every toy run: MSD of the descent and near-minimum phases."""
+    from .toy_phases import phase_msd, read_toy_paths
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for k, (label, path) in enumerate(toys):
+        with open_store(path) as traj:
+            pos, loss = read_toy_paths(traj)
+        for phase, style in (("descent", "-"), ("near_minimum", "--")):
+            lags, msd = phase_msd(pos, loss)[phase]
+            if len(lags):
+                ax.loglog(lags, msd, style, color=f"C{k}", label=f"{label}: {phase.replace('_', ' ')}")
+    ax.plot([1, 10], [1e-4, 1e-2], "k:", lw=0.8, label="slope 2 (ballistic)")
+    ax.plot([1, 100], [1e-5, 1e-3], "k-.", lw=0.8, label="slope 1 (normal)")
+    ax.set_xlabel("τ (steps)")
+    ax.set_ylabel("Δr²(τ), geometric mean over walkers")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(out / "toy_phases.png", dpi=120)
+    plt.close(fig)
 
 
 def _overlays(results, out: Path) -> None:
@@ -122,7 +148,14 @@ _CAPTION = (
 )
 
 
-def _page(results, table, out: Path) -> None:
+_TOY_FIGURE = (
+    "<figure><img src='toy_phases.png' alt='toy phases'><figcaption>Toy runs: MSD of each walker's "
+    "descent (solid) and near-minimum phase (dashed), geometric mean over walkers (the paper's "
+    "Fig. 4b and 4f; phases defined in docs/analysis.md)</figcaption></figure>"
+)
+
+
+def _page(results, table, out: Path, with_toy_figure: bool = False) -> None:
     cols = ["run", "t_w", "alpha_short", "alpha_long", "tau0", "alpha", "tail_alpha", "hurst"]
     cols += ["descent_alpha", "near_minimum_alpha"]
 
@@ -143,6 +176,7 @@ def _page(results, table, out: Path) -> None:
             "</head><body><h1>trajstore comparison</h1>",
             f"<ul>{runs}</ul><table><tr>{head}</tr>{rows}</table>",
             f"<figure><img src='overlay.png' alt='overlays'><figcaption>{_CAPTION}</figcaption></figure>",
+            _TOY_FIGURE if with_toy_figure else "",
             "</body></html>",
         ]
     )

@@ -90,3 +90,42 @@ def phase_exponents(
             direction_cos=float(cos.mean()) if len(cos) else float("nan"),
         )
     return out
+
+
+def phase_msd(
+    pos: np.ndarray, loss: np.ndarray, *, fraction: float = 0.1, tail: float = 0.2, min_points: int = 20
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per phase: (lags, Δr²) with Δr² the geometric mean over walkers of their TAMSD, at lags
+    1 … n/4 of each walker's phase, kept where at least half the walkers (and 3) contribute.
+    For plots."""
+    out = {}
+    for phase in PHASES:
+        curves = []
+        for k in range(pos.shape[1]):
+            t_star = descent_end(loss[:, k], fraction, tail)
+            path = pos[: t_star + 1, k] if phase == "descent" else pos[t_star:, k]
+            if len(path) >= min_points:
+                m = tamsd(path)[1 : len(path) // 4 + 1]
+                if np.all(m > 0):
+                    curves.append(np.log(m))
+        longest = max((len(c) for c in curves), default=0)
+        sums, counts = np.zeros(longest), np.zeros(longest)
+        for c in curves:
+            sums[: len(c)] += c
+            counts[: len(c)] += 1
+        keep = counts >= max(3, 0.5 * len(curves))  # where walkers drop out, the mean would jump
+        lags = np.arange(1, longest + 1)[keep]
+        out[phase] = (lags, np.exp(sums[keep] / counts[keep]))
+    return out
+
+
+def read_toy_paths(traj) -> tuple[np.ndarray, np.ndarray]:
+    """Positions (T − 1, R, 2) and losses (T − 1, R) of the walkers of a toy store (records 1 …
+    T − 1: the losses are logged after each step, so record 0 has none)."""
+    names = [n for n in traj.layout.names if n.startswith("r")]
+    if "toy" not in traj.metadata or not all(f"loss_{n}" in traj.observables for n in names):
+        raise ValueError(f"{traj.path} is not a toy store (write it with trajstore toy)")
+    w = np.asarray(traj.weights[1:], dtype=np.float64)
+    pos = np.stack([w[:, traj.layout[n].offset : traj.layout[n].stop] for n in names], axis=1)
+    loss = np.stack([traj.observable(f"loss_{n}")[1] for n in names], axis=1)
+    return pos, loss

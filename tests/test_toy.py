@@ -23,11 +23,11 @@ from trajstore.analysis.toy import (
     structure_function_hurst,
     write_toy_store,
 )
-from trajstore.analysis.toy_phases import descent_end, phase_exponents
+from trajstore.analysis.toy_phases import descent_end, phase_exponents, phase_msd, read_toy_paths
 
 import trajstore
 
-from .conftest import run_cli
+from .conftest import run_cli, write_store
 
 
 def test_diamond_square_structure_and_roughness():
@@ -104,12 +104,21 @@ def test_toy_store_is_an_ordinary_store(tmp_path):
         tmp_path / "t.zarr", "fbm", size=129, hurst=0.6, dynamics=Dynamics(steps=300, repeats=3)
     )
     with trajstore.open(path) as t:
+        pos, loss = read_toy_paths(t)
         assert t.n_records == 301 and t.layout.names == ["r0", "r1", "r2"]
         assert t.metadata["toy"]["landscape"] == "fbm" and t.metadata["toy"]["dynamics"]["lr"] == 0.02
         s, v = t.observable("loss_r1")
         assert s[0] == 1 and len(v) == 300
         s, mean = t.observable("loss")
         np.testing.assert_allclose(mean, np.mean([t.observable(f"loss_r{k}")[1] for k in range(3)], axis=0))
+    ref_pos, ref_loss = simulate(
+        Landscape(make_landscape("fbm", size=129, hurst=0.6)), Dynamics(steps=300, repeats=3)
+    )
+    np.testing.assert_allclose(pos, ref_pos[1:], rtol=1e-6)  # float32 in the store
+    np.testing.assert_allclose(loss, ref_loss[1:])
+    write_store(tmp_path / "plain.zarr")
+    with trajstore.open(tmp_path / "plain.zarr") as t, pytest.raises(ValueError, match="not a toy store"):
+        read_toy_paths(t)
 
 
 def test_toy_and_compare_cli(tmp_path):
@@ -140,6 +149,9 @@ def test_toy_and_compare_cli(tmp_path):
         near = t.metadata["toy"]["phases"]["near_minimum"]["alpha"]
     assert [r["near_minimum_alpha"] for r in s["table"] if r["run"] == "bowl.h5"] == [near, near]
     assert (out / "overlay.png").stat().st_size > 1000 and "alpha_short" in (out / "index.html").read_text()
+    assert (out / "toy_phases.png").stat().st_size > 1000 and "toy_phases.png" in (
+        out / "index.html"
+    ).read_text()
 
 
 def test_in_memory_tamsd_equals_all_pairs_and_tidynamics():
@@ -179,6 +191,11 @@ def test_phase_exponents_recover_ballistic_then_fbm():
     assert ph["descent"].direction_cos == pytest.approx(1.0) and ph["near_minimum"].direction_cos < 0
     with pytest.raises(ValueError, match="need pos"):
         phase_exponents(pos[:, :, 0], loss)
+    curves = phase_msd(pos, loss)
+    lags, msd = curves["descent"]
+    assert lags[0] == 1 and np.polyfit(np.log(lags), np.log(msd), 1)[0] == pytest.approx(2.0, abs=0.01)
+    lags, msd = curves["near_minimum"]
+    assert np.polyfit(np.log(lags), np.log(msd), 1)[0] == pytest.approx(0.5, abs=0.1)
 
 
 # The paper's Fig. 4 as assertions: paper parameters (η = 0.02, σ = 0.01, 1000 steps, uniform
