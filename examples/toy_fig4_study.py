@@ -9,6 +9,7 @@ what decides the result.
 
     python examples/toy_fig4_study.py [--landscapes diamond-square,bowl,cone,shuffled,fbm]
         [--hurst 0.8] [--seeds 4] [--size 513] [--walkers 20] [--lr 0.02] [--scheme bicubic|table]
+        [--start X,Y] [--summary]
 """
 
 from __future__ import annotations
@@ -59,13 +60,14 @@ def early_alpha(pos: np.ndarray, steps: int = 200, lags: tuple[int, int] = (5, 4
     return float(np.median(out)) if out else float("nan")
 
 
-def study(kinds, seeds, size, walkers, lr, scheme, hurst=0.8) -> list[dict]:
+def study(kinds, seeds, size, walkers, lr, scheme, hurst=0.8, start=None) -> list[dict]:
     rows = []
     for kind in kinds:
         for seed in range(seeds):
             z = make_landscape(kind, size=size, hurst=hurst, seed=seed)
             land = Landscape(z) if scheme == "bicubic" else TableLandscape(z)
-            pos, loss = simulate(land, Dynamics(lr=lr, repeats=walkers, seed=seed))
+            at = None if start is None else np.tile(np.asarray(start, dtype=float), (walkers, 1))
+            pos, loss = simulate(land, Dynamics(lr=lr, repeats=walkers, seed=seed), start=at)
             ph = phase_exponents(pos, loss)
             g = land.grad(pos[:-1]).reshape(-1)
             rows.append(
@@ -93,9 +95,26 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.02)
     ap.add_argument("--scheme", choices=["bicubic", "table"], default="bicubic")
     ap.add_argument("--hurst", type=float, default=0.8, help="Hurst exponent of the fbm landscape")
+    ap.add_argument("--start", default=None, help="x,y of every walker's start (default: uniform)")
+    ap.add_argument("--summary", action="store_true", help="medians and counts over seeds, not a table")
     args = ap.parse_args()
+    start = None if args.start is None else [float(v) for v in args.start.split(",")]
     kinds = args.landscapes.split(",")
-    rows = study(kinds, args.seeds, args.size, args.walkers, args.lr, args.scheme, args.hurst)
+    rows = study(kinds, args.seeds, args.size, args.walkers, args.lr, args.scheme, args.hurst, start)
+    if args.summary:
+        for kind in kinds:
+            sub = [r for r in rows if r["landscape"] == kind]
+            line = [f"{kind}: {len(sub)} seeds"]
+            for key in ("descent_alpha", "near_minimum_alpha", "early_alpha"):
+                v = np.array([r[key] for r in sub], dtype=float)
+                v = v[np.isfinite(v)]
+                if len(v):
+                    line.append(
+                        f"{key} median {np.median(v):.2f} (range {v.min():.2f}–{v.max():.2f}, "
+                        f"> 1 on {np.sum(v > 1)} of {len(v)})"
+                    )
+            print("; ".join(line))
+        return
     keys = list(rows[0])
     print("| " + " | ".join(keys) + " |")
     print("|" + "---|" * len(keys))
