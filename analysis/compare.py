@@ -14,7 +14,7 @@ from trajstore.reader import open as open_store
 
 from .exponents import smoothed_local_slope, usable_lags
 from .pipeline import Analysis, analyze
-from .report import _CSS, _json_default, _plt
+from .report import _CSS, TOY_PHASES_CAPTION, _json_default, _plt, finish_phase_axes, plot_phase_curves
 from .steps import ccdf
 
 
@@ -96,15 +96,8 @@ def _toy_phase_figure(toys: list[tuple[str, str]], out: Path) -> None:
     for k, (label, path) in enumerate(toys):
         with open_store(path) as traj:
             pos, loss = read_toy_paths(traj)
-        for phase, style in (("descent", "-"), ("near_minimum", "--")):
-            lags, msd = phase_msd(pos, loss)[phase]
-            if len(lags):
-                ax.loglog(lags, msd, style, color=f"C{k}", label=f"{label}: {phase.replace('_', ' ')}")
-    ax.plot([1, 10], [1e-4, 1e-2], "k:", lw=0.8, label="slope 2 (ballistic)")
-    ax.plot([1, 100], [1e-5, 1e-3], "k-.", lw=0.8, label="slope 1 (normal)")
-    ax.set_xlabel("τ (steps)")
-    ax.set_ylabel("Δr²(τ), geometric mean over walkers")
-    ax.legend(fontsize=6)
+        plot_phase_curves(ax, phase_msd(pos, loss), label, f"C{k}")
+    finish_phase_axes(ax)
     fig.tight_layout()
     fig.savefig(out / "toy_phases.png", dpi=120)
     plt.close(fig)
@@ -149,9 +142,8 @@ _CAPTION = (
 
 
 _TOY_FIGURE = (
-    "<figure><img src='toy_phases.png' alt='toy phases'><figcaption>Toy runs: MSD of each walker's "
-    "descent (solid) and near-minimum phase (dashed), geometric mean over walkers (the paper's "
-    "Fig. 4b and 4f; phases defined in docs/analysis.md)</figcaption></figure>"
+    "<figure><img src='toy_phases.png' alt='toy phases'>"
+    f"<figcaption>{TOY_PHASES_CAPTION}</figcaption></figure>"
 )
 
 

@@ -37,6 +37,8 @@ DEFINITIONS = {
     "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
     "power-law fit of durations, Welch spectrum slope of L",
     "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
+    "toy_phases": "toy stores: per phase (descent until U ≤ U_f + 0.1 (U(0) − U_f), then near_minimum) "
+    "the median over walkers of the TAMSD exponent over lags 1 … n/4; mean cosine of successive steps",
 }
 
 
@@ -92,6 +94,7 @@ class Analysis:
     msl: list = field(default_factory=list)
     fluct: Any = None
     notes: list[str] = field(default_factory=list)
+    toy_curves: dict | None = None  # toy stores: phase -> (lags, Δr²), for the figure
 
     def summary(self) -> dict:
         return {
@@ -178,9 +181,31 @@ def analyze(
     _tails(out, lengths, traj)
     _progress(progress, "trajstore analyze: landscape and fluctuations")
     _landscape(out, traj, window, memory_limit)
+    _toy_phases(out, traj, memory_limit)
     if progress:
         sys.stderr.write("\n")
     return out
+
+
+def _toy_phases(out: Analysis, traj: Trajectory, memory_limit: int) -> None:
+    """A toy store: each walker's descent and near-minimum exponents (docs/analysis.md)."""
+    if "toy" not in traj.metadata:
+        return
+    from .toy_phases import phase_exponents, phase_msd, read_toy_paths
+
+    if 4 * traj.n_records * traj.n_params * 8 > memory_limit:  # positions, losses, TAMSD work
+        out.notes.append("toy phases skipped: the walkers' paths do not fit the memory limit")
+        return
+    try:
+        pos, loss = read_toy_paths(traj)
+    except ValueError as exc:
+        out.notes.append(f"toy phases skipped: {exc}")
+        return
+    out.extra["toy_phases"] = {
+        name: {k: v for k, v in ph.to_dict().items() if k != "alphas"}
+        for name, ph in phase_exponents(pos, loss).items()
+    }
+    out.toy_curves = phase_msd(pos, loss)
 
 
 def _toy_repeat0(traj: Trajectory) -> tuple[str, slice | None]:

@@ -225,6 +225,38 @@ def fig_fluctuations(a: Analysis, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_phase_curves(ax, curves: dict, label: str, color: str) -> None:
+    """Draw a toy run's descent (solid) and near-minimum (dashed) MSD curves on ``ax``."""
+    for phase, style in (("descent", "-"), ("near_minimum", "--")):
+        lags, msd = curves[phase]
+        if len(lags):
+            ax.loglog(lags, msd, style, color=color, label=f"{label}: {phase.replace('_', ' ')}")
+
+
+def finish_phase_axes(ax) -> None:
+    """Reference slopes, labels and legend of a toy-phase figure."""
+    ax.plot([1, 10], [1e-4, 1e-2], "k:", lw=0.8, label="slope 2 (ballistic)")
+    ax.plot([1, 100], [1e-5, 1e-3], "k-.", lw=0.8, label="slope 1 (normal)")
+    ax.set_xlabel("τ (steps)")
+    ax.set_ylabel("Δr²(τ), geometric mean over walkers")
+    ax.legend(fontsize=6)
+
+
+def fig_toy_phases(a: Analysis, path: Path) -> None:
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    plot_phase_curves(ax, a.toy_curves, Path(a.path).name, "C0")
+    finish_phase_axes(ax)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+TOY_PHASES_CAPTION = (
+    "Toy walkers: MSD of the descent (solid) and near-minimum phase (dashed), geometric mean over "
+    "walkers (the paper's Fig. 4b/4f; phases defined in docs/analysis.md)"
+)
+
 FIGURES = {
     "msd.png": (fig_msd, "MSD per window (log–log) with the local slope β(τ) inset"),
     "exponents.png": (fig_alpha, "Two-regime exponents and crossover lag over training"),
@@ -264,6 +296,8 @@ def write_report(a: Analysis, outdir: str | os.PathLike, extra_figures: dict | N
     summary = a.summary()
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     figures = dict(FIGURES)
+    if a.toy_curves is not None:
+        figures["toy_phases.png"] = (fig_toy_phases, TOY_PHASES_CAPTION)
     figures.update(extra_figures or {})
     made = []
     for name, (fn, caption) in figures.items():
