@@ -19,6 +19,11 @@ from .worker import WriterThread
 
 _SCALAR_BATCH = 256
 _SCALAR_SECONDS = 1.0
+# Records reach the writer thread in batches: each hand-off wakes that thread, and the GIL
+# ping-pong that follows costs the training thread more than the record itself.
+_RECORD_SECONDS = 1.0  # the longest a record waits on the training thread
+_POOL_BYTES = 64 * 1024 * 1024  # host buffers of the default pool, all pools together
+_MAX_POOL = 64
 _LOSS_ATTRS = {"unit": "nats", "evaluated_at": spec.PRE_STEP, "description": "minibatch training loss"}
 _LR_ATTRS = {"unit": "1", "description": "learning rate"}
 _COUNT_ATTRS = {"unit": "1", "description": "epoch (0-based)"}
@@ -65,7 +70,7 @@ class Recorder:
         overwrite: bool = False,
         resume: bool = False,
         policy: str = "block",
-        pool_size: int = 4,
+        pool_size: int | None = None,
         flush_seconds: float = 10.0,
         progress: bool | None = None,
         script: str | None = None,
@@ -98,6 +103,9 @@ class Recorder:
         self._pending_grads = None
         self._scalars: list = []
         self._scalars_sent = time.monotonic()
+        self._records: list = []  # (step, snapshots) not yet handed to the writer thread
+        self._records_sent = time.monotonic()
+        self._record_batch = 1
         self._thread: WriterThread | None = None
         self._writer = None
         self._bound = False
@@ -154,11 +162,15 @@ class Recorder:
             self.step = writer.max_step or 0
             writer.set_provenance(resumed=prov)
         n = sum(p.numel() for p in self._params)
+        nb = sum(b.numel() for b in self._buffers)
+        if self.pool_size is None:  # small models get deep pools, so records can travel in batches
+            record_bytes = 4 * (n * (2 if self.record_gradients else 1) + nb)
+            self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
+        self._record_batch = max(1, self.pool_size // 2)  # the other half stays free for training
         self._pool = SnapshotPool(n, device, self.pool_size, self.policy)
         self._grad_pool = (
             SnapshotPool(n, device, self.pool_size, self.policy) if self.record_gradients else None
         )
-        nb = sum(b.numel() for b in self._buffers)
         self._buf_pool = SnapshotPool(nb, device, self.pool_size, "block") if nb else None
         self._writer = writer
         self._thread = WriterThread(writer, flush_seconds=self.flush_seconds, progress=self.progress)
@@ -258,7 +270,16 @@ class Recorder:
             if self._buf_pool is not None
             else None
         )
-        self._submit(self._append, step, snap, grads, bsnap)
+        self._records.append((step, snap, grads, bsnap))
+        now = time.monotonic()
+        if len(self._records) >= self._record_batch or now - self._records_sent > _RECORD_SECONDS:
+            self._send_records(now)
+
+    def _send_records(self, now: float) -> None:
+        if self._records:
+            self._submit(self._append_batch, self._records)
+            self._records = []
+        self._records_sent = now
 
     def _scalar(self, name: str, step: int, value, attrs: dict) -> None:
         """Queue a scalar observable; they travel to the writer thread in batches (cheap per step)."""
@@ -278,6 +299,17 @@ class Recorder:
             self._thread.submit(fn, *args)
 
     # Runs on the writer thread.
+    def _append_batch(self, batch: list) -> None:
+        for i, record in enumerate(batch):
+            try:
+                self._append(*record)
+            except BaseException:
+                for _, *snaps in batch[i + 1 :]:  # give the rest back to their pools
+                    for s in snaps:
+                        if s is not None:
+                            s.release()
+                raise
+
     def _append(self, step: int, snap, grads, bsnap) -> None:
         try:
             self._writer.append(
@@ -309,6 +341,7 @@ class Recorder:
             h.remove()
         error = None
         if self._thread is not None:
+            self._send_records(time.monotonic())
             self._send_scalars(time.monotonic())
             if self.dropped:
                 self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)

@@ -388,3 +388,30 @@ def test_snapshot_pool_is_bounded_and_drop_policy_drops():
     assert pool.snapshot(flat).ready()[0] == 2
     with pytest.raises(ValueError, match="policy"):
         SnapshotPool(3, torch.device("cpu"), policy="sometimes")
+
+
+def test_records_travel_in_batches_sized_by_the_pool(tmp_path):
+    """Small models get a deep pool and hand records to the writer thread in batches (fewer
+    wake-ups of that thread); a record still reaches it within a second when training is slow."""
+    from trajstore.recorders import recorder as recorder_module
+
+    model = nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with Recorder(model, tmp_path / "b.zarr", progress=False) as rec:
+        rec.attach(opt)
+        _train(model, opt, 3)
+        assert rec.pool_size == recorder_module._MAX_POOL and rec._record_batch == rec.pool_size // 2
+        assert len(rec._records) == 4 and rec._thread.records == 0  # waiting for a batch
+        time.sleep(recorder_module._RECORD_SECONDS + 0.1)
+        _train(model, opt, 1)  # the next step sends what waited too long
+        deadline = time.monotonic() + 5
+        while rec._thread.records < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert rec._thread.records == 5 and not rec._records
+        _train(model, opt, 2)
+    with trajstore.open(tmp_path / "b.zarr") as t:  # close() sends the rest
+        assert t.steps.tolist() == list(range(7))
+    big = nn.Linear(2048, 2048)  # 16 MiB of float32 weights: 64 MiB hold 4 of them, the minimum
+    with Recorder(big, tmp_path / "c.zarr", progress=False) as rec:
+        rec.attach(torch.optim.SGD(big.parameters(), lr=0.0))
+        assert rec.pool_size == 4 and rec._record_batch == 2
