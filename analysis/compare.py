@@ -14,7 +14,7 @@ from trajstore.reader import open as open_store
 
 from .exponents import smoothed_local_slope, usable_lags
 from .pipeline import Analysis, analyze
-from .report import _CSS, TOY_PHASES_CAPTION, _json_default, _plt, finish_phase_axes, plot_phase_curves
+from .report import _CSS, TOY_PHASES_CAPTION, _json_default, _plt, save, toy_phase_figure
 from .steps import ccdf
 
 
@@ -80,27 +80,11 @@ def compare(
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
     _overlays(results, out)
-    toys = [(lb, path) for lb, path in zip(labels, stores, strict=True) if phases[lb] is not None]
-    if toys:
-        _toy_phase_figure(toys, out)
+    toys = [(label, a.toy_curves) for label, a in results if a.toy_curves is not None]
+    if toys:  # the curves analyze() computed for each toy store
+        toy_phase_figure(toys, out / "toy_phases.png")
     _page(results, table, out, with_toy_figure=bool(toys))
     return summary
-
-
-def _toy_phase_figure(toys: list[tuple[str, str]], out: Path) -> None:
-    """The paper's Fig. 4b/f for every toy run: MSD of the descent and near-minimum phases."""
-    from .toy_phases import phase_msd, read_toy_paths
-
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for k, (label, path) in enumerate(toys):
-        with open_store(path) as traj:
-            pos, loss = read_toy_paths(traj)
-        plot_phase_curves(ax, phase_msd(pos, loss), label, f"C{k}")
-    finish_phase_axes(ax)
-    fig.tight_layout()
-    fig.savefig(out / "toy_phases.png", dpi=120)
-    plt.close(fig)
 
 
 def _overlays(results, out: Path) -> None:
@@ -130,9 +114,7 @@ def _overlays(results, out: Path) -> None:
     axes[2].set_ylabel("P(X ≥ x)")
     axes[3].set_xlabel("Δr / smallest")
     axes[3].set_ylabel("MSL / smallest")
-    fig.tight_layout()
-    fig.savefig(out / "overlay.png", dpi=120)
-    plt.close(fig)
+    save(fig, out / "overlay.png")
 
 
 _CAPTION = (

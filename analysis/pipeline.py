@@ -201,10 +201,7 @@ def _toy_phases(out: Analysis, traj: Trajectory, memory_limit: int) -> None:
     except ValueError as exc:
         out.notes.append(f"toy phases skipped: {exc}")
         return
-    out.extra["toy_phases"] = {
-        name: {k: v for k, v in ph.to_dict().items() if k != "alphas"}
-        for name, ph in phase_exponents(pos, loss).items()
-    }
+    out.extra["toy_phases"] = {name: ph.summary() for name, ph in phase_exponents(pos, loss).items()}
     out.toy_curves = phase_msd(pos, loss)
 
 

@@ -25,6 +25,13 @@ def _plt():
     return plt
 
 
+def save(fig, path: str | os.PathLike) -> None:
+    """Lay out, write (PNG, 120 dpi) and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    _plt().close(fig)
+
+
 def _colors(n: int):
     plt = _plt()
     return plt.cm.viridis(np.linspace(0, 0.9, max(n, 1)))
@@ -54,9 +61,7 @@ def fig_msd(a: Analysis, path: Path) -> None:
     inset.set_xlabel("τ", fontsize=7)
     inset.set_ylabel("β(τ)", fontsize=7)
     inset.tick_params(labelsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig_alpha(a: Analysis, path: Path) -> None:
@@ -90,9 +95,7 @@ def fig_alpha(a: Analysis, path: Path) -> None:
     axes[1].set_yscale("log")
     axes[1].set_xlabel("t_w (step)")
     axes[1].set_ylabel("crossover τ0 (records)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig_steps(a: Analysis, path: Path) -> None:
@@ -111,9 +114,7 @@ def fig_steps(a: Analysis, path: Path) -> None:
     axes[0].legend(fontsize=6, ncol=2)
     axes[1].set_xlabel("‖w(t+τ) − w(t)‖ / sqrt(Δr²(τ))")
     axes[1].set_title("Scaling collapse", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig_tail(a: Analysis, path: Path) -> None:
@@ -135,9 +136,7 @@ def fig_tail(a: Analysis, path: Path) -> None:
     ax.set_xlabel("‖w(t+1) − w(t)‖")
     ax.set_ylabel("P(X ≥ x)")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig_geometry(a: Analysis, path: Path) -> None:
@@ -162,9 +161,7 @@ def fig_geometry(a: Analysis, path: Path) -> None:
     axes[1].set_ylabel("mean cos(Δw(t), Δw(t+k))")
     axes[2].set_xlabel("lag k")
     axes[2].set_ylabel("step-length autocorrelation")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig_msl(a: Analysis, path: Path) -> None:
@@ -186,9 +183,7 @@ def fig_msl(a: Analysis, path: Path) -> None:
     axes[0].legend(fontsize=6)
     axes[1].set_xlabel("contour length s")
     axes[1].set_ylabel("MSL")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def fig_fluctuations(a: Analysis, path: Path) -> None:
@@ -220,9 +215,7 @@ def fig_fluctuations(a: Analysis, path: Path) -> None:
     axes[3].loglog(f.frequencies[ok], f.power[ok], lw=0.8)
     axes[3].set_xlabel("frequency (1/record)")
     axes[3].set_ylabel(f"power (slope {f.spectrum_slope:.2f})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_phase_curves(ax, curves: dict, label: str, color: str) -> None:
@@ -242,14 +235,18 @@ def finish_phase_axes(ax) -> None:
     ax.legend(fontsize=6)
 
 
-def fig_toy_phases(a: Analysis, path: Path) -> None:
+def toy_phase_figure(runs: list[tuple[str, dict]], path: str | os.PathLike) -> None:
+    """Descent and near-minimum MSD curves (``toy_phases.phase_msd``) of each (label, curves)."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    plot_phase_curves(ax, a.toy_curves, Path(a.path).name, "C0")
+    for k, (label, curves) in enumerate(runs):
+        plot_phase_curves(ax, curves, label, f"C{k}")
     finish_phase_axes(ax)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save(fig, path)
+
+
+def fig_toy_phases(a: Analysis, path: Path) -> None:
+    toy_phase_figure([(Path(a.path).name, a.toy_curves)], path)
 
 
 TOY_PHASES_CAPTION = (

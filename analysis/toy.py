@@ -242,7 +242,7 @@ def write_toy_store(
     z = make_landscape(kind, size=size, hurst=hurst, seed=landscape_seed)
     pos, loss = simulate(Landscape(z), dyn)
     phases = {  # NaN (a phase too short to fit) stored as null: the metadata is plain JSON
-        name: {k: (None if v != v else v) for k, v in ph.to_dict().items() if k != "alphas"}
+        name: {k: (None if v != v else v) for k, v in ph.summary().items()}
         # records 1 … T: the store logs no loss for record 0, so analyses of the store agree
         for name, ph in phase_exponents(pos[1:], loss[1:]).items()
     }

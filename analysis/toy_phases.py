@@ -46,6 +46,20 @@ class PhaseExponent:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def summary(self) -> dict:
+        """``to_dict()`` without the per-walker ``alphas``."""
+        return {k: v for k, v in self.to_dict().items() if k != "alphas"}
+
+
+def _split(pos: np.ndarray, loss: np.ndarray, fraction: float, tail: float) -> dict[str, list[np.ndarray]]:
+    """Each walker's path cut at its t*: phase -> one (n, d) path per walker."""
+    parts: dict[str, list[np.ndarray]] = {p: [] for p in PHASES}
+    for k in range(pos.shape[1]):
+        t_star = descent_end(loss[:, k], fraction, tail)
+        parts["descent"].append(pos[: t_star + 1, k])
+        parts["near_minimum"].append(pos[t_star:, k])
+    return parts
+
 
 def _alpha(path: np.ndarray) -> float:
     msd = tamsd(path)
@@ -72,13 +86,8 @@ def phase_exponents(
     loss = np.asarray(loss, dtype=np.float64)
     if pos.ndim != 3 or loss.shape != pos.shape[:2]:
         raise ValueError(f"need pos (T, R, d) and loss (T, R), got {pos.shape} and {loss.shape}")
-    parts: dict[str, list[np.ndarray]] = {p: [] for p in PHASES}
-    for k in range(pos.shape[1]):
-        t_star = descent_end(loss[:, k], fraction, tail)
-        parts["descent"].append(pos[: t_star + 1, k])
-        parts["near_minimum"].append(pos[t_star:, k])
     out = {}
-    for phase, paths in parts.items():
+    for phase, paths in _split(pos, loss, fraction, tail).items():
         usable = [p for p in paths if len(p) >= min_points]
         alphas = [a for a in (_alpha(p) for p in usable) if np.isfinite(a)]
         cos = np.concatenate([_direction_cos(p) for p in usable]) if usable else np.zeros(0)
@@ -99,11 +108,9 @@ def phase_msd(
     1 … n/4 of each walker's phase, kept where at least half the walkers (and 3) contribute.
     For plots."""
     out = {}
-    for phase in PHASES:
+    for phase, paths in _split(pos, loss, fraction, tail).items():
         curves = []
-        for k in range(pos.shape[1]):
-            t_star = descent_end(loss[:, k], fraction, tail)
-            path = pos[: t_star + 1, k] if phase == "descent" else pos[t_star:, k]
+        for path in paths:
             if len(path) >= min_points:
                 m = tamsd(path)[1 : len(path) // 4 + 1]
                 if np.all(m > 0):

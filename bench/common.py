@@ -44,16 +44,23 @@ def finish(title: str, lines: list[str], no_record: bool) -> None:
         record_result(title, lines)
 
 
+def load_example(name: str):
+    """The module ``examples/<name>.py`` (the examples are scripts, not an installed package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def digits_trajectory(steps: int, seed: int = 0) -> np.ndarray:
     """Weights (steps + 1, 9802) float32 of the digits CNN trained with plain SGD, every step."""
-    import importlib.util
 
     import torch
     from torch import nn
 
-    spec = importlib.util.spec_from_file_location("train_digits", ROOT / "examples" / "train_digits.py")
-    ex = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ex)
+    ex = load_example("train_digits")
     torch.manual_seed(seed)
     xtr, ytr, _, _ = ex.load(seed)
     model = ex.DigitsCNN()

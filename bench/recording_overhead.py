@@ -9,7 +9,6 @@ batch 128), on the CPU by default (``--device cuda`` on a GPU machine, see gpu_c
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import statistics
 import sys
@@ -19,27 +18,20 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import ROOT, finish
+from common import finish, load_example
 from trajstore.recorders import Recorder
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "examples" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def make_case(name: str, device: torch.device):
     """Return (model, batches) with batches a list of (x, y) on the device."""
     torch.manual_seed(0)
     if name == "digits":
-        ex = _load("train_digits")
+        ex = load_example("train_digits")
         xtr, ytr, _, _ = ex.load(0)
         model = ex.DigitsCNN()
         batches = [(xtr[i : i + 32], ytr[i : i + 32]) for i in range(0, 32 * 40, 32)]
     else:
-        ex = _load("train_cifar")
+        ex = load_example("train_cifar")
         model = ex.build_model(name)
         g = torch.Generator().manual_seed(0)
         batches = [

@@ -11,22 +11,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import shutil
 import tempfile
 import time
 
 import torch
-from common import ROOT
+from common import load_example
 from trajstore.recorders import Recorder
 from trajstore.recorders.snapshot import SnapshotPool
-
-
-def build_model(name: str) -> torch.nn.Module:
-    spec = importlib.util.spec_from_file_location("train_cifar", ROOT / "examples" / "train_cifar.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.build_model(name)
 
 
 def main() -> None:
@@ -37,7 +29,7 @@ def main() -> None:
     args = ap.parse_args()
     dev = torch.device(args.device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    model = build_model(args.model).to(dev)
+    model = load_example("train_cifar").build_model(args.model).to(dev)
     params = list(model.parameters())
     n = sum(p.numel() for p in params)
     pool = SnapshotPool(n, dev, size=4)

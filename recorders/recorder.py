@@ -15,13 +15,11 @@ from trajstore import spec
 from .provenance import optimizer_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
 from .snapshot import SnapshotPool
-from .worker import WriterThread
+from .worker import Batch, WriterThread
 
 _SCALAR_BATCH = 256
 _SCALAR_SECONDS = 1.0
-# Records reach the writer thread in batches: each hand-off wakes that thread, and the GIL
-# ping-pong that follows costs the training thread more than the record itself.
-_RECORD_SECONDS = 1.0  # the longest a record waits on the training thread
+_RECORD_SECONDS = 1.0  # the longest a record waits on the training thread (see worker.Batch)
 _POOL_BYTES = 64 * 1024 * 1024  # host buffers of the default pool, all pools together
 _MAX_POOL = 64
 _LOSS_ATTRS = {"unit": "nats", "evaluated_at": spec.PRE_STEP, "description": "minibatch training loss"}
@@ -101,11 +99,9 @@ class Recorder:
         self._handles: list[Any] = []
         self._pending_loss: torch.Tensor | float | None = None
         self._pending_grads = None
-        self._scalars: list = []
-        self._scalars_sent = time.monotonic()
-        self._records: list = []  # (step, snapshots) not yet handed to the writer thread
-        self._records_sent = time.monotonic()
-        self._record_batch = 1
+        self._scalars = Batch(lambda b: self._submit(self._log_values, b), _SCALAR_BATCH, _SCALAR_SECONDS)
+        # (step, snapshots) not yet handed to the writer thread; sized by the pool at bind()
+        self._records = Batch(lambda b: self._submit(self._append_batch, b), 1, _RECORD_SECONDS)
         self._thread: WriterThread | None = None
         self._writer = None
         self._bound = False
@@ -166,7 +162,7 @@ class Recorder:
         if self.pool_size is None:  # small models get deep pools, so records can travel in batches
             record_bytes = 4 * (n * (2 if self.record_gradients else 1) + nb)
             self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
-        self._record_batch = max(1, self.pool_size // 2)  # the other half stays free for training
+        self._records.size = max(1, self.pool_size // 2)  # the other half stays free for training
         self._pool = SnapshotPool(n, device, self.pool_size, self.policy)
         self._grad_pool = (
             SnapshotPool(n, device, self.pool_size, self.policy) if self.record_gradients else None
@@ -270,29 +266,15 @@ class Recorder:
             if self._buf_pool is not None
             else None
         )
-        self._records.append((step, snap, grads, bsnap))
-        now = time.monotonic()
-        if len(self._records) >= self._record_batch or now - self._records_sent > _RECORD_SECONDS:
-            self._send_records(now)
+        self._records.add((step, snap, grads, bsnap))
 
-    def _send_records(self, now: float) -> None:
-        if self._records:
-            self._submit(self._append_batch, self._records)
-            self._records = []
-        self._records_sent = now
+    @property
+    def _record_batch(self) -> int:
+        return self._records.size
 
     def _scalar(self, name: str, step: int, value, attrs: dict) -> None:
         """Queue a scalar observable; they travel to the writer thread in batches (cheap per step)."""
-        self._scalars.append((name, step, value, attrs))
-        now = time.monotonic()
-        if len(self._scalars) >= _SCALAR_BATCH or now - self._scalars_sent > _SCALAR_SECONDS:
-            self._send_scalars(now)
-
-    def _send_scalars(self, now: float) -> None:
-        if self._scalars:
-            self._submit(self._log_values, self._scalars)
-            self._scalars = []
-        self._scalars_sent = now
+        self._scalars.add((name, step, value, attrs))
 
     def _submit(self, fn, *args) -> None:
         if self._thread is not None:
@@ -341,8 +323,8 @@ class Recorder:
             h.remove()
         error = None
         if self._thread is not None:
-            self._send_records(time.monotonic())
-            self._send_scalars(time.monotonic())
+            self._records.flush()
+            self._scalars.flush()
             if self.dropped:
                 self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)
             error = self._thread.close()

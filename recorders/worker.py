@@ -89,3 +89,33 @@ class WriterThread:
             self._print_progress(time.monotonic())
             sys.stderr.write("\n")
         return self._error
+
+
+class Batch:
+    """Items gathered on the training thread and handed to the writer thread together: when
+    ``size`` are waiting, or on the first ``add`` more than ``seconds`` after the last hand-over.
+    Each hand-over wakes the writer thread, and the GIL hand-offs that follow cost the training
+    thread more than one item does."""
+
+    def __init__(self, send: Callable[[list], None], size: int, seconds: float):
+        self.send = send
+        self.size = size
+        self.seconds = seconds
+        self.items: list = []
+        self._sent = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, item: Any) -> None:
+        self.items.append(item)
+        now = time.monotonic()
+        if len(self.items) >= self.size or now - self._sent > self.seconds:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        """Hand over whatever is waiting."""
+        if self.items:
+            self.send(self.items)
+            self.items = []
+        self._sent = time.monotonic() if now is None else now

@@ -10,17 +10,18 @@ import trajstore
 BACKENDS = ["zarr", "h5"]
 
 
+def cli_argv(*args) -> list[str]:
+    """The command line of the real console entry point with ``args``."""
+    import sys
+
+    return [sys.executable, "-m", "trajstore.cli.main", *map(str, args)]
+
+
 def run_cli(*args, **kwargs):
     """Run the real console entry point in a subprocess (exit codes and stderr as a user sees)."""
     import subprocess
-    import sys
 
-    return subprocess.run(
-        [sys.executable, "-m", "trajstore.cli.main", *map(str, args)],
-        capture_output=True,
-        text=True,
-        **kwargs,
-    )
+    return subprocess.run(cli_argv(*args), capture_output=True, text=True, **kwargs)
 
 
 def write_store(path, n_records=50, params=None, seed=0, chunk_records=8, loss=True, **kwargs):
@@ -61,28 +62,10 @@ def store(tmp_path, suffix):
 @pytest.fixture(scope="session")
 def digits_run(tmp_path_factory):
     """A real recorded digits training run (2,700 steps, every step), recorded once per session."""
-    import subprocess
-    import sys
     from pathlib import Path
 
     out = tmp_path_factory.mktemp("digits") / "digits.zarr"
     script = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
-    p = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "trajstore.cli.main",
-            "record",
-            "-o",
-            str(out),
-            str(script),
-            "--",
-            "--epochs",
-            "60",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    p = run_cli("record", "-o", out, script, "--", "--epochs", "60", "--quiet")
     assert p.returncode == 0, p.stderr
     return out

@@ -19,7 +19,7 @@ from trajstore.recorders import Every, LogSpaced, Ranges, Recorder, parse_schedu
 import trajstore
 from trajstore.validate import validate
 
-from .conftest import run_cli
+from .conftest import cli_argv, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "examples" / "train_digits.py"
@@ -245,21 +245,7 @@ def test_record_bad_input(tmp_path, case):
 def test_kill_9_then_resume(tmp_path):
     out = tmp_path / "k.zarr"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trajstore.cli.main",
-            "record",
-            "--flush-seconds",
-            "0.2",
-            "-o",
-            str(out),
-            str(DIGITS),
-            "--",
-            "--epochs",
-            "1000",
-            "--quiet",
-        ],
+        cli_argv("record", "--flush-seconds", "0.2", "-o", out, DIGITS, "--", "--epochs", "1000", "--quiet"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -295,19 +281,7 @@ def test_kill_9_then_resume(tmp_path):
 def test_sigterm_closes_store_validly(tmp_path):
     out = tmp_path / "t.h5"
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trajstore.cli.main",
-            "record",
-            "-o",
-            str(out),
-            str(DIGITS),
-            "--",
-            "--epochs",
-            "1000",
-            "--quiet",
-        ],
+        cli_argv("record", "-o", out, DIGITS, "--", "--epochs", "1000", "--quiet"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
