@@ -10,6 +10,7 @@ import trajstore
 
 from .analyze_commands import analyze
 from .record_command import record
+from .share_commands import annotate, card, manifest, pack, unpack, verify
 from .store_commands import convert, info, validate
 from .toy_commands import compare, toy
 
@@ -29,6 +30,8 @@ cli.add_command(record)
 cli.add_command(analyze)
 cli.add_command(toy)
 cli.add_command(compare)
+for command in (annotate, card, manifest, verify, pack, unpack):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import fail, one_line_errors
+from .share_commands import description_fields, description_options, parse_meta
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -42,6 +43,7 @@ from .errors import fail, one_line_errors
     default=None,
     help="Lossy: keep this many float32 mantissa bits (recorded in the metadata).",
 )
+@description_options
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @one_line_errors
@@ -56,6 +58,13 @@ def record(
     policy,
     flush_seconds,
     keepbits,
+    title,
+    description_text,
+    authors,
+    license_,
+    keywords,
+    related,
+    meta,
     script,
     script_args,
 ) -> None:
@@ -73,6 +82,10 @@ def record(
     from trajstore.recorders import Recorder, parse_schedule
     from trajstore.recorders.runner import run_script
 
+    dataset = description_fields(title, description_text, authors, license_, keywords, related)
+    store_options: dict = {"dataset": dataset} if dataset else {}
+    if keepbits is not None:
+        store_options["keepbits"] = keepbits
     sched = parse_schedule(schedule) if schedule else None
     args = list(script_args)
     if args[:1] == ["--"]:
@@ -89,7 +102,8 @@ def record(
         policy=policy,
         flush_seconds=flush_seconds,
         script=script,
-        store_options={"keepbits": keepbits} if keepbits is not None else None,
+        metadata=parse_meta(meta),
+        store_options=store_options,
     )
     code = run_script(script, args, rec)
     if rec.dropped:

@@ -10,6 +10,24 @@ from .series import SeriesWriter
 from .writer import create
 
 _COPY_BYTES = 128 * 1024 * 1024
+# A derived store keeps its own identity (store_id from create) and names its source instead.
+_NOT_COPIED = (spec.ATTR_SPEC_NAME, spec.ATTR_SPEC_VERSION, spec.ATTR_STORE_ID, spec.ATTR_DERIVED_FROM)
+
+
+def derived_from(src: str, traj, operation: str, **selection) -> dict:
+    """The ``derived_from`` attribute of a store made from ``traj``: its id, its content digest
+    where a manifest beside it already states one (computing it would read the source again),
+    and what was done."""
+    from .manifest import read_manifest
+
+    source = os.path.basename(src.rstrip("/"))
+    out: dict = {"store_id": traj.store_id, "operation": operation, "source": source}
+    manifest = read_manifest(src)
+    if manifest and manifest.get("content_digest"):
+        out["content_digest"] = manifest["content_digest"]
+    if selection:
+        out["selection"] = selection
+    return out
 
 
 def convert(
@@ -35,8 +53,9 @@ def convert(
             buffers=traj.buffers.layout if traj.buffers else None,
         )
         try:
-            root = {k: v for k, v in attrs.items() if k not in (spec.ATTR_SPEC_NAME, spec.ATTR_SPEC_VERSION)}
+            root = {k: v for k, v in attrs.items() if k not in _NOT_COPIED}
             root[spec.ATTR_LOSSY] = lossy
+            root[spec.ATTR_DERIVED_FROM] = derived_from(src, traj, "convert")
             w._backend.set_attrs("", root)
             for name in spec.VECTOR_GROUPS:
                 group = traj._weights if name == spec.WEIGHTS else traj._optional.get(name)

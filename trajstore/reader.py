@@ -273,6 +273,22 @@ class Trajectory:
         return self.attrs.get(spec.ATTR_LOSSY)
 
     @property
+    def store_id(self) -> str | None:
+        """The UUID the store was given at creation (format 1.1; ``None`` for 1.0 stores)."""
+        value = self.attrs.get(spec.ATTR_STORE_ID)
+        return str(value) if value else None
+
+    @property
+    def dataset(self) -> dict:
+        """The dataset description: title, description, authors, license, keywords, related, ..."""
+        return dict(self.attrs.get(spec.ATTR_DATASET) or {})
+
+    @property
+    def derived_from(self) -> dict | None:
+        """For a derived store (converted, extracted): its source's id, content digest and operation."""
+        return self.attrs.get(spec.ATTR_DERIVED_FROM)
+
+    @property
     def layout(self) -> Layout:
         return self._weights.layout
 

@@ -7,7 +7,7 @@ and attribute name a conforming store uses is defined here once.
 from __future__ import annotations
 
 SPEC_NAME = "trajstore"
-SPEC_VERSION = "1.0"
+SPEC_VERSION = "1.1"
 SPEC_MAJOR = 1
 
 # Root attributes.
@@ -18,6 +18,12 @@ ATTR_CREATED = "created"  # ISO 8601 UTC
 ATTR_PROVENANCE = "provenance"  # run provenance, see docs/format.md
 ATTR_METADATA = "metadata"  # free-form user metadata
 ATTR_LOSSY = "lossy"  # null, or {"method": "bitround", "keepbits": int, "groups": [...]}
+ATTR_STORE_ID = "store_id"  # (1.1) UUID given at creation
+ATTR_DATASET = "dataset"  # (1.1) title, authors, license, ... (trajstore.description)
+ATTR_DERIVED_FROM = "derived_from"  # (1.1) {"store_id", "content_digest", "operation", ...}
+
+# Files beside the data (1.1): the checksum manifest, inside a Zarr folder or zip, or beside HDF5.
+MANIFEST_NAME = "trajstore-manifest.json"
 
 # Attributes of every time-dependent group (weights, gradients, buffers, observables/*).
 ATTR_N_COMMITTED = "n_committed"  # records [0, n_committed) are complete and valid

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import spec
 from .backends import Backend, open_backend
+from .description import problems as description_problems
 from .errors import LayoutError, NotAStoreError, SpecVersionError, TrajstoreError
 from .layout import Layout
 
@@ -48,6 +50,21 @@ def validate(path: str | os.PathLike, *, checksums: bool = True) -> Report:
     return report
 
 
+def _sharing_problems(attrs: dict) -> list[str]:
+    """Rules of the 1.1 sharing attributes: ``store_id``, ``dataset``, ``derived_from``."""
+    found = description_problems(attrs.get(spec.ATTR_DATASET))
+    sid = attrs.get(spec.ATTR_STORE_ID)
+    if sid is not None:
+        try:
+            uuid.UUID(str(sid))
+        except ValueError:
+            found.append(f"root: attribute {spec.ATTR_STORE_ID!r} must be a UUID, not {sid!r}")
+    src = attrs.get(spec.ATTR_DERIVED_FROM)
+    if src is not None and not (isinstance(src, dict) and isinstance(src.get("operation"), str)):
+        found.append(f"root: attribute {spec.ATTR_DERIVED_FROM!r} must be an object with an 'operation'")
+    return found
+
+
 def _validate(b: Backend, r: Report, checksums: bool) -> None:
     attrs = b.attrs("")
     if attrs.get(spec.ATTR_SPEC_NAME) != spec.SPEC_NAME:
@@ -70,6 +87,7 @@ def _validate(b: Backend, r: Report, checksums: bool) -> None:
     for key in (spec.ATTR_PROVENANCE, spec.ATTR_METADATA):
         if key in attrs and not isinstance(attrs[key], dict):
             r.problems.append(f"root: attribute {key!r} must be an object")
+    r.problems.extend(_sharing_problems(attrs))
     if not b.exists(spec.WEIGHTS):
         r.problems.append(f"missing required group '{spec.WEIGHTS}'")
     groups = [g for g in spec.VECTOR_GROUPS if b.exists(g)]

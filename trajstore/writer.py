@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import time as _time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,8 +14,10 @@ import numpy as np
 from . import __version__, spec
 from .backends import Compression, backend_kind, open_backend
 from .chunking import SCALAR_CHUNK_RECORDS, choose_chunks
+from .description import normalise as normalise_description
 from .errors import ClosedError, LayoutError, StoreExistsError
 from .layout import Layout
+from .lock import WriterLock
 from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
@@ -58,6 +61,7 @@ class Writer:
         self._created_epoch = created_epoch
         self._series: dict[str, Any] = {}
         self._closed = False
+        self._lock: WriterLock | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -178,6 +182,8 @@ class Writer:
         finally:
             self._closed = True
             self._backend.close()
+            if self._lock is not None:
+                self._lock.release()
 
     @property
     def closed(self) -> bool:
@@ -250,6 +256,7 @@ def create(
     gradients: bool = False,
     buffers: ParamsLike | None = None,
     keepbits: int | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> Writer:
     """Create (or continue) a trajectory store and return its :class:`Writer`.
 
@@ -262,6 +269,8 @@ def create(
     ``gradients``: create the gradients group up front (it is also created on first use).
     ``buffers``: the layout of non-trainable buffers, when they will be recorded.
     ``keepbits``: lossy BitRound to this many float32 mantissa bits (recorded in the metadata).
+    ``dataset``: the dataset description (title, authors, license, ...; see
+    :mod:`trajstore.description`). A process-wide lock (``<path>.lock``) is held until ``close``.
     """
     path = os.fspath(path)
     if mode not in ("x", "w", "a"):
@@ -270,16 +279,43 @@ def create(
     layout = _as_layout(params)
     buffers_layout = _as_layout(buffers) if buffers is not None else None
     comp = Compression(compression, level)
+    description = normalise_description(dataset) if dataset else None
     exists = os.path.exists(path)
-    if exists and mode == "a":
-        return _reopen(path, kind, layout, comp, keepbits)
     if exists and mode == "x":
         raise StoreExistsError(f"{path} exists; pass overwrite (mode='w') or append (mode='a')")
-    if exists:
-        if os.path.isdir(path):
-            shutil.rmtree(path)
+    lock = WriterLock(path).acquire()
+    try:
+        if exists and mode == "a":
+            w = _reopen(path, kind, layout, comp, keepbits)
         else:
-            os.remove(path)
+            if exists:
+                if os.path.isdir(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+            w = _new_store(path, kind, layout, comp, keepbits, buffers_layout, chunk_records, chunk_params)
+            root = {
+                spec.ATTR_PROVENANCE: dict(provenance or {}),
+                spec.ATTR_METADATA: dict(metadata or {}),
+                spec.ATTR_STORE_ID: str(uuid.uuid4()),
+            }
+            if description:
+                root[spec.ATTR_DATASET] = description
+            w._backend.set_attrs("", root)
+            w._vector_series(spec.WEIGHTS, layout)
+            if gradients:
+                w._vector_series(spec.GRADIENTS, layout)
+            if buffers_layout is not None:
+                w._vector_series(spec.BUFFERS, buffers_layout)
+            w._backend.flush()
+    except BaseException:
+        lock.release()
+        raise
+    w._lock = lock
+    return w
+
+
+def _new_store(path, kind, layout, comp, keepbits, buffers_layout, chunk_records, chunk_params) -> Writer:
     b = open_backend(path, "w", kind)
     created = utc_now_iso()
     lossy = None
@@ -292,12 +328,10 @@ def create(
             spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION,
             spec.ATTR_CREATOR: {"program": "trajstore", "version": __version__},
             spec.ATTR_CREATED: created,
-            spec.ATTR_PROVENANCE: dict(provenance or {}),
-            spec.ATTR_METADATA: dict(metadata or {}),
             spec.ATTR_LOSSY: lossy,
         },
     )
-    w = Writer(
+    return Writer(
         b,
         layout,
         compression=comp,
@@ -307,13 +341,6 @@ def create(
         created_epoch=parse_iso(created),
         buffers_layout=buffers_layout,
     )
-    w._vector_series(spec.WEIGHTS, layout)
-    if gradients:
-        w._vector_series(spec.GRADIENTS, layout)
-    if buffers_layout is not None:
-        w._vector_series(spec.BUFFERS, buffers_layout)
-    b.flush()
-    return w
 
 
 def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None) -> Writer:

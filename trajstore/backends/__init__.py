@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 
 from ..errors import NotAStoreError, StoreNotFoundError
 from .base import Backend, Compression
@@ -25,6 +26,17 @@ def backend_kind(path: str, *, for_create: bool = False) -> str:
     if lower.endswith(HDF5_SUFFIXES):
         return "hdf5"
     if lower.endswith(ZARR_SUFFIXES) or _is_remote(path):
+        return "zarr"
+    if lower.endswith(".zip"):
+        if for_create:
+            raise NotAStoreError(
+                f"{path}: a .zip store is written by 'trajstore pack' from a finished store; "
+                "record into a .zarr folder or a .h5 file"
+            )
+        if not zipfile.is_zipfile(path):
+            raise NotAStoreError(
+                f"{path} is not a zip file (truncated?); a packed store is a zip of a .zarr folder"
+            )
         return "zarr"
     if not for_create and os.path.isfile(path):
         with open(path, "rb") as f:
@@ -64,7 +76,7 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
 
     try:
         return ZarrBackend(path, mode)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+    except (FileNotFoundError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         if reading:
             raise NotAStoreError(
                 f"{path} is not a Zarr v3 store (no readable zarr.json): {_first_line(exc)}"

@@ -8,10 +8,16 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, TransposeCodec
+from zarr.storage import ZipStore
 
 from .base import Compression
 
 DEFAULT_LEVEL = 1
+ZIP_SUFFIXES = (".zip",)
+
+
+def is_zip(path: str) -> bool:
+    return "://" not in path and path.lower().endswith(ZIP_SUFFIXES)
 
 
 class ZarrBackend:
@@ -20,7 +26,14 @@ class ZarrBackend:
     def __init__(self, path: str, mode: str):
         self.path = str(path)
         self.readonly = mode == "r"
-        self.root = zarr.open_group(self.path, mode=mode, zarr_format=3)
+        self._zip = None
+        store: Any = self.path
+        if is_zip(self.path):
+            # A packed store (trajstore pack): entries are STORED, so shards stay byte-range readable.
+            if mode != "r":
+                raise ValueError(f"{self.path} is a packed store and read-only; unpack it to change it")
+            store = self._zip = ZipStore(self.path, mode="r")
+        self.root = zarr.open_group(store, mode=mode, zarr_format=3)
         self._cache: dict[str, Any] = {}
 
     def _node(self, path: str):
@@ -127,6 +140,8 @@ class ZarrBackend:
         return sorted(name for name, _ in node.groups())
 
     def nbytes_stored(self) -> int:
+        if self._zip is not None:
+            return os.path.getsize(self.path)
         if not os.path.isdir(self.path):
             return 0  # remote store: size unknown without listing every object
         total = 0
@@ -150,3 +165,5 @@ class ZarrBackend:
 
     def close(self) -> None:
         self._cache.clear()
+        if self._zip is not None:
+            self._zip.close()

@@ -1,0 +1,173 @@
+"""``trajstore annotate``, ``card``, ``manifest``, ``verify``, ``pack`` and ``unpack``: sharing."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from trajstore.errors import TrajstoreError
+
+from .errors import fail, one_line_errors
+
+
+def parse_meta(items: tuple[str, ...]) -> dict[str, str]:
+    """``KEY=VALUE`` options -> a dict; a malformed item is a usage error."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--meta")
+        out[key.strip()] = value
+    return out
+
+
+def description_options(func):
+    """The dataset-description options shared by ``record`` and ``annotate``."""
+    options = [
+        click.option("--title", help="Title of the dataset."),
+        click.option("--description", "description_text", help="What the run is and why it was made."),
+        click.option(
+            "--author",
+            "authors",
+            multiple=True,
+            help="Author, repeatable: 'Given Family' or 'Given Family <ORCID; affiliation>'.",
+        ),
+        click.option("--license", "license_", help="SPDX licence identifier, e.g. CC-BY-4.0 or CC0-1.0."),
+        click.option("--keyword", "keywords", multiple=True, help="Keyword, repeatable."),
+        click.option(
+            "--related", multiple=True, help="DOI or URL of a related paper or dataset, repeatable."
+        ),
+        click.option("--meta", multiple=True, help="Free-form metadata KEY=VALUE, repeatable."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def description_fields(title, description_text, authors, license_, keywords, related) -> dict:
+    """The description fields given on the command line, checked (licence against SPDX) before
+    anything runs, so a typo never surfaces after training has started."""
+    from trajstore.description import check_license_known, normalise
+
+    fields: dict = {}
+    if title is not None:
+        fields["title"] = title
+    if description_text is not None:
+        fields["description"] = description_text
+    if authors:
+        fields["authors"] = list(authors)
+    if license_ is not None:
+        fields["license"] = check_license_known(license_)
+    if keywords:
+        fields["keywords"] = list(keywords)
+    if related:
+        fields["related"] = list(related)
+    return normalise(fields)
+
+
+@click.command()
+@click.argument("store")
+@description_options
+@one_line_errors
+def annotate(store, title, description_text, authors, license_, keywords, related, meta) -> None:
+    """Add or change STORE's dataset description (no data is rewritten).
+
+    Authors, keywords and related items given replace the stored lists.
+    """
+    from trajstore.annotate import annotate as annotate_store
+
+    fields = description_fields(title, description_text, authors, license_, keywords, related)
+    metadata = parse_meta(meta)
+    if not fields and not metadata:
+        fail("nothing to change: give --title, --author, --license, ... or --meta KEY=VALUE", 2)
+    result = annotate_store(store, fields, metadata=metadata or None)
+    click.echo(json.dumps(result, indent=2))
+
+
+@click.command()
+@click.argument("store")
+@click.option("-o", "--out", "out_dir", help="Folder for the card files (default: inside a .zarr store).")
+@one_line_errors
+def card(store: str, out_dir: str | None) -> None:
+    """Write STORE's dataset card: README.md, CITATION.cff and datacite.json."""
+    write_card = _sharing("card").write_card
+    for path in write_card(store, out_dir):
+        click.echo(f"wrote {path}")
+
+
+@click.command()
+@click.argument("store")
+@one_line_errors
+def manifest(store: str) -> None:
+    """Write the SHA-256 manifest of every file of STORE (and its content digest)."""
+    from trajstore.manifest import write_manifest
+
+    click.echo(f"wrote {write_manifest(store)}")
+
+
+@click.command()
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@one_line_errors
+def verify(store: str, as_json: bool) -> None:
+    """Check STORE against its manifest and every chunk checksum. Exit 0 when intact, 1 when not."""
+    from trajstore.verify import verify as verify_store
+
+    report = verify_store(store)
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "path": report.path,
+                    "ok": report.ok,
+                    "problems": report.problems,
+                    "warnings": report.warnings,
+                    "files_checked": report.files_checked,
+                    "content_digest": report.content_digest,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for w in report.warnings:
+            click.echo(f"warning: {w}", err=True)
+        for p in report.problems:
+            click.echo(f"{store}: {p}")
+        if report.ok:
+            click.echo(
+                f"{store}: intact ({report.files_checked} files match the manifest; every chunk decodes)"
+            )
+    if not report.ok:
+        raise SystemExit(1)
+
+
+@click.command()
+@click.argument("store")
+@click.option("-o", "--out", required=True, help="The package to write, *.zip (e.g. run.trajstore.zip).")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@one_line_errors
+def pack(store: str, out: str, overwrite: bool) -> None:
+    """Pack STORE into one zip file (entries stored, byte-range readable) with card and manifest."""
+    m = _sharing("pack").pack(store, out, overwrite=overwrite)
+    click.echo(f"wrote {out} ({len(m['files'])} files, content {m['content_digest']})")
+
+
+@click.command()
+@click.argument("package")
+@click.option("-o", "--out", required=True, help="The directory store to restore, e.g. run.zarr.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it is a trajstore store.")
+@one_line_errors
+def unpack(package: str, out: str, overwrite: bool) -> None:
+    """Restore the directory store packed in PACKAGE, verified against its manifest."""
+    m = _sharing("pack").unpack(package, out, overwrite=overwrite)
+    click.echo(f"wrote {out} ({len(m['files'])} files verified)")
+
+
+def _sharing(module: str):
+    try:
+        return __import__(f"trajstore.sharing.{module}", fromlist=[module])
+    except ImportError as exc:
+        raise TrajstoreError(
+            f"{exc.name or 'a package'} is not installed: pip install 'trajstore[share]'"
+        ) from None

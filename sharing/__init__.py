@@ -1,0 +1,1 @@
+"""Sharing trajectories between labs: dataset cards, citation files, packages (``share`` extra)."""
