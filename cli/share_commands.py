@@ -171,3 +171,29 @@ def _sharing(module: str):
         raise TrajstoreError(
             f"{exc.name or 'a package'} is not installed: pip install 'trajstore[share]'"
         ) from None
+
+
+@click.command()
+@click.argument("store")
+@click.argument("url")
+@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel uploads.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors
+def push(store: str, url: str, workers: int, quiet: bool) -> None:
+    """Copy STORE to URL (s3://, gs://, file://, ...): resumable, manifest last, checked."""
+    m = _sharing("transfer").push(store, url, workers=workers, progress=not quiet)
+    click.echo(f"pushed {store} to {url} ({len(m['files'])} files, content {m['content_digest']})")
+
+
+@click.command()
+@click.argument("url")
+@click.argument("dest")
+@click.option(
+    "--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel downloads."
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+@one_line_errors
+def pull(url: str, dest: str, workers: int, quiet: bool) -> None:
+    """Copy the store at URL (https://, s3://, ...) to DEST by its manifest: resumable, verified."""
+    m = _sharing("transfer").pull(url, dest, workers=workers, progress=not quiet)
+    click.echo(f"pulled {url} to {dest} ({len(m['files'])} files verified)")

@@ -63,8 +63,8 @@ def summarize(traj: Trajectory, *, scan_nonfinite: bool | None = None) -> dict:
 def format_summary(s: dict) -> str:
     """Human-readable lines for :func:`summarize`'s dict."""
 
-    def mb(n: int) -> str:
-        return f"{n / 1e6:.2f} MB"
+    def mb(n: int | None) -> str:
+        return "unknown (remote)" if n is None else f"{n / 1e6:.2f} MB"
 
     lines = [
         f"store        {s['path']} ({s['backend']}, trajstore format {s['spec_version']})",

@@ -392,7 +392,8 @@ class Trajectory:
 
     # -- lifetime ------------------------------------------------------------------------
 
-    def nbytes_stored(self) -> int:
+    def nbytes_stored(self) -> int | None:
+        """Bytes the store takes on disk; ``None`` for a remote store."""
         return self._backend.nbytes_stored()
 
     def close(self) -> None:

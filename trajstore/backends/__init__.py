@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import zipfile
 
+from .. import remote
 from ..errors import NotAStoreError, StoreNotFoundError
 from .base import Backend, Compression
 
@@ -25,18 +26,18 @@ def backend_kind(path: str, *, for_create: bool = False) -> str:
     lower = path.lower().rstrip("/")
     if lower.endswith(HDF5_SUFFIXES):
         return "hdf5"
-    if lower.endswith(ZARR_SUFFIXES) or _is_remote(path):
-        return "zarr"
     if lower.endswith(".zip"):
         if for_create:
             raise NotAStoreError(
                 f"{path}: a .zip store is written by 'trajstore pack' from a finished store; "
                 "record into a .zarr folder or a .h5 file"
             )
-        if not zipfile.is_zipfile(path):
+        if not _is_remote(path) and not zipfile.is_zipfile(path):
             raise NotAStoreError(
                 f"{path} is not a zip file (truncated?); a packed store is a zip of a .zarr folder"
             )
+        return "zarr"
+    if lower.endswith(ZARR_SUFFIXES) or _is_remote(path):
         return "zarr"
     if not for_create and os.path.isfile(path):
         with open(path, "rb") as f:
@@ -61,11 +62,18 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
     if reading and not _is_remote(path) and not os.path.exists(path):
         raise StoreNotFoundError(f"{path}: no such file or folder; check the path")
     kind = kind or backend_kind(path, for_create=not reading)
+    fileobj = None
+    if reading and _is_remote(path):
+        single_file = kind == "hdf5" or path.lower().endswith(".zip")
+        remote.require_fsspec(path)
+        remote.check_http(path if single_file else path.rstrip("/") + "/zarr.json")
+        if single_file:
+            fileobj = remote.open_file(path)
     if kind == "hdf5":
         from .hdf5_backend import HDF5Backend
 
         try:
-            return HDF5Backend(path, mode)
+            return HDF5Backend(path, mode, fileobj=fileobj)
         except OSError as exc:
             if reading:
                 raise NotAStoreError(
@@ -75,7 +83,7 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
     from .zarr_backend import ZarrBackend
 
     try:
-        return ZarrBackend(path, mode)
+        return ZarrBackend(path, mode, fileobj=fileobj)
     except (FileNotFoundError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
         if reading:
             raise NotAStoreError(

@@ -17,7 +17,8 @@ _CHUNK_CACHE_BYTES = 64 * 1024 * 1024
 class HDF5Backend:
     """A store held in one HDF5 file."""
 
-    def __init__(self, path: str, mode: str):
+    def __init__(self, path: str, mode: str, fileobj: Any = None):
+        """``fileobj``: a seekable binary file to read instead of ``path`` (a remote file)."""
         self.path = str(path)
         self.readonly = mode == "r"
         h5mode = {"r": "r", "r+": "r+", "w": "w", "a": "a", "w-": "w-"}[mode]
@@ -30,7 +31,8 @@ class HDF5Backend:
             extra["fs_strategy"] = "none"
         # Writers write chunks through (whole blocks anyway); readers cache for strided reads.
         cache = _CHUNK_CACHE_BYTES if mode == "r" else 0
-        self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+        source = fileobj if fileobj is not None else self.path
+        self.file = h5py.File(source, h5mode, rdcc_nbytes=cache, **extra)
 
     def exists(self, path: str) -> bool:
         return path == "" or path in self.file
@@ -120,7 +122,9 @@ class HDF5Backend:
         node = self.file[path] if path else self.file
         return sorted(k for k, v in node.items() if isinstance(v, h5py.Group))
 
-    def nbytes_stored(self) -> int:
+    def nbytes_stored(self) -> int | None:
+        if "://" in self.path:
+            return None  # a remote file
         self.file.flush()
         return os.path.getsize(self.path)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -16,23 +18,40 @@ DEFAULT_LEVEL = 1
 ZIP_SUFFIXES = (".zip",)
 
 
-def is_zip(path: str) -> bool:
-    return "://" not in path and path.lower().endswith(ZIP_SUFFIXES)
+class _FileZipStore(ZipStore):
+    """zarr's ZipStore over an open binary file (a remote package read by byte ranges).
+
+    zarr's own ZipStore opens a local path; only the opening differs, so only it is replaced.
+    """
+
+    def __init__(self, fileobj: Any, name: str):
+        super().__init__(name, mode="r")
+        self._fileobj = fileobj
+
+    def _sync_open(self) -> None:
+        if self._is_open:
+            raise ValueError("store is already open")
+        self._lock = threading.RLock()
+        self._zf = zipfile.ZipFile(self._fileobj, mode="r")
+        self._is_open = True
 
 
 class ZarrBackend:
     """A store held in a Zarr v3 hierarchy (a directory, or an fsspec URL)."""
 
-    def __init__(self, path: str, mode: str):
+    def __init__(self, path: str, mode: str, fileobj: Any = None):
+        """``fileobj``: the open remote file of a packed (zip) store given by URL."""
         self.path = str(path)
         self.readonly = mode == "r"
         self._zip = None
         store: Any = self.path
-        if is_zip(self.path):
+        if self.path.lower().endswith(ZIP_SUFFIXES):
             # A packed store (trajstore pack): entries are STORED, so shards stay byte-range readable.
             if mode != "r":
                 raise ValueError(f"{self.path} is a packed store and read-only; unpack it to change it")
-            store = self._zip = ZipStore(self.path, mode="r")
+            store = self._zip = (
+                ZipStore(self.path, mode="r") if fileobj is None else _FileZipStore(fileobj, self.path)
+            )
         self.root = zarr.open_group(store, mode=mode, zarr_format=3)
         self._cache: dict[str, Any] = {}
 
@@ -139,11 +158,12 @@ class ZarrBackend:
         node = self._node(path)
         return sorted(name for name, _ in node.groups())
 
-    def nbytes_stored(self) -> int:
-        if self._zip is not None:
+    def nbytes_stored(self) -> int | None:
+        """Bytes on disk, or ``None`` for a remote store (unknown without listing every object)."""
+        if self._zip is not None and "://" not in self.path:
             return os.path.getsize(self.path)
         if not os.path.isdir(self.path):
-            return 0  # remote store: size unknown without listing every object
+            return None
         total = 0
         for dirpath, _, files in os.walk(self.path):
             total += sum(os.path.getsize(os.path.join(dirpath, f)) for f in files)

@@ -1,0 +1,76 @@
+"""Real servers on 127.0.0.1 for the remote tests, each a subprocess stopped by its PID."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_until_up(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server for {url} exited with {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server for {url} did not start within {timeout} s")
+
+
+@contextlib.contextmanager
+def serve(argv: list[str], url: str, cwd: str | None = None) -> Iterator[str]:
+    """Run ``argv`` (a server process) until the block ends; stop it by its PID."""
+    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until_up(url, proc)
+        yield url
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def http_server(root: str, *, ranges: bool = True):
+    """A static file server for ``root``: RangeHTTPServer (Range support) or plain http.server."""
+    port = free_port()
+    module = "RangeHTTPServer" if ranges else "http.server"
+    argv = [sys.executable, "-m", module, str(port), "--bind", "127.0.0.1"]
+    return serve(argv, f"http://127.0.0.1:{port}", cwd=root)
+
+
+def s3_server():
+    """moto's S3 API server (a real HTTP server speaking the S3 protocol)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    return serve(argv, f"http://127.0.0.1:{port}")
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """Environment under which s3fs (and botocore) talk to the test server; fake credentials."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
