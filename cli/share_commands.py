@@ -197,3 +197,22 @@ def pull(url: str, dest: str, workers: int, quiet: bool) -> None:
     """Copy the store at URL (https://, s3://, ...) to DEST by its manifest: resumable, verified."""
     m = _sharing("transfer").pull(url, dest, workers=workers, progress=not quiet)
     click.echo(f"pulled {url} to {dest} ({len(m['files'])} files verified)")
+
+
+@click.command()
+@click.argument("store")
+@click.option("-o", "--out", required=True, help="The derived store to write (.zarr or .h5).")
+@click.option("--steps", help="Optimizer steps START:STOP[:STRIDE], e.g. 0:5000:10.")
+@click.option("--tensors", multiple=True, help="Glob of tensor names to keep, repeatable (default all).")
+@click.option("--exclude", multiple=True, help="Glob of tensor names to leave out, repeatable.")
+@click.option("--keepbits", type=click.IntRange(0, 23), help="Lossy: keep this many float32 mantissa bits.")
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@one_line_errors
+def extract(store, out, steps, tensors, exclude, keepbits, overwrite) -> None:
+    """Write a smaller store from STORE: some steps, some tensors; its provenance names the source."""
+    from trajstore.extract import extract as extract_store
+
+    sel = extract_store(
+        store, out, steps=steps, tensors=tensors, exclude=exclude, keepbits=keepbits, overwrite=overwrite
+    )
+    click.echo(f"wrote {out} (steps {sel['steps']}, tensors {' '.join(sel['tensors'])})")

@@ -415,6 +415,9 @@ def test_sharing_page_runs_as_shown(tmp_path):
         assert p.returncode == 0, (line, p.stderr)
     with trajstore.open(tmp_path / "received.zarr") as t:
         assert t.dataset["authors"][1]["name"] == "Turing, Alan"
+    with trajstore.open(tmp_path / "first-layer.zarr") as t:
+        assert t.layout.names == ["features.0.weight", "features.0.bias"]
+        assert list(t.steps) == list(range(0, 40, 2))
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -422,3 +425,47 @@ def test_sharing_page_runs_as_shown(tmp_path):
             exec(compile(src, "sharing.md", "exec"), {})
     finally:
         os.chdir(cwd)
+
+
+# -- extract ---------------------------------------------------------------------------------
+
+
+def test_extract_selects_steps_and_tensors_and_names_its_source(tmp_path, suffix):
+    from trajstore.extract import extract
+
+    src = tmp_path / f"run{suffix}"
+    w, steps = write_store(src, n_records=50)  # steps 0, 2, ..., 98
+    out = tmp_path / "sub.zarr"
+    extract(src, out, steps="10:61:10", tensors=["fc.*"], exclude=["*.bias"])
+    with trajstore.open(src) as s, trajstore.open(out) as d:
+        keep = (steps >= 10) & (steps < 61) & ((steps - 10) % 10 == 0)
+        np.testing.assert_array_equal(d.steps, steps[keep])
+        assert d.layout.names == ["fc.weight"]
+        fc = s.layout["fc.weight"]
+        np.testing.assert_array_equal(d.weights[:], w[keep][:, fc.offset : fc.stop])
+        loss_steps, _ = d.observable("loss")
+        assert loss_steps.min() >= 10 and loss_steps.max() < 61 and len(loss_steps) == 26
+        assert d.derived_from["store_id"] == s.store_id
+        assert d.derived_from["operation"] == "extract"
+        assert d.derived_from["selection"]["tensors"] == ["fc.*"]
+    assert validate(out).valid
+
+
+def test_extract_bitround_is_recorded_and_bad_selections_refused(tmp_path):
+    from trajstore.extract import extract
+
+    src = tmp_path / "run.zarr"
+    w, _ = write_store(src, n_records=10)
+    extract(src, tmp_path / "r.zarr", keepbits=7)
+    with trajstore.open(tmp_path / "r.zarr") as t:
+        assert t.lossy["keepbits"] == 7
+        got = t.weights[:]
+    assert not np.array_equal(got, w) and np.allclose(got, w, rtol=2**-7)
+    for args, words in [
+        (["--steps", "5"], "START:STOP"),
+        (["--steps", "500:600"], "select none"),
+        (["--tensors", "nope.*"], "match no tensor"),
+    ]:
+        p = run_cli("extract", src, "-o", tmp_path / "x.zarr", *args)
+        assert p.returncode == 1 and words in p.stderr and "Traceback" not in p.stderr, p.stderr
+        assert not (tmp_path / "x.zarr").exists()
