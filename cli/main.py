@@ -10,7 +10,7 @@ import trajstore
 
 from .analyze_commands import analyze
 from .record_command import record
-from .share_commands import annotate, card, extract, manifest, pack, pull, push, unpack, verify
+from .share_commands import annotate, card, catalog, extract, manifest, pack, pull, push, unpack, verify
 from .store_commands import convert, info, validate
 from .toy_commands import compare, toy
 
@@ -30,7 +30,7 @@ cli.add_command(record)
 cli.add_command(analyze)
 cli.add_command(toy)
 cli.add_command(compare)
-for command in (annotate, card, manifest, verify, pack, unpack, push, pull, extract):
+for command in (annotate, card, manifest, verify, pack, unpack, push, pull, extract, catalog):
     cli.add_command(command)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import click
 
@@ -216,3 +217,24 @@ def extract(store, out, steps, tensors, exclude, keepbits, overwrite) -> None:
         store, out, steps=steps, tensors=tensors, exclude=exclude, keepbits=keepbits, overwrite=overwrite
     )
     click.echo(f"wrote {out} (steps {sel['steps']}, tensors {' '.join(sel['tensors'])})")
+
+
+@click.command()
+@click.argument("places", nargs=-1, required=True)
+@click.option("-o", "--out", help="Write the table to this file: .csv, .json or .html (default: print it).")
+@one_line_errors
+def catalog(places: tuple[str, ...], out: str | None) -> None:
+    """Tabulate stores (given, or found below folders): model, optimizer, steps, sizes, exponents."""
+    mod = _sharing("catalog")
+    rows = mod.catalog(places)
+    if not rows:
+        fail(f"no trajstore store found in {' '.join(places)}", 1)
+    if out is None:
+        click.echo(mod.render(rows, "table"), nl=False)
+        return
+    fmt = os.path.splitext(out)[1].lower().lstrip(".")
+    if fmt not in ("csv", "json", "html"):
+        fail(f"{out}: name the output .csv, .json or .html", 2)
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(mod.render(rows, fmt))
+    click.echo(f"wrote {out} ({len(rows)} stores)")

@@ -418,6 +418,7 @@ def test_sharing_page_runs_as_shown(tmp_path):
     with trajstore.open(tmp_path / "first-layer.zarr") as t:
         assert t.layout.names == ["features.0.weight", "features.0.bias"]
         assert list(t.steps) == list(range(0, 40, 2))
+    assert "received.zarr" in (tmp_path / "catalog.html").read_text()
     cwd = os.getcwd()
     os.chdir(tmp_path)
     try:
@@ -469,3 +470,43 @@ def test_extract_bitround_is_recorded_and_bad_selections_refused(tmp_path):
         p = run_cli("extract", src, "-o", tmp_path / "x.zarr", *args)
         assert p.returncode == 1 and words in p.stderr and "Traceback" not in p.stderr, p.stderr
         assert not (tmp_path / "x.zarr").exists()
+
+
+# -- catalog ---------------------------------------------------------------------------------
+
+
+def test_catalog_over_a_sweep(tmp_path):
+    from trajstore.sharing.catalog import catalog
+
+    sweep = tmp_path / "sweep"
+    for i, lr in enumerate((0.01, 0.1)):
+        prov = {"seed": i, "optimizer_class": "torch.optim.sgd.SGD", "optimizer": [{"lr": lr}]}
+        dataset = {"title": f"lr {lr}", "license": "CC0-1.0"}
+        with trajstore.create(sweep / f"lr{lr}.zarr", 4, provenance=prov, dataset=dataset) as w:
+            for step in range(10 + i):
+                w.append(step, np.full(4, step, dtype=np.float32))
+    (sweep / "sub").mkdir()
+    write_store(sweep / "sub" / "h.h5", n_records=5)
+    (sweep / "lr0.1-report").mkdir()
+    (sweep / "lr0.1-report" / "summary.json").write_text(
+        json.dumps({"windows": [{"alpha": 1.21, "tau0": None}]})
+    )
+    (sweep / "broken.zarr").mkdir()
+    (sweep / "broken.zarr" / "zarr.json").write_text('{"attributes": {"spec_name": "trajstore"}}')
+    rows = {Path(r["store"]).name: r for r in catalog([str(sweep)])}
+    assert set(rows) == {"lr0.01.zarr", "lr0.1.zarr", "h.h5", "broken.zarr"}
+    assert rows["lr0.1.zarr"]["lr"] == 0.1 and rows["lr0.1.zarr"]["records"] == 11
+    assert rows["lr0.1.zarr"]["alpha"] == 1.21 and rows["lr0.01.zarr"]["alpha"] is None
+    assert rows["lr0.01.zarr"]["license"] == "CC0-1.0" and rows["lr0.01.zarr"]["title"] == "lr 0.01"
+    assert rows["broken.zarr"]["error"] and rows["broken.zarr"]["records"] is None
+    for fmt in ("csv", "json", "html"):
+        out = tmp_path / f"catalog.{fmt}"
+        p = run_cli("catalog", sweep, "-o", out)
+        assert p.returncode == 0, p.stderr
+    assert json.loads((tmp_path / "catalog.json").read_text())[0]["store"].endswith(".zarr")
+    assert (tmp_path / "catalog.csv").read_text().splitlines()[0].startswith("store,title,model")
+    assert "<table>" in (tmp_path / "catalog.html").read_text()
+    p = run_cli("catalog", sweep)
+    assert p.returncode == 0 and "lr 0.1" in p.stdout
+    p = run_cli("catalog", tmp_path / "nowhere")
+    assert p.returncode == 1 and "no such store or folder" in p.stderr

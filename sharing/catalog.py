@@ -1,0 +1,171 @@
+"""``catalog``: one table over many stores, the way a lab looks over a sweep.
+
+Each row comes from what a store says about itself (description, provenance, sizes) and, where
+an ``analyze`` report sits beside it (``<name>-report/summary.json``), its first window's
+diffusion exponents. A store that cannot be opened is a row with its error, never skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterable, Sequence
+
+import jinja2
+
+from trajstore import spec
+from trajstore.errors import TrajstoreError
+from trajstore.reader import open as open_store
+
+COLUMNS = (
+    "store",
+    "title",
+    "model",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "batch_size",
+    "seed",
+    "records",
+    "first_step",
+    "last_step",
+    "parameters",
+    "bytes",
+    "license",
+    "alpha",
+    "alpha_short",
+    "alpha_long",
+    "tau0",
+    "error",
+)
+_STORE_SUFFIXES = (".zarr", ".h5", ".hdf5", ".zip")
+
+_HTML = jinja2.Template(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>trajstore catalog</title>
+<style>body{font-family:sans-serif}table{border-collapse:collapse}
+td,th{border:1px solid #ccc;padding:2px 6px}</style>
+</head><body><h1>trajstore catalog</h1><p>{{ rows|length }} stores.</p>
+<table><thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+{% for r in rows %}<tr>{% for c in columns %}<td>{{ r[c] if r[c] is not none else "" }}</td>{% endfor %}</tr>
+{% endfor %}</tbody></table></body></html>
+""",
+    autoescape=True,
+)
+
+
+def find_stores(places: Iterable[str]) -> list[str]:
+    """Stores named directly, and stores found below local folders (not inside other stores)."""
+    found: list[str] = []
+    for place in places:
+        place = os.fspath(place).rstrip("/")
+        if "://" in place or place.lower().endswith(_STORE_SUFFIXES) or _is_zarr_store(place):
+            found.append(place)
+            continue
+        if not os.path.isdir(place):
+            raise TrajstoreError(f"{place}: no such store or folder; check the path")
+        for dirpath, dirnames, files in os.walk(place):
+            dirnames.sort()
+            for d in list(dirnames):
+                full = os.path.join(dirpath, d)
+                if _is_zarr_store(full):
+                    found.append(full)
+                    dirnames.remove(d)
+            found += [
+                os.path.join(dirpath, f) for f in sorted(files) if f.lower().endswith(_STORE_SUFFIXES[1:])
+            ]
+    return found
+
+
+def _is_zarr_store(path: str) -> bool:
+    meta = os.path.join(path, "zarr.json")
+    if not os.path.isfile(meta):
+        return False
+    try:
+        with open(meta, encoding="utf-8") as f:
+            return json.load(f).get("attributes", {}).get(spec.ATTR_SPEC_NAME) == spec.SPEC_NAME
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def row(path: str) -> dict:
+    """The catalog row of one store (``error`` says why a store could not be read)."""
+    out: dict = dict.fromkeys(COLUMNS)
+    out["store"] = path
+    try:
+        with open_store(path) as t:
+            prov = t.provenance
+            group = (prov.get("optimizer") or [{}])[0]
+            out.update(
+                title=t.dataset.get("title"),
+                model=str(prov.get("model_class", "")).rsplit(".", 1)[-1] or None,
+                optimizer=str(prov.get("optimizer_class", "")).rsplit(".", 1)[-1] or None,
+                lr=group.get("lr"),
+                momentum=group.get("momentum"),
+                weight_decay=group.get("weight_decay"),
+                seed=prov.get("seed"),
+                records=t.n_records,
+                first_step=int(t.steps[0]) if t.n_records else None,
+                last_step=int(t.steps[-1]) if t.n_records else None,
+                parameters=t.n_params,
+                bytes=t.nbytes_stored(),
+                license=t.dataset.get("license") or prov.get("license"),
+            )
+            if "batch_size" in t.observables:
+                values = t.observable("batch_size")[1]
+                out["batch_size"] = int(values.max()) if len(values) else None
+    except TrajstoreError as exc:
+        out["error"] = str(exc)
+        return out
+    out.update(_exponents(path))
+    return out
+
+
+def _exponents(path: str) -> dict:
+    """The first window's exponents from ``<name>-report/summary.json`` beside a local store."""
+    if "://" in path:
+        return {}
+    summary = os.path.splitext(path.rstrip("/"))[0] + "-report/summary.json"
+    try:
+        with open(summary, encoding="utf-8") as f:
+            windows = json.load(f).get("windows") or []
+    except (OSError, ValueError, AttributeError):
+        return {}
+    first = windows[0] if windows and isinstance(windows[0], dict) else {}
+    return {k: first.get(k) for k in ("alpha", "alpha_short", "alpha_long", "tau0")}
+
+
+def catalog(places: Sequence[str]) -> list[dict]:
+    """One row per store found in ``places`` (stores, folders to scan, URLs of stores)."""
+    return [row(p) for p in find_stores(places)]
+
+
+def render(rows: list[dict], fmt: str) -> str:
+    """``rows`` as ``"csv"``, ``"json"``, ``"html"`` or a plain-text ``"table"``."""
+    if fmt == "json":
+        return json.dumps(rows, indent=1) + "\n"
+    if fmt == "html":
+        return _HTML.render(rows=rows, columns=COLUMNS)
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue()
+    shown = [c for c in COLUMNS if any(r.get(c) is not None for r in rows)]
+    cells = [[_cell(r.get(c)) for c in shown] for r in rows]
+    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(shown)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True))]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
