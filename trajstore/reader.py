@@ -12,7 +12,8 @@ import numpy as np
 
 from . import spec
 from .backends import Backend, open_backend
-from .errors import CorruptDataError, InvalidStoreError, NotAStoreError, SpecVersionError
+from .errors import CorruptDataError, InvalidStoreError, NotAStoreError, SpecVersionError, TrajstoreError
+from .integrity import IntegrityIndex, StoredObjects, check_digests, read_index
 from .layout import Layout
 
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes
@@ -95,9 +96,10 @@ class LazyArray:
     Indexing with slices or integers reads only the chunks that hold the selection.
     """
 
-    def __init__(self, backend: Backend, path: str, n_records: int):
+    def __init__(self, backend: Backend, path: str, n_records: int, objects: StoredObjects | None = None):
         self._backend = backend
         self.path = path
+        self._objects = objects  # checks the shards/chunks of a read exist before reading
         stored = backend.shape(path)
         self.shape: tuple[int, ...] = (n_records, *stored[1:])
         self.dtype = backend.dtype(path)
@@ -139,9 +141,29 @@ class LazyArray:
             if idx.size == 0:
                 return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
             lo, hi = int(idx.min()), int(idx.max()) + 1
+            self._check_objects(lo, hi, rest)
             block = _read_checked(self._backend, self.path, (slice(lo, hi), *rest))
             return block[idx - lo]
+        if isinstance(first, slice):
+            self._check_objects(first.start, first.stop, rest)
+        else:
+            self._check_objects(first, first + 1, rest)
         return _read_checked(self._backend, self.path, (first, *rest))
+
+    def _check_objects(self, r0: int, r1: int, rest: tuple) -> None:
+        if self._objects is None or r1 <= r0:
+            return
+        c0, c1 = 0, None
+        if rest and len(self.shape) > 1:
+            cols = rest[0]
+            if isinstance(cols, slice):
+                c0, c1, _ = cols.indices(self.shape[1])
+            elif isinstance(cols, (int, np.integer)):
+                c0 = int(cols) % self.shape[1]
+                c1 = c0 + 1
+        if c1 is not None and c1 <= c0:
+            return
+        self._objects.check(r0, r1, c0, c1)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[:]
@@ -185,7 +207,7 @@ class Block:
 class VectorGroup:
     """``weights``, ``gradients`` or ``buffers``: values (records, params), steps, times, layout."""
 
-    def __init__(self, backend: Backend, name: str):
+    def __init__(self, backend: Backend, name: str, version: tuple[int, int] = (1, 0)):
         self.name = name
         attrs = backend.attrs(name)
         self.layout = Layout.from_json(attrs.get(spec.ATTR_LAYOUT))
@@ -199,11 +221,12 @@ class VectorGroup:
                 f"{self.layout.n_params} parameters"
             )
         n = _committed(backend, name, attrs, shape[0])
-        self.values = LazyArray(backend, value, n)
-        self.steps = _read_checked(backend, f"{name}/{spec.STEP}", slice(0, n)).astype(np.int64)
+        self.index = _index(backend, name, version, n)
+        self.values = LazyArray(backend, value, n, _objects(backend, value, n, self.index))
+        self.steps = _read_series(backend, name, spec.STEP, n, self.index).astype(np.int64)
         time_path = f"{name}/{spec.TIME}"
         self.times = (
-            _read_checked(backend, time_path, slice(0, n)).astype(np.float64)
+            _read_series(backend, name, spec.TIME, n, self.index).astype(np.float64)
             if backend.is_array(time_path)
             else None
         )
@@ -214,6 +237,40 @@ class VectorGroup:
 
     def tensor(self, name: str) -> TensorView:
         return TensorView(self.values, self.layout[name])
+
+
+def _index(backend: Backend, group: str, version: tuple[int, int], n: int) -> IntegrityIndex | None:
+    index = read_index(backend, group, version)
+    if index is not None and index.n_committed < n:
+        raise InvalidStoreError(
+            f"{backend.path}: {group} has {n} committed records but its integrity index covers only "
+            f"{index.n_committed}; records were added by a writer that does not keep it, or the count "
+            "was altered. Run 'trajstore validate' [V41]"
+        )
+    return index
+
+
+def _objects(backend: Backend, path: str, n: int, index: IntegrityIndex | None) -> StoredObjects:
+    """Presence checks for ``path``. In a 1.0 Zarr store an absent chunk of an array that can
+    legitimately be all zeros (times, observables, a lone step 0) reads as zeros, as its writer
+    let zarr skip such chunks; a 1.1 writer writes every chunk."""
+    fill_ok = False
+    if index is None and getattr(backend, "skips_empty_chunks", False):
+        name = path.rsplit("/", 1)[-1]
+        is_observable = path.startswith(f"{spec.OBSERVABLES}/")
+        fill_ok = (
+            name == spec.TIME or (name == spec.STEP and n <= 1) or (is_observable and name == spec.VALUE)
+        )
+    return StoredObjects(backend, path, n, index, fill_ok)
+
+
+def _read_series(backend: Backend, group: str, name: str, n: int, index: IntegrityIndex | None) -> np.ndarray:
+    """Read a whole 1-D array of committed records: objects present, digests matching."""
+    path = f"{group}/{name}"
+    _objects(backend, path, n, index).check(0, n)
+    data = _read_checked(backend, path, slice(0, n))
+    check_digests(index, name, data, f"{backend.path}: {group}")
+    return data
 
 
 def _committed(backend: Backend, group: str, attrs: dict, n_stored: int) -> int:
@@ -241,9 +298,10 @@ class Trajectory:
         self._backend = backend
         self.path = backend.path
         self.attrs = check_header(backend, self.path)
-        self._weights = VectorGroup(backend, spec.WEIGHTS)
+        self._version = spec.parse_version(self.attrs.get(spec.ATTR_SPEC_VERSION, ""))
+        self._weights = VectorGroup(backend, spec.WEIGHTS, self._version)
         self._optional = {
-            name: VectorGroup(backend, name)
+            name: VectorGroup(backend, name, self._version)
             for name in (spec.GRADIENTS, spec.BUFFERS)
             if backend.exists(name)
         }
@@ -324,10 +382,19 @@ class Trajectory:
             if not self._backend.exists(group):
                 have = ", ".join(self.observables) or "none"
                 raise KeyError(f"{self.path} has no observable {name!r} (it has: {have})")
-            attrs = self._backend.attrs(group)
-            n = _committed(self._backend, group, attrs, self._backend.shape(f"{group}/{spec.VALUE}")[0])
-            steps = _read_checked(self._backend, f"{group}/{spec.STEP}", slice(0, n)).astype(np.int64)
-            values = _read_checked(self._backend, f"{group}/{spec.VALUE}", slice(0, n)).astype(np.float64)
+            b = self._backend
+            try:
+                attrs = b.attrs(group)
+                if not b.is_array(f"{group}/{spec.VALUE}") or not b.is_array(f"{group}/{spec.STEP}"):
+                    raise InvalidStoreError(f"{self.path}: {group} lacks its value or step array")
+                n = _committed(b, group, attrs, b.shape(f"{group}/{spec.VALUE}")[0])
+                index = _index(b, group, self._version, n)
+                steps = _read_series(b, group, spec.STEP, n, index).astype(np.int64)
+                values = _read_series(b, group, spec.VALUE, n, index).astype(np.float64)
+            except TrajstoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
+                raise CorruptDataError(f"{self.path}: {group} cannot be read ({_first_line(exc)})") from None
             self._observables[name] = (steps, values)
         return self._observables[name]
 
@@ -401,6 +468,21 @@ def open(path: str | os.PathLike) -> Trajectory:  # noqa: A001 - mirrors builtin
     backend = open_backend(os.fspath(path), "r")
     try:
         return Trajectory(backend)
+    except TrajstoreError:
+        backend.close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
+        backend.close()
+        raise InvalidStoreError(
+            f"{path}: the store's metadata cannot be read ({_first_line(exc)}); it is damaged or "
+            "not a trajstore store, run 'trajstore validate'"
+        ) from None
     except BaseException:
         backend.close()
         raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line[:200]

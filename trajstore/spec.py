@@ -7,7 +7,7 @@ and attribute name a conforming store uses is defined here once.
 from __future__ import annotations
 
 SPEC_NAME = "trajstore"
-SPEC_VERSION = "1.0"
+SPEC_VERSION = "1.1"
 SPEC_MAJOR = 1
 
 # Root attributes.
@@ -25,6 +25,7 @@ ATTR_LAYOUT = "layout"  # list of {"name", "shape", "dtype", "offset", "size"}
 ATTR_UNIT = "unit"
 ATTR_DESCRIPTION = "description"
 ATTR_EVALUATED_AT = "evaluated_at"  # "pre_step" or "post_step" (observables only)
+ATTR_INTEGRITY = "integrity"  # (1.1) digests of the committed records, see trajstore.integrity
 ATTR_DIMENSION_NAMES = "dimension_names"  # HDF5 only: zarr v3 has it in array metadata
 
 # Groups and arrays.

@@ -12,6 +12,9 @@ from .base import Compression, decode_attr, encode_attr
 
 DEFAULT_LEVEL = 4
 _CHUNK_CACHE_BYTES = 64 * 1024 * 1024
+# HDF5 filter ids (built-in ones and the registered Blosc and Zstandard plugins).
+_FILTER_NAMES = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
+                 32001: "blosc", 32015: "zstd"}
 
 
 class HDF5Backend:
@@ -68,7 +71,9 @@ class HDF5Backend:
         return np.dtype(self.file[path].dtype)
 
     def chunks(self, path: str) -> tuple[int, ...]:
-        return tuple(self.file[path].chunks)
+        ds = self.file[path]
+        # A contiguous dataset (allowed by the spec) is one chunk of its whole shape.
+        return tuple(ds.chunks) if ds.chunks else tuple(max(int(n), 1) for n in ds.shape)
 
     def shards(self, path: str) -> tuple[int, ...] | None:
         return None
@@ -78,19 +83,12 @@ class HDF5Backend:
         return tuple(names) if isinstance(names, list) else None
 
     def codec_names(self, path: str) -> list[str]:
-        ds = self.file[path]
+        """Names of the dataset's filters in pipeline order (unknown ones as ``filter<id>``)."""
+        plist = self.file[path].id.get_create_plist()
         names = []
-        if ds.shuffle:
-            names.append("shuffle")
-        if ds.compression:
-            names.append(ds.compression)
-        plist = ds.id.get_create_plist()
         for i in range(plist.get_nfilters()):
             code = plist.get_filter(i)[0]
-            if code == 32001:
-                names.append("blosc")
-        if ds.fletcher32:
-            names.append("fletcher32")
+            names.append(_FILTER_NAMES.get(code, f"filter{code}"))
         return names
 
     def resize(self, path: str, n_records: int) -> None:
@@ -135,6 +133,45 @@ class HDF5Backend:
                 idx,
                 tuple(slice(s, min(s + c, n)) for s, c, n in zip(starts, chunks, ds.shape, strict=True)),
             )
+
+    # -- stored objects (integrity checks) ---------------------------------------------------
+
+    def object_records(self, path: str) -> int:
+        """Records per stored object (a chunk)."""
+        return self.chunks(path)[0]
+
+    def object_grid(self, path: str) -> tuple[int, ...]:
+        """Shape (records, columns, ...) of one stored object (a chunk)."""
+        return self.chunks(path)
+
+    def object_key(self, path: str, coords: tuple[int, ...]) -> str:
+        return f"{path} chunk {tuple(int(c) for c in coords)}"
+
+    def object_nbytes(self, path: str, coords: tuple[int, ...]) -> int | None:
+        """Stored size of a chunk, or None when it was never written (it would read as fill)."""
+        ds = self.file[path]
+        if not ds.chunks:
+            return int(ds.id.get_storage_size()) or None
+        offset = tuple(int(c) * int(k) for c, k in zip(coords, ds.chunks, strict=True))
+        info = ds.id.get_chunk_info_by_coord(offset)
+        return None if info.byte_offset is None else int(info.size)
+
+    def object_tail(self, path: str, coords: tuple[int, ...], n: int) -> bytes | None:
+        return None  # HDF5 chunks carry Fletcher-32 checksums; their placement is internal
+
+    def object_bytes(self, path: str, coords: tuple[int, ...]) -> bytes | None:
+        return None
+
+    def array_metadata(self, path: str) -> dict:
+        """What validation needs of a dataset: dtype, shape, chunks, maxshape and filters."""
+        ds = self.file[path]
+        return {
+            "dtype": ds.dtype.str,
+            "shape": list(ds.shape),
+            "chunks": list(ds.chunks) if ds.chunks else None,
+            "maxshape": list(ds.maxshape) if ds.maxshape else None,
+            "filters": self.codec_names(path),
+        }
 
     def flush(self) -> None:
         self.file.flush()

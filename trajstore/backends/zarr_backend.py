@@ -7,15 +7,24 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.abc.store import SuffixByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, TransposeCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 from .base import Compression
 
 DEFAULT_LEVEL = 1
+# Write every chunk, all-zero ones included: a chunk of committed records that is absent from
+# the store is then always damage, never "zarr skipped it because it equals the fill value".
+_WRITE_CONFIG = {"write_empty_chunks": True}
 
 
 class ZarrBackend:
     """A store held in a Zarr v3 hierarchy (a directory, or an fsspec URL)."""
+
+    # zarr (by default) does not write chunks equal to the fill value; 1.0 writers let it.
+    skips_empty_chunks = True
 
     def __init__(self, path: str, mode: str):
         self.path = str(path)
@@ -27,6 +36,8 @@ class ZarrBackend:
         node = self._cache.get(path)
         if node is None:
             node = self.root if path == "" else self.root[path]
+            if not self.readonly and isinstance(node, zarr.Array):
+                node = node.with_config(_WRITE_CONFIG)
             self._cache[path] = node
         return node
 
@@ -70,6 +81,7 @@ class ZarrBackend:
             compressors=compressors,
             fill_value=0,
             dimension_names=list(dims),
+            config=_WRITE_CONFIG,
         )
         self._cache.pop(path, None)
 
@@ -144,6 +156,81 @@ class ZarrBackend:
                 idx,
                 tuple(slice(s, min(s + c, n)) for s, c, n in zip(starts, arr.chunks, arr.shape, strict=True)),
             )
+
+    # -- stored objects (integrity checks) ---------------------------------------------------
+
+    def object_records(self, path: str) -> int:
+        """Records per stored object (a shard when the array is sharded, else a chunk)."""
+        arr = self._node(path)
+        return int((arr.shards or arr.chunks)[0])
+
+    def object_grid(self, path: str) -> tuple[int, ...]:
+        """Shape (records, columns, ...) of one stored object."""
+        arr = self._node(path)
+        return tuple(int(c) for c in (arr.shards or arr.chunks))
+
+    def object_key(self, path: str, coords: tuple[int, ...]) -> str:
+        """The store key of the object at grid position ``coords`` (e.g. ``weights/value/c/1/0``)."""
+        return f"{path}/{self._node(path).metadata.encode_chunk_key(tuple(coords))}"
+
+    def object_nbytes(self, path: str, coords: tuple[int, ...]) -> int | None:
+        """Size in bytes of a stored object, or None when it does not exist."""
+        key = self.object_key(path, coords)
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                return os.stat(local).st_size
+            except FileNotFoundError:
+                return None
+        try:
+            return int(sync(self.root.store_path.store.getsize(self._store_key(key))))
+        except (FileNotFoundError, KeyError):
+            return None
+
+    def object_tail(self, path: str, coords: tuple[int, ...], n: int) -> bytes | None:
+        """The last ``n`` bytes of a stored object (fewer if it is shorter); None if missing."""
+        key = self.object_key(path, coords)
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                with open(local, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    fh.seek(max(0, size - n))
+                    return fh.read()
+            except FileNotFoundError:
+                return None
+        buf = sync(
+            self.root.store_path.store.get(
+                self._store_key(key), default_buffer_prototype(), SuffixByteRequest(n)
+            )
+        )
+        return None if buf is None else buf.to_bytes()
+
+    def object_bytes(self, path: str, coords: tuple[int, ...]) -> bytes | None:
+        """Every byte of a stored object, or None when it does not exist."""
+        key = self.object_key(path, coords)
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                with open(local, "rb") as fh:
+                    return fh.read()
+            except FileNotFoundError:
+                return None
+        buf = sync(self.root.store_path.store.get(self._store_key(key), default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    def _store_key(self, key: str) -> str:
+        prefix = self.root.store_path.path
+        return f"{prefix}/{key}" if prefix else key
+
+    def _local_file(self, key: str) -> str | None:
+        if os.path.isdir(self.path):
+            return os.path.join(self.path, *key.split("/"))
+        return None
+
+    def array_metadata(self, path: str) -> dict:
+        """The array's Zarr v3 metadata (``zarr.json``) as a dict."""
+        return self._node(path).metadata.to_dict()
 
     def flush(self) -> None:
         pass  # every write is persisted when the call returns
