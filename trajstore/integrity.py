@@ -3,7 +3,7 @@
 With each commit a writer records, per time-dependent group, one entry per block of records
 (a row of the ``value`` array's stored objects, i.e. one Zarr shard): its record range, a
 CRC-32C of the decoded values of each array over that range, and, for a full block stored
-as one object, that object's size and the CRC-32C of its last bytes. Readers check that the
+as one object, that object's size and the CRC-32 of its last bytes. Readers check that the
 objects holding the records they read exist, are not empty and (full blocks) have the
 recorded size and tail, once per object and cached; ``validate`` also recomputes every
 digest. So a deleted, emptied, truncated or swapped shard is an error, never fill values.
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import sys
+import zlib
 from dataclasses import dataclass
 
 import crc32c as _crc32c
@@ -36,7 +37,10 @@ def digest(data: np.ndarray, value: int = 0) -> int:
 
 
 def tail_digest(tail: bytes) -> int:
-    return int(_crc32c.crc32c(tail))
+    """CRC-32 (zlib's, not CRC-32C) of an object's last bytes. Not CRC-32C: Zarr ends every
+    chunk and the shard index with its own CRC-32C, and CRC-32C over data followed by its CRC-32C
+    is a constant, so all shards would share one CRC-32C."""
+    return zlib.crc32(tail)
 
 
 @dataclass(frozen=True)
@@ -162,12 +166,14 @@ class StoredObjects:
         if r1 <= r0:
             return found
         rows = range(r0 // self.rows, math.ceil(r1 / self.rows))
+        # The last row first (a bogus record count fails at once), then in record order.
+        order = [rows[-1], *rows[:-1]]
         if self.cols is None:
-            cells = [(k,) for k in reversed(rows)]  # the last object first: a bogus count fails fast
+            cells = [(k,) for k in order]
         else:
             c1 = self.n_cols if c1 is None else c1
             cols = range(c0 // self.cols, max(c0 // self.cols + 1, math.ceil(c1 / self.cols)))
-            cells = [(k, j) for k in reversed(rows) for j in cols]
+            cells = [(k, j) for k in order for j in cols]
         for coords in cells:
             if coords in self._ok:
                 continue

@@ -15,6 +15,7 @@ from .backends import Backend, open_backend
 from .errors import CorruptDataError, InvalidStoreError, NotAStoreError, SpecVersionError, TrajstoreError
 from .integrity import IntegrityIndex, StoredObjects, check_digests, read_index
 from .layout import Layout
+from .validate import array_problems
 
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes
 
@@ -220,6 +221,7 @@ class VectorGroup:
                 f"{backend.path}: {value} has shape {shape} but the layout has "
                 f"{self.layout.n_params} parameters"
             )
+        _check_encoding(backend, name, "vector")
         n = _committed(backend, name, attrs, shape[0])
         self.index = _index(backend, name, version, n)
         self.values = LazyArray(backend, value, n, _objects(backend, value, n, self.index))
@@ -237,6 +239,19 @@ class VectorGroup:
 
     def tensor(self, name: str) -> TensorView:
         return TensorView(self.values, self.layout[name])
+
+
+def _check_encoding(backend: Backend, group: str, kind: str) -> None:
+    """Refuse arrays whose dtype, shape or codecs break the spec (e.g. a big-endian 'bytes'
+    codec would decode garbage): metadata only, before anything is read."""
+    paths = {f"{group}/{spec.VALUE}": kind, f"{group}/{spec.STEP}": "step"}
+    if backend.is_array(f"{group}/{spec.TIME}"):
+        paths[f"{group}/{spec.TIME}"] = "time"
+    for path, k in paths.items():
+        problems = array_problems(backend, path, k)
+        if problems:
+            rule, text = problems[0]
+            raise InvalidStoreError(f"{backend.path}: {text} [{rule}]; the store breaks the format")
 
 
 def _index(backend: Backend, group: str, version: tuple[int, int], n: int) -> IntegrityIndex | None:
@@ -387,6 +402,7 @@ class Trajectory:
                 attrs = b.attrs(group)
                 if not b.is_array(f"{group}/{spec.VALUE}") or not b.is_array(f"{group}/{spec.STEP}"):
                     raise InvalidStoreError(f"{self.path}: {group} lacks its value or step array")
+                _check_encoding(b, group, "scalar")
                 n = _committed(b, group, attrs, b.shape(f"{group}/{spec.VALUE}")[0])
                 index = _index(b, group, self._version, n)
                 steps = _read_series(b, group, spec.STEP, n, index).astype(np.int64)

@@ -86,6 +86,10 @@ class SeriesWriter:
                 f"{g}/{spec.TIME}", (0,), "<f8", index_chunks, None, (spec.DIM_RECORD,), compression
             )
         b.set_attrs(g, {**attrs, spec.ATTR_INTEGRITY: self._index(0).to_json(), spec.ATTR_N_COMMITTED: 0})
+        # List the group at the root, so a group lost to damage is missed, not silently absent.
+        listed = b.attrs("").get(spec.ATTR_GROUPS)
+        if isinstance(listed, list) and g not in listed:
+            b.set_attrs("", {spec.ATTR_GROUPS: [*listed, g]})
 
     @classmethod
     def reopen(cls, backend: Backend, group: str) -> SeriesWriter:

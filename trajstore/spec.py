@@ -17,6 +17,7 @@ ATTR_CREATOR = "creator"  # {"program": str, "version": str}
 ATTR_CREATED = "created"  # ISO 8601 UTC
 ATTR_PROVENANCE = "provenance"  # run provenance, see docs/format.md
 ATTR_METADATA = "metadata"  # free-form user metadata
+ATTR_GROUPS = "groups"  # (1.1) paths of the time-dependent groups the writer created
 ATTR_LOSSY = "lossy"  # null, or {"method": "bitround", "keepbits": int, "groups": [...]}
 
 # Attributes of every time-dependent group (weights, gradients, buffers, observables/*).

@@ -295,6 +295,7 @@ def create(
             spec.ATTR_PROVENANCE: dict(provenance or {}),
             spec.ATTR_METADATA: dict(metadata or {}),
             spec.ATTR_LOSSY: lossy,
+            spec.ATTR_GROUPS: [],
         },
     )
     w = Writer(

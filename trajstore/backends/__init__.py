@@ -54,7 +54,7 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
 
         try:
             return HDF5Backend(path, mode)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - damaged files raise many kinds; one line
             if reading:
                 raise NotAStoreError(
                     f"{path} is not a readable HDF5 file (truncated or corrupted?): {_first_line(exc)}"
@@ -64,7 +64,7 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
 
     try:
         return ZarrBackend(path, mode)
-    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged zarr.json (bad JSON, 100 000-deep nesting)
         if reading:
             raise NotAStoreError(
                 f"{path} is not a Zarr v3 store (no readable zarr.json): {_first_line(exc)}"
@@ -73,5 +73,7 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
 
 
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "metadata nested too deeply"
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0][:200] if text else type(exc).__name__
