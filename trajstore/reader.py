@@ -15,7 +15,7 @@ from .backends import Backend, open_backend
 from .errors import CorruptDataError, InvalidStoreError, NotAStoreError, SpecVersionError, TrajstoreError
 from .integrity import IntegrityIndex, StoredObjects, check_digests, read_index
 from .layout import Layout
-from .validate import array_problems
+from .validate import array_problems, root_attr_problems
 
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes
 
@@ -39,6 +39,10 @@ def check_header(backend: Backend, path: str) -> dict:
         )
     if not backend.exists(spec.WEIGHTS):
         raise NotAStoreError(f"{path} has no '{spec.WEIGHTS}' group; it is not a complete trajstore store")
+    problems = root_attr_problems(attrs)
+    if problems:
+        rule, text = problems[0]
+        raise InvalidStoreError(f"{path}: {text} [{rule}]; the store breaks the format")
     return attrs
 
 
@@ -47,7 +51,7 @@ def _read_checked(backend: Backend, path: str, selection: Any) -> np.ndarray:
     that names the array and the index of the first damaged chunk."""
     try:
         return backend.read(path, selection)
-    except (OSError, RuntimeError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - any decode failure of damaged bytes or metadata
         msg = str(exc).strip().splitlines()
         where = _first_bad_chunk(backend, path, selection)
         place = f"chunk {where}" if where is not None else f"records {_fmt_sel(selection)}"
@@ -77,7 +81,7 @@ def _first_bad_chunk(backend: Backend, path: str, selection: Any) -> tuple[int, 
         piece = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(cidx, chunks, shape, strict=True))
         try:
             backend.read(path, piece)
-        except (OSError, RuntimeError, ValueError):
+        except Exception:  # noqa: BLE001 - the first chunk that fails, whatever the failure
             return cidx
     return None
 
@@ -241,6 +245,20 @@ class VectorGroup:
         return TensorView(self.values, self.layout[name])
 
 
+def _check_groups_listed(backend: Backend, attrs: dict) -> None:
+    """(1.1) Every group the writer listed at the root still exists: none silently lost."""
+    listed = attrs.get(spec.ATTR_GROUPS)
+    if listed is None:
+        return
+    if not isinstance(listed, list) or not all(isinstance(g, str) for g in listed):
+        raise InvalidStoreError(f"{backend.path}: root attribute 'groups' is not a list of group paths [V45]")
+    for g in listed:
+        if not backend.exists(g):
+            raise InvalidStoreError(
+                f"{backend.path}: group {g!r} was written but is not in the store (lost or renamed?) [V45]"
+            )
+
+
 def _check_encoding(backend: Backend, group: str, kind: str) -> None:
     """Refuse arrays whose dtype, shape or codecs break the spec (e.g. a big-endian 'bytes'
     codec would decode garbage): metadata only, before anything is read."""
@@ -256,6 +274,11 @@ def _check_encoding(backend: Backend, group: str, kind: str) -> None:
 
 def _index(backend: Backend, group: str, version: tuple[int, int], n: int) -> IntegrityIndex | None:
     index = read_index(backend, group, version)
+    if index is not None and (spec.TIME in index.arrays) != backend.is_array(f"{group}/{spec.TIME}"):
+        raise InvalidStoreError(
+            f"{backend.path}: {group}: its integrity index lists arrays {list(index.arrays)}, which the "
+            "group does not match (an array was lost?) [V41]"
+        )
     if index is not None and index.n_committed < n:
         raise InvalidStoreError(
             f"{backend.path}: {group} has {n} committed records but its integrity index covers only "
@@ -291,13 +314,17 @@ def _read_series(backend: Backend, group: str, name: str, n: int, index: Integri
 def _committed(backend: Backend, group: str, attrs: dict, n_stored: int) -> int:
     """The committed record count, checked against what is stored before anything is read."""
     n = attrs.get(spec.ATTR_N_COMMITTED)
-    if not isinstance(n, int) or n < 0 or n > spec.MAX_RECORDS:
-        raise InvalidStoreError(f"{backend.path}: {group} has an invalid {spec.ATTR_N_COMMITTED} ({n!r})")
-    step_len = backend.shape(f"{group}/{spec.STEP}")[0]
-    if n > min(n_stored, step_len):
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0 or n > spec.MAX_RECORDS:
+        raise InvalidStoreError(
+            f"{backend.path}: {group} has an invalid {spec.ATTR_N_COMMITTED} ({str(n)[:40]!r}) [V15]"
+        )
+    lengths = [n_stored, backend.shape(f"{group}/{spec.STEP}")[0]]
+    if backend.is_array(f"{group}/{spec.TIME}"):
+        lengths.append(backend.shape(f"{group}/{spec.TIME}")[0])
+    if n > min(lengths):
         raise InvalidStoreError(
             f"{backend.path}: {group} says {n} records are committed but stores only "
-            f"{min(n_stored, step_len)}; the store is truncated"
+            f"{min(lengths)}; the store is truncated [V16]"
         )
     return n
 
@@ -321,6 +348,8 @@ class Trajectory:
             if backend.exists(name)
         }
         self._observables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._observable_names = backend.groups(spec.OBSERVABLES)
+        _check_groups_listed(backend, self.attrs)
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -388,7 +417,7 @@ class Trajectory:
 
     @property
     def observables(self) -> list[str]:
-        return self._backend.groups(spec.OBSERVABLES)
+        return list(self._observable_names)
 
     def observable(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps int64, values float64) of observable ``name``, committed records only."""
@@ -415,7 +444,12 @@ class Trajectory:
         return self._observables[name]
 
     def observable_attrs(self, name: str) -> dict:
-        return self._backend.attrs(f"{spec.OBSERVABLES}/{name}")
+        try:
+            return self._backend.attrs(f"{spec.OBSERVABLES}/{name}")
+        except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
+            raise CorruptDataError(
+                f"{self.path}: observables/{name} cannot be read ({_first_line(exc)})"
+            ) from None
 
     # -- blocks --------------------------------------------------------------------------
 

@@ -174,21 +174,33 @@ def _validate(b: Backend, r: Report, checksums: bool) -> None:
 
 
 def _check_root_attrs(attrs: dict, r: Report) -> None:
+    for rule, text in root_attr_problems(attrs):
+        r.add(rule, text)
+
+
+def root_attr_problems(attrs: dict) -> list[tuple[str, str]]:
+    """(rule, text) for each root attribute of the wrong type (V03-V06); readers run it too."""
+    out: list[tuple[str, str]] = []
     creator = attrs.get(spec.ATTR_CREATOR)
     if not (
         isinstance(creator, dict)
         and isinstance(creator.get("program"), str)
         and isinstance(creator.get("version"), str)
     ):
-        r.add("V03", f"root: creator {_short(creator)} is not {{'program': str, 'version': str}}")
+        out.append(("V03", f"root: creator {_short(creator)} is not {{'program': str, 'version': str}}"))
     created = attrs.get(spec.ATTR_CREATED)
     if not _is_iso_utc(created):
-        r.add("V04", f"root: created {_short(created)} is not an ISO 8601 time stamp with a UTC offset")
+        out.append(
+            ("V04", f"root: created {_short(created)} is not an ISO 8601 time stamp with a UTC offset")
+        )
     for key in (spec.ATTR_PROVENANCE, spec.ATTR_METADATA):
         if key in attrs and not isinstance(attrs[key], dict):
-            r.add("V05", f"root: attribute {key!r} must be an object, not {_short(attrs[key])}")
+            out.append(("V05", f"root: attribute {key!r} must be an object, not {_short(attrs[key])}"))
     if spec.ATTR_LOSSY in attrs and not _is_lossy(attrs[spec.ATTR_LOSSY]):
-        r.add("V06", f"root: lossy {_short(attrs[spec.ATTR_LOSSY])} is neither null nor a bitround object")
+        out.append(
+            ("V06", f"root: lossy {_short(attrs[spec.ATTR_LOSSY])} is neither null nor a bitround object")
+        )
+    return out
 
 
 def _short(value: object) -> str:
