@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -229,8 +230,23 @@ class ZarrBackend:
         return None
 
     def array_metadata(self, path: str) -> dict:
-        """The array's Zarr v3 metadata (``zarr.json``) as a dict."""
-        return self._node(path).metadata.to_dict()
+        """The array's ``zarr.json`` as written, read without zarr's parser (which refuses or
+        silently normalises what validation must see); {} when absent."""
+        key = f"{path}/zarr.json" if path else "zarr.json"
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                with open(local, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                return {}
+        else:
+            buf = sync(self.root.store_path.store.get(self._store_key(key), default_buffer_prototype()))
+            if buf is None:
+                return {}
+            data = buf.to_bytes()
+        meta = json.loads(data)
+        return meta if isinstance(meta, dict) else {"node_type": None}
 
     def flush(self) -> None:
         pass  # every write is persisted when the call returns
