@@ -261,3 +261,15 @@ def test_hdf5_byte_flips(tmp_path, region):
         outcomes.append(outcome)
     if region == "data":
         assert outcomes.count("error") == TRIALS  # every chunk flip is caught (Fletcher-32)
+
+
+@pytest.mark.parametrize("damaged", ["observables/loss/time/c/0", "weights/value/c/1/0"])
+def test_convert_does_not_launder_damage(tmp_path, damaged):
+    """convert reads through the same checks: a damaged source is refused, not copied as zeros
+    into a new store whose fresh digests would vouch for them."""
+    from trajstore.convert import convert
+
+    path, _, _ = _zarr_store(tmp_path)
+    (path / damaged).unlink()
+    with pytest.raises(trajstore.TrajstoreError, match="missing"):
+        convert(path, tmp_path / "d.h5")

@@ -35,7 +35,8 @@ def convert(
             buffers=traj.buffers.layout if traj.buffers else None,
         )
         try:
-            root = {k: v for k, v in attrs.items() if k not in (spec.ATTR_SPEC_NAME, spec.ATTR_SPEC_VERSION)}
+            skip = (spec.ATTR_SPEC_NAME, spec.ATTR_SPEC_VERSION, spec.ATTR_GROUPS)  # the writer keeps these
+            root = {k: v for k, v in attrs.items() if k not in skip}
             root[spec.ATTR_LOSSY] = lossy
             w._backend.set_attrs("", root)
             for name in spec.VECTOR_GROUPS:
@@ -64,9 +65,8 @@ def convert(
 
 
 def _read_times(traj, name: str, n: int):
-    b = traj._backend
-    path = f"{spec.OBSERVABLES}/{name}/{spec.TIME}"
-    return b.read(path, slice(0, n)) if b.is_array(path) else None
+    """The observable's times, checked like every read (present, digests matching)."""
+    return traj.observable_times(name)
 
 
 def _copy_series(w, name: str, series: SeriesWriter, values, steps, times) -> None:

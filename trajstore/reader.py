@@ -348,6 +348,7 @@ class Trajectory:
             if backend.exists(name)
         }
         self._observables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._observable_times: dict[str, np.ndarray | None] = {}
         self._observable_names = backend.groups(spec.OBSERVABLES)
         _check_groups_listed(backend, self.attrs)
 
@@ -436,12 +437,23 @@ class Trajectory:
                 index = _index(b, group, self._version, n)
                 steps = _read_series(b, group, spec.STEP, n, index).astype(np.int64)
                 values = _read_series(b, group, spec.VALUE, n, index).astype(np.float64)
+                times = (
+                    _read_series(b, group, spec.TIME, n, index).astype(np.float64)
+                    if b.is_array(f"{group}/{spec.TIME}")
+                    else None
+                )
             except TrajstoreError:
                 raise
             except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
                 raise CorruptDataError(f"{self.path}: {group} cannot be read ({_first_line(exc)})") from None
             self._observables[name] = (steps, values)
+            self._observable_times[name] = times
         return self._observables[name]
+
+    def observable_times(self, name: str) -> np.ndarray | None:
+        """Seconds since creation (float64) of observable ``name``'s committed records, or None."""
+        self.observable(name)
+        return self._observable_times[name]
 
     def observable_attrs(self, name: str) -> dict:
         try:
