@@ -2,7 +2,7 @@
 read and in validate; never fill values. Byte flips in data and in HDF5 metadata end in one-line
 errors or in the original numbers, never in a traceback or in other numbers.
 
-``TRAJSTORE_CORRUPTION_TRIALS`` (default 12) sets the number of random byte flips per back end;
+``TRAJSTORE_CORRUPTION_TRIALS`` (default 40) sets the number of random byte flips per back end;
 docs/reliability.md gives the figures of a larger run.
 """
 
@@ -22,7 +22,7 @@ from trajstore.validate import validate
 
 from .conftest import write_store
 
-TRIALS = int(os.environ.get("TRAJSTORE_CORRUPTION_TRIALS", "12"))
+TRIALS = int(os.environ.get("TRAJSTORE_CORRUPTION_TRIALS", "40"))
 
 
 def _shard(path, k):
@@ -242,7 +242,9 @@ def test_hdf5_byte_flips(tmp_path, region):
         in_data[off : off + n] = True
     candidates = np.flatnonzero(in_data if region == "data" else ~in_data)
     candidates = candidates[candidates >= 8]  # keep the signature: that case is tested elsewhere
-    rng = np.random.default_rng(9 if region == "data" else 10)
+    # Seed 100, trial 31 once lost the observables group silently (h5py's items() yielded None
+    # for a member with a damaged header); now it is a one-line error.
+    rng = np.random.default_rng(9 if region == "data" else 100)
     outcomes = []
     for trial in range(TRIALS):
         path = tmp_path / f"f{trial}.h5"

@@ -27,9 +27,23 @@ TAIL_BYTES = 4096  # the shard index and the last inner chunk's own CRC-32C live
 _U32 = 1 << 32
 
 
+_PIECE_BYTES = 16 * 1024 * 1024  # transpose copies are made this many bytes at a time
+
+
 def digest(data: np.ndarray, value: int = 0) -> int:
-    """CRC-32C of the little-endian C-order bytes of ``data`` (continuing from ``value``)."""
-    a = np.ascontiguousarray(data)
+    """CRC-32C of the little-endian bytes of ``data`` in column-major order (a 2-D block: every
+    record of column 0, then of column 1, …; parameter-major like the stored chunks), continuing
+    from ``value``. So column pieces of a block chain: ``digest(b[:, 4:], digest(b[:, :4]))``
+    is ``digest(b)``, and a reader never needs more than a few chunks in memory."""
+    if data.ndim == 2 and data.shape[0] > 1:
+        step = max(1, _PIECE_BYTES // max(1, data.shape[0] * data.dtype.itemsize))
+        for c in range(0, data.shape[1], step):
+            value = _crc(np.ascontiguousarray(data[:, c : c + step].T), value)
+        return value
+    return _crc(np.ascontiguousarray(data), value)
+
+
+def _crc(a: np.ndarray, value: int) -> int:
     order = a.dtype.byteorder
     if order == ">" or (order == "=" and sys.byteorder == "big"):
         a = a.astype(a.dtype.newbyteorder("<"))

@@ -487,10 +487,11 @@ def _check_index(
 
 def _scan(b: Backend, path: str, n: int, index: IntegrityIndex | None, r: Report) -> None:
     """Decode the committed records of ``path`` once: checksums (V35), digests (V44), and the
-    count of non-finite values. Reads whole rows, in pieces, so digests chain in record order."""
+    count of non-finite values. Each block is read in column pieces of whole chunks, which is
+    the order its digest chains in (column-major), so every chunk is decoded once."""
     shape = b.shape(path)
-    row_bytes = max(1, math.prod(shape[1:]) * b.dtype(path).itemsize)
-    rows = max(1, _SCAN_BYTES // row_bytes)
+    chunks = b.chunks(path)
+    itemsize = b.dtype(path).itemsize
     name = path.rsplit("/", 1)[-1]
     spans = []
     for blk in index.blocks if index else ():
@@ -502,20 +503,27 @@ def _scan(b: Backend, path: str, n: int, index: IntegrityIndex | None, r: Report
         else:
             spans.append((blk.start, n, None))
     covered = spans[-1][1] if spans else 0
-    if covered < n:
-        spans.append((covered, n, None))
+    step = chunks[0] if len(shape) == 2 else max(chunks[0], _SCAN_BYTES // itemsize)
+    spans += [(a, min(a + step, n), None) for a in range(covered, n, step)]
     bad = mismatched = nonfinite = 0
     for start, stop, expected in spans:
         if stop <= start:
             continue
         crc, ok = 0, True
-        for a in range(start, stop, rows):
-            piece = (slice(a, min(a + rows, stop)),)
+        if len(shape) == 2:
+            width = max(chunks[1], (_SCAN_BYTES // ((stop - start) * itemsize)) // chunks[1] * chunks[1])
+            pieces = [
+                (slice(start, stop), slice(c, min(c + width, shape[1]))) for c in range(0, shape[1], width)
+            ]
+        else:
+            rows = max(1, _SCAN_BYTES // itemsize)
+            pieces = [(slice(a, min(a + rows, stop)),) for a in range(start, stop, rows)]
+        for piece in pieces:
             try:
                 data = b.read(path, piece)
             except Exception:  # noqa: BLE001 - name the chunks that fail
                 ok = False
-                bad += _name_bad_chunks(b, path, piece[0], r, bad)
+                bad += _name_bad_chunks(b, path, piece, r, bad)
                 continue
             crc = digest(data, crc)
             if data.dtype.kind == "f":
@@ -535,25 +543,25 @@ def _scan(b: Backend, path: str, n: int, index: IntegrityIndex | None, r: Report
         r.warnings.append(f"{path}: {nonfinite} non-finite values (NaN or inf), stored as recorded")
 
 
-def _name_bad_chunks(b: Backend, path: str, records: slice, r: Report, already: int) -> int:
-    """Decode chunk by chunk the records of a piece that failed; report each bad chunk."""
+def _name_bad_chunks(b: Backend, path: str, piece: tuple, r: Report, already: int) -> int:
+    """Decode chunk by chunk a piece that failed; report each bad chunk by its index."""
     chunks = b.chunks(path)
-    shape = b.shape(path)
-    k0, k1 = records.start // chunks[0], math.ceil(records.stop / chunks[0])
-    cols = [range(0)] if len(shape) == 1 else [range(math.ceil(shape[1] / chunks[1]))]
+    ranges = [
+        range(sl.start // c, max(sl.start // c + 1, math.ceil(sl.stop / c)))
+        for sl, c in zip(piece, chunks, strict=False)
+    ]
     bad = 0
-    for k in range(k0, k1):
-        for j in cols[0] if len(shape) == 2 else [None]:
-            rsl = slice(k * chunks[0], min((k + 1) * chunks[0], records.stop))
-            sel = (rsl,) if j is None else (rsl, slice(j * chunks[1], min((j + 1) * chunks[1], shape[1])))
-            idx = (k,) if j is None else (k, j)
-            try:
-                b.read(path, sel)
-            except Exception as exc:  # noqa: BLE001 - any decode failure is a damaged chunk
-                bad += 1
-                if already + bad <= _MAX_LISTED:
-                    msg = str(exc).strip().splitlines()
-                    r.add(
-                        "V35", f"{path}: chunk {idx} is corrupted ({msg[0] if msg else type(exc).__name__})"
-                    )
+    for idx in np.ndindex(*[len(x) for x in ranges]):
+        cidx = tuple(x[i] for x, i in zip(ranges, idx, strict=True))
+        sel = tuple(
+            slice(max(k * c, sl.start), min((k + 1) * c, sl.stop))
+            for k, c, sl in zip(cidx, chunks, piece, strict=False)
+        )
+        try:
+            b.read(path, sel)
+        except Exception as exc:  # noqa: BLE001 - any decode failure is a damaged chunk
+            bad += 1
+            if already + bad <= _MAX_LISTED:
+                msg = str(exc).strip().splitlines()
+                r.add("V35", f"{path}: chunk {cidx} is corrupted ({msg[0] if msg else type(exc).__name__})")
     return max(bad, 1)

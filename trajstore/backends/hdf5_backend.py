@@ -116,7 +116,9 @@ class HDF5Backend:
         if not self.exists(path):
             return []
         node = self.file[path] if path else self.file
-        return sorted(k for k, v in node.items() if isinstance(v, h5py.Group))
+        # node[k], not node.items(): items() yields None for a member whose header is damaged,
+        # which a filter would drop silently (a lost group); node[k] raises instead.
+        return sorted(k for k in node.keys() if isinstance(node[k], h5py.Group))
 
     def nbytes_stored(self) -> int:
         self.file.flush()
