@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time as _time
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from .layout import Layout
 from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
+from .safety import remove_stale_temporaries, remove_store
 from .series import SeriesWriter
 
 ParamsLike = int | Mapping[str, Any] | Layout
@@ -179,6 +179,17 @@ class Writer:
             self._closed = True
             self._backend.close()
 
+    def abort(self) -> None:
+        """Close the store without writing anything more, after a failed write: it keeps the
+        records of its last commit (what a crash would leave). Never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._backend.close()
+        except Exception:  # noqa: BLE001 - the write error that led here is the one to report
+            pass
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -276,10 +287,7 @@ def create(
     if exists and mode == "x":
         raise StoreExistsError(f"{path} exists; pass overwrite (mode='w') or append (mode='a')")
     if exists:
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
+        remove_store(path)  # refuses anything that is not a trajstore store
     b = open_backend(path, "w", kind)
     created = utc_now_iso()
     lossy = None
@@ -317,6 +325,8 @@ def create(
 
 
 def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None) -> Writer:
+    if kind == "zarr" and os.path.isdir(path):
+        remove_stale_temporaries(path)  # left by a writer killed in the middle of a file write
     b = open_backend(path, "r+", kind)
     try:
         attrs = check_header(b, path)

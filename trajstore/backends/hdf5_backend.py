@@ -2,16 +2,79 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import Any
 
 import h5py
 import numpy as np
 
+from ..errors import StoreBusyError, UnsafePathError
 from .base import Compression, decode_attr, encode_attr
 
 DEFAULT_LEVEL = 4
 _CHUNK_CACHE_BYTES = 64 * 1024 * 1024
+_MAX_LINKS = 100_000  # a store has a few dozen objects; refuse to walk an adversarial file forever
+
+
+def is_being_written(path: str) -> bool:
+    """True while a trajstore writer holds ``path`` open (it keeps an exclusive ``flock`` on the
+    file, released by the kernel however the writer ends, ``kill -9`` included)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we got
+    return False
+
+
+def _writer_lock(path: str) -> int:
+    """Take the writer's exclusive lock on ``path`` (see :func:`is_being_written`); return its fd."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreBusyError(
+            f"{path} is being written by another process; wait for it to finish (or stop it) first"
+        ) from None
+    return fd
+
+
+def check_links(file: h5py.File, path: str) -> None:
+    """Refuse a file with external links, virtual datasets fed from other files, or datasets
+    stored in external raw files: reading them would read files that are not the store."""
+    count = 0
+
+    def visit(name: str, link) -> None:
+        nonlocal count
+        count += 1
+        if count > _MAX_LINKS:
+            raise UnsafePathError(f"{path} holds more than {_MAX_LINKS} objects; it is not a trajstore store")
+        if isinstance(link, h5py.ExternalLink):
+            raise UnsafePathError(
+                f"{path}: {name} is an external link to {link.filename}:{link.path}; "
+                "refusing to read outside the store"
+            )
+        if isinstance(link, h5py.HardLink):
+            obj = file.get(name)
+            if isinstance(obj, h5py.Dataset):
+                if obj.external:
+                    raise UnsafePathError(
+                        f"{path}: {name} keeps its data in external files; refusing to read outside the store"
+                    )
+                if obj.is_virtual and any(src.file_name != "." for src in obj.virtual_sources()):
+                    raise UnsafePathError(
+                        f"{path}: {name} is a virtual dataset reading other files; "
+                        "refusing to read outside the store"
+                    )
+
+    file.visititems_links(visit)
 
 
 class HDF5Backend:
@@ -30,7 +93,28 @@ class HDF5Backend:
             extra["fs_strategy"] = "none"
         # Writers write chunks through (whole blocks anyway); readers cache for strided reads.
         cache = _CHUNK_CACHE_BYTES if mode == "r" else 0
+        self._open_args = (h5mode, cache, extra)
+        self._lock_fd: int | None = None
+        if mode != "r" and os.path.exists(self.path):
+            self._lock_fd = _writer_lock(self.path)
+        try:
+            self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+            if mode != "r" and self._lock_fd is None:  # the file was just created
+                self._lock_fd = _writer_lock(self.path)
+            if mode in ("r", "r+"):
+                check_links(self.file, self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def reopen(self) -> None:
+        """Close and open the file again (read mode): a fresh view of what a live writer wrote."""
+        self.file.close()
+        h5mode, cache, extra = self._open_args
         self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+
+    def is_being_written(self) -> bool:
+        return self.readonly and is_being_written(self.path)
 
     def exists(self, path: str) -> bool:
         return path == "" or path in self.file
@@ -140,5 +224,11 @@ class HDF5Backend:
         self.file.flush()
 
     def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
+        file = getattr(self, "file", None)
+        try:
+            if file is not None and file.id.valid:
+                file.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
