@@ -8,7 +8,7 @@ from . import spec
 from .backends import backend_kind
 from .errors import TrajstoreError, UnsafePathError, describe_os_error
 from .reader import open as open_store
-from .safety import check_distinct, is_store, remove_quietly, replace_with, temporary_sibling
+from .safety import check_distinct, may_replace, remove_quietly, replace_with, temporary_sibling
 from .series import SeriesWriter
 from .writer import create
 
@@ -32,7 +32,7 @@ def convert(
     if os.path.lexists(dst):
         if not overwrite:
             raise UnsafePathError(f"{dst} exists; pass --overwrite to replace it")
-        if os.path.islink(dst) or not (is_store(dst) or (os.path.isdir(dst) and not os.listdir(dst))):
+        if not may_replace(dst):
             raise UnsafePathError(
                 f"{dst} exists and is not a trajstore store; refusing to replace it "
                 "(choose another destination or remove it yourself)"

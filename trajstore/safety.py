@@ -64,6 +64,14 @@ def is_store(path: str) -> bool:
     return (name.decode() if isinstance(name, bytes) else name) == spec.SPEC_NAME
 
 
+def may_replace(path: str) -> bool:
+    """True when ``--overwrite`` may delete ``path``: a trajstore store or an empty folder,
+    never a symbolic link."""
+    if os.path.islink(path):
+        return False
+    return is_store(path) or (os.path.isdir(path) and not os.listdir(path))
+
+
 def remove_store(path: str) -> None:
     """Delete the store at ``path``; refuse (one line) when it is not a trajstore store, so that
     ``--overwrite`` can never delete a folder or file that merely has a store's name. An empty
@@ -103,7 +111,7 @@ def replace_with(tmp: str, dst: str, *, overwrite: bool) -> None:
         if not overwrite:
             raise UnsafePathError(f"{dst} exists; pass --overwrite to replace it")
         aside = temporary_sibling(dst)
-        if os.path.islink(dst) or not (is_store(dst) or (os.path.isdir(dst) and not os.listdir(dst))):
+        if not may_replace(dst):
             remove_store(dst)  # raises the one-line refusal
         os.rename(dst, aside)
         os.rename(tmp, dst)

@@ -51,13 +51,15 @@ def check_links(file: h5py.File, path: str) -> None:
     stored in external raw files: reading them would read files that are not the store."""
     count = 0
 
-    def visit(name: str, link) -> None:
+    # The visitor returns the problem (a non-None value stops the walk): raising inside h5py's
+    # callback would surface as a SystemError.
+    def visit(name: str, link) -> str | None:
         nonlocal count
         count += 1
         if count > _MAX_LINKS:
-            raise UnsafePathError(f"{path} holds more than {_MAX_LINKS} objects; it is not a trajstore store")
+            return f"{path} holds more than {_MAX_LINKS} objects; it is not a trajstore store"
         if isinstance(link, h5py.ExternalLink):
-            raise UnsafePathError(
+            return (
                 f"{path}: {name} is an external link to {link.filename}:{link.path}; "
                 "refusing to read outside the store"
             )
@@ -65,16 +67,17 @@ def check_links(file: h5py.File, path: str) -> None:
             obj = file.get(name)
             if isinstance(obj, h5py.Dataset):
                 if obj.external:
-                    raise UnsafePathError(
-                        f"{path}: {name} keeps its data in external files; refusing to read outside the store"
-                    )
+                    return f"{path}: {name} keeps its data in external files; refusing to read them"
                 if obj.is_virtual and any(src.file_name != "." for src in obj.virtual_sources()):
-                    raise UnsafePathError(
+                    return (
                         f"{path}: {name} is a virtual dataset reading other files; "
                         "refusing to read outside the store"
                     )
+        return None
 
-    file.visititems_links(visit)
+    problem = file.visititems_links(visit)
+    if problem is not None:
+        raise UnsafePathError(problem)
 
 
 class HDF5Backend:
@@ -188,6 +191,34 @@ class HDF5Backend:
         if ds.shape and 0 in ds.shape:
             return np.asarray(np.empty(ds.shape, ds.dtype)[selection])
         return np.asarray(ds[selection])
+
+    def missing_chunk(self, path: str, selection: Any) -> tuple[int, ...] | None:
+        """Index of the first chunk under ``selection`` (slices or integers) that was never
+        written, or None. HDF5 reads such a chunk as the fill value without an error; every
+        committed record was written, so a missing chunk there is damage, or a metadata view
+        older than the commit it was read with (a live writer)."""
+        ds = self.file[path]
+        if ds.chunks is None or not ds.shape or 0 in ds.shape:
+            return None
+        sel = selection if isinstance(selection, tuple) else (selection,)
+        ranges = []
+        for dim, (n, c) in enumerate(zip(ds.shape, ds.chunks, strict=True)):
+            s = sel[dim] if dim < len(sel) else slice(None)
+            if isinstance(s, (int, np.integer)):
+                s = slice(int(s), int(s) + 1)
+            if not isinstance(s, slice):
+                return None
+            start, stop, _ = s.indices(n)
+            if stop <= start:
+                return None
+            ranges.append(range(start // c, -(-stop // c)))
+        dsid = ds.id
+        for idx in np.ndindex(*[len(r) for r in ranges]):
+            cidx = tuple(r[i] for r, i in zip(ranges, idx, strict=True))
+            coord = tuple(i * c for i, c in zip(cidx, ds.chunks, strict=True))
+            if dsid.get_chunk_info_by_coord(coord).byte_offset is None:
+                return cidx
+        return None
 
     def attrs(self, path: str = "") -> dict:
         node = self.file[path] if path else self.file
