@@ -17,7 +17,7 @@ from .layout import Layout
 from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
-from .safety import remove_stale_temporaries, remove_store
+from .safety import remove_quietly, remove_stale_temporaries, remove_store, temporary_sibling
 from .series import SeriesWriter
 
 ParamsLike = int | Mapping[str, Any] | Layout
@@ -288,39 +288,55 @@ def create(
         raise StoreExistsError(f"{path} exists; pass overwrite (mode='w') or append (mode='a')")
     if exists:
         remove_store(path)  # refuses anything that is not a trajstore store
-    b = open_backend(path, "w", kind)
-    created = utc_now_iso()
-    lossy = None
-    if keepbits is not None:
-        lossy = {"method": "bitround", "keepbits": int(keepbits), "groups": list(spec.VECTOR_GROUPS)}
-    b.set_attrs(
-        "",
-        {
-            spec.ATTR_SPEC_NAME: spec.SPEC_NAME,
-            spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION,
-            spec.ATTR_CREATOR: {"program": "trajstore", "version": __version__},
-            spec.ATTR_CREATED: created,
-            spec.ATTR_PROVENANCE: dict(provenance or {}),
-            spec.ATTR_METADATA: dict(metadata or {}),
-            spec.ATTR_LOSSY: lossy,
-        },
-    )
-    w = Writer(
-        b,
-        layout,
-        compression=comp,
-        chunk_records=chunk_records,
-        chunk_params=chunk_params,
-        keepbits=keepbits,
-        created_epoch=parse_iso(created),
-        buffers_layout=buffers_layout,
-    )
-    w._vector_series(spec.WEIGHTS, layout)
-    if gradients:
-        w._vector_series(spec.GRADIENTS, layout)
-    if buffers_layout is not None:
-        w._vector_series(spec.BUFFERS, buffers_layout)
-    b.flush()
+    # Build the new store under a hidden sibling name and rename it into place: a crash while
+    # creating it (kill -9 at the first optimizer step) never leaves a half-made store at path.
+    local = "://" not in path
+    build = temporary_sibling(path) if local else path
+    b = open_backend(build, "w", kind)
+    try:
+        created = utc_now_iso()
+        lossy = None
+        if keepbits is not None:
+            lossy = {"method": "bitround", "keepbits": int(keepbits), "groups": list(spec.VECTOR_GROUPS)}
+        b.set_attrs(
+            "",
+            {
+                spec.ATTR_SPEC_NAME: spec.SPEC_NAME,
+                spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION,
+                spec.ATTR_CREATOR: {"program": "trajstore", "version": __version__},
+                spec.ATTR_CREATED: created,
+                spec.ATTR_PROVENANCE: dict(provenance or {}),
+                spec.ATTR_METADATA: dict(metadata or {}),
+                spec.ATTR_LOSSY: lossy,
+            },
+        )
+        w = Writer(
+            b,
+            layout,
+            compression=comp,
+            chunk_records=chunk_records,
+            chunk_params=chunk_params,
+            keepbits=keepbits,
+            created_epoch=parse_iso(created),
+            buffers_layout=buffers_layout,
+        )
+        w._vector_series(spec.WEIGHTS, layout)
+        if gradients:
+            w._vector_series(spec.GRADIENTS, layout)
+        if buffers_layout is not None:
+            w._vector_series(spec.BUFFERS, buffers_layout)
+        b.flush()
+    except BaseException:
+        b.close()
+        if local:
+            remove_quietly(build)
+        raise
+    if not local:
+        return w
+    b.close()
+    os.rename(build, path)
+    w = _reopen(path, kind, layout, comp, keepbits)
+    w._chunk_records, w._chunk_params = chunk_records, chunk_params  # for groups created later
     return w
 
 
