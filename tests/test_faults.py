@@ -329,9 +329,57 @@ def test_readers_during_a_live_recording_see_a_consistent_prefix_or_retry(tmp_pa
             np.testing.assert_array_equal(w, np.arange(n_params, dtype=np.float32) + steps[:, None])
             np.testing.assert_array_equal(loss, lsteps.astype(float))
             outcomes["consistent"] += 1
+            if outcomes["consistent"] % 10 == 1:  # validate is a reader too
+                report = validate(path, checksums=True)
+                assert report.valid or "being written" in report.problems[0], report.problems
+                outcomes["validate: " + ("valid" if report.valid else "being written")] += 1
     finally:
         proc.kill()
         proc.wait()
     print(f"\nlive readers {suffix}: {dict(outcomes)}")
     assert outcomes["consistent"] >= 5
     assert validate(path).valid
+
+
+# -- any writer error, without root ----------------------------------------------------------------
+
+
+def test_writer_error_stops_training_at_once_and_keeps_the_store(tmp_path):
+    """A write that fails (here: a chunk folder replaced by a file) ends training at the next
+    steps with RecordingError, even with a tiny pool that the failed writer would have kept."""
+    from torch import nn
+    from trajstore.recorders import Recorder
+
+    from trajstore.errors import RecordingError
+
+    out = tmp_path / "w.zarr"
+    model = nn.Linear(20, 20)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    rec = Recorder(model, out, flush_seconds=0.2, pool_size=2, progress=False)
+    rec.attach(opt)
+    chunks = out / "weights" / "value" / "c"
+    steps_after = None
+    with pytest.raises(RecordingError, match="the store writer failed"):
+        for i in range(10**6):
+            opt.zero_grad()
+            model(torch.ones(4, 20)).square().sum().backward()
+            opt.step()
+            if steps_after is not None:
+                steps_after += 1
+            elif chunks.is_dir() and i > 50:
+                chunks.rename(tmp_path / "saved")
+                chunks.write_text("in the way")  # every later chunk write fails
+                steps_after = 0
+    print(f"\nwriter error: training stopped {steps_after} steps after the failure, {i} steps in")
+    assert steps_after < 10**5  # it stopped (a hang would never get here)
+    with pytest.raises(RecordingError) as info:
+        rec.close()
+    message = str(info.value)
+    assert "\n" not in message and "recording stopped" in message and "records" in message
+    chunks.unlink()
+    (tmp_path / "saved").rename(chunks)
+    report = validate(out)
+    assert report.valid, report.problems
+    safe = int(re.search(r"; (\d+) records", message).group(1))
+    with trajstore.open(out) as t:
+        assert t.n_records == safe > 0 and np.array_equal(t.steps, np.arange(safe))
