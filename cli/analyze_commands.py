@@ -10,19 +10,7 @@ import click
 import trajstore
 
 from .errors import one_line_errors
-
-_UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
-
-
-def parse_bytes(text: str) -> int:
-    """'512M', '1GiB', '2g' or a plain number of bytes."""
-    t = text.strip().lower().removesuffix("ib").removesuffix("b")
-    try:
-        if t and t[-1] in _UNITS:
-            return int(float(t[:-1]) * _UNITS[t[-1]])
-        return int(float(t))
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a size; write e.g. 512M or 2G") from None
+from .params import BYTE_SIZE
 
 
 @click.command()
@@ -33,7 +21,9 @@ def parse_bytes(text: str) -> int:
 @click.option(
     "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
 )
-@click.option("--memory-limit", default="1G", show_default=True, help="Bytes of data in memory at once.")
+@click.option(
+    "--memory-limit", type=BYTE_SIZE, default="1G", show_default=True, help="Bytes of data in memory at once."
+)
 @click.option("--json", "as_json", is_flag=True, help="Also print summary.json to stdout.")
 @click.option(
     "--with-toy",
@@ -43,13 +33,13 @@ def parse_bytes(text: str) -> int:
 )
 @one_line_errors
 def analyze(
-    store: str, outdir: str | None, window: int, memory_limit: str, as_json: bool, with_toy: bool
+    store: str, outdir: str | None, window: int, memory_limit: int, as_json: bool, with_toy: bool
 ) -> None:
     """Run every analysis STORE allows; write summary.json, figures and index.html to OUT."""
     from trajstore.analysis.pipeline import analyze as run_analysis
     from trajstore.analysis.report import write_report
 
-    limit = parse_bytes(memory_limit)
+    limit = memory_limit
     outdir = outdir or store.rstrip("/").rsplit(".", 1)[0] + "-report"
     with trajstore.open(store) as traj:
         result = run_analysis(traj, window, memory_limit=limit)

@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import fail, one_line_errors
+from .params import POSITIVE_SECONDS
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -31,7 +32,7 @@ from .errors import fail, one_line_errors
 )
 @click.option(
     "--flush-seconds",
-    type=float,
+    type=POSITIVE_SECONDS,
     default=10.0,
     show_default=True,
     help="Flush the store this often: a crash loses at most this much.",
@@ -70,6 +71,12 @@ def record(
         fail("--overwrite and --resume contradict each other; choose one")
     if os.path.exists(out) and not (overwrite or resume):
         fail(f"{out} exists; pass --overwrite to replace it or --resume to continue it")
+    from trajstore.backends import backend_kind
+    from trajstore.safety import may_replace
+
+    backend_kind(out, for_create=True)  # an unknown suffix fails now, not at the first step
+    if overwrite and os.path.lexists(out) and not may_replace(out):
+        fail(f"{out} exists and is not a trajstore store; refusing to delete it (choose another path)")
     from trajstore.recorders import Recorder, parse_schedule
     from trajstore.recorders.runner import run_script
 

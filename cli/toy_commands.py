@@ -6,8 +6,8 @@ import os
 
 import click
 
-from .analyze_commands import parse_bytes
 from .errors import fail, one_line_errors
+from .params import BYTE_SIZE, NON_NEGATIVE, POSITIVE, FiniteFloatRange
 
 TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the paper's convex control
 
@@ -20,7 +20,11 @@ TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the
     show_default=True,
 )
 @click.option(
-    "--hurst", type=float, default=0.8, show_default=True, help="Hurst exponent of the fbm landscape."
+    "--hurst",
+    type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
+    default=0.8,
+    show_default=True,
+    help="Hurst exponent of the fbm landscape.",
 )
 @click.option(
     "--size",
@@ -29,10 +33,10 @@ TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the
     show_default=True,
     help="Grid points per side (2^k + 1 for diamond-square and shuffled).",
 )
-@click.option("--lr", type=float, default=0.02, show_default=True)
-@click.option("--noise", type=float, default=0.01, show_default=True)
-@click.option("--steps", type=int, default=1000, show_default=True)
-@click.option("--repeats", type=int, default=5, show_default=True)
+@click.option("--lr", type=POSITIVE, default=0.02, show_default=True)
+@click.option("--noise", type=NON_NEGATIVE, default=0.01, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=5, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("-o", "--out", required=True, help="Store to write (.zarr or .h5).")
 @click.option("--overwrite", is_flag=True)
@@ -75,11 +79,11 @@ def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
 @click.argument("stores", nargs=-1, required=True)
 @click.option("-o", "--out", "outdir", required=True, help="Report folder.")
 @click.option("--window", type=click.IntRange(min=2), default=1000, show_default=True)
-@click.option("--memory-limit", default="1G", show_default=True)
+@click.option("--memory-limit", type=BYTE_SIZE, default="1G", show_default=True)
 @one_line_errors
 def compare(stores, outdir, window, memory_limit) -> None:
     """Analyse STORES side by side: table and overlays in OUT/index.html and OUT/summary.json."""
     from trajstore.analysis.compare import compare as run_compare
 
-    run_compare(list(stores), outdir, window=window, memory_limit=parse_bytes(memory_limit))
+    run_compare(list(stores), outdir, window=window, memory_limit=memory_limit)
     click.echo(f"report: {outdir}/index.html", err=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -11,6 +12,7 @@ import torch
 
 import trajstore
 from trajstore import spec
+from trajstore.errors import RecordingError, TrajstoreError, describe_os_error
 
 from .provenance import optimizer_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
@@ -101,7 +103,11 @@ class Recorder:
         self._pending_grads = None
         self._scalars = Batch(lambda b: self._submit(self._log_values, b), _SCALAR_BATCH, _SCALAR_SECONDS)
         # (step, snapshots) not yet handed to the writer thread; sized by the pool at bind()
-        self._records = Batch(lambda b: self._submit(self._append_batch, b), 1, _RECORD_SECONDS)
+        self._records = Batch(
+            lambda b: self._submit(self._append_batch, b, discard=_release_records), 1, _RECORD_SECONDS
+        )
+        self.failure: RecordingError | None = None  # why recording stopped, once it has
+        self._failed = threading.Event()  # set by the writer thread when a write fails
         self._thread: WriterThread | None = None
         self._writer = None
         self._bound = False
@@ -120,6 +126,8 @@ class Recorder:
         named_buffers: Iterable[tuple[str, torch.Tensor]] | None = None,
     ) -> None:
         """Fix the layout (trainable parameters in order), create the store, record step 0."""
+        if self.failure is not None:
+            raise self.failure
         if self._bound or not self.enabled:
             return
         if named_parameters is None:
@@ -144,15 +152,20 @@ class Recorder:
         prov = run_provenance(self._model, device, self.script)
         for opt in self._optimizers:
             prov.update(optimizer_provenance(opt))
-        writer = trajstore.create(
-            self.path,
-            layout,
-            mode=self.mode,
-            metadata=self.metadata,
-            provenance=prov,
-            buffers=buffers_layout or None,
-            **self.store_options,
-        )
+        try:
+            writer = trajstore.create(
+                self.path,
+                layout,
+                mode=self.mode,
+                metadata=self.metadata,
+                provenance=prov,
+                buffers=buffers_layout or None,
+                **self.store_options,
+            )
+        except (OSError, TrajstoreError, ValueError) as exc:
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            self.failure = RecordingError(f"cannot record into {self.path}: {reason}")
+            raise self.failure from None
         if self.mode == "a":
             # Continue after every step any series has seen, so no step is written twice.
             self.step = writer.max_step or 0
@@ -163,13 +176,17 @@ class Recorder:
             record_bytes = 4 * (n * (2 if self.record_gradients else 1) + nb)
             self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
         self._records.size = max(1, self.pool_size // 2)  # the other half stays free for training
-        self._pool = SnapshotPool(n, device, self.pool_size, self.policy)
+        self._pool = SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
         self._grad_pool = (
-            SnapshotPool(n, device, self.pool_size, self.policy) if self.record_gradients else None
+            SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
+            if self.record_gradients
+            else None
         )
-        self._buf_pool = SnapshotPool(nb, device, self.pool_size, "block") if nb else None
+        self._buf_pool = SnapshotPool(nb, device, self.pool_size, "block", self._failed) if nb else None
         self._writer = writer
-        self._thread = WriterThread(writer, flush_seconds=self.flush_seconds, progress=self.progress)
+        self._thread = WriterThread(
+            writer, flush_seconds=self.flush_seconds, progress=self.progress, failed=self._failed
+        )
         self._bound = True
         if self.mode != "a" or writer.n_records == 0:
             self._record(0, None)
@@ -255,6 +272,10 @@ class Recorder:
             self._pending_loss = None
 
     def _record(self, step: int, grads) -> None:
+        if self._failed.is_set():  # stop training at the first step after a failed write
+            if grads is not None:
+                grads.release()
+            self._thread.check()
         snap = self._pool.snapshot(self._flat)
         if snap is None:
             self.dropped += 1
@@ -276,9 +297,9 @@ class Recorder:
         """Queue a scalar observable; they travel to the writer thread in batches (cheap per step)."""
         self._scalars.add((name, step, value, attrs))
 
-    def _submit(self, fn, *args) -> None:
+    def _submit(self, fn, *args, discard=None) -> None:
         if self._thread is not None:
-            self._thread.submit(fn, *args)
+            self._thread.submit(fn, *args, discard=discard)
 
     # Runs on the writer thread.
     def _append_batch(self, batch: list) -> None:
@@ -286,10 +307,7 @@ class Recorder:
             try:
                 self._append(*record)
             except BaseException:
-                for _, *snaps in batch[i + 1 :]:  # give the rest back to their pools
-                    for s in snaps:
-                        if s is not None:
-                            s.release()
+                _release_records(batch[i + 1 :])  # give the rest back to their pools
                 raise
 
     def _append(self, step: int, snap, grads, bsnap) -> None:
@@ -323,18 +341,52 @@ class Recorder:
             h.remove()
         error = None
         if self._thread is not None:
-            self._records.flush()
-            self._scalars.flush()
-            if self.dropped:
-                self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)
+            try:
+                self._records.flush()
+                self._scalars.flush()
+                if self.dropped:
+                    self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)
+            except RecordingError:
+                pass  # the writer failed; the thread reports its error below
             error = self._thread.close()
         if self._writer is not None:
-            self._writer.close()
+            if error is None:
+                try:
+                    self._writer.close()
+                except (OSError, TrajstoreError, RuntimeError, ValueError) as exc:
+                    error = exc
+            else:
+                self._writer.abort()  # write nothing more: the store stays at its last commit
         if error is not None:
-            raise RuntimeError(f"recording failed: {error}") from error
+            self.failure = RecordingError(
+                f"recording stopped: {describe_os_error(error)} (writing {self.path}); "
+                f"{_safe_records(self.path)}"
+            )
+        if self.failure is not None:
+            raise self.failure from None
 
     def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _release_records(batch: list) -> None:
+    """Give the pool buffers of records that will not be written back to their pools."""
+    for _, *snaps in batch:
+        for s in snaps:
+            if s is not None:
+                s.release()
+
+
+def _safe_records(path: str) -> str:
+    """What survived in the store at ``path``, as the end of a one-line error message."""
+    try:
+        with trajstore.open(path) as t:
+            n = t.n_records
+            last = int(t.steps[-1]) if n else None
+    except (TrajstoreError, OSError) as exc:
+        return f"the store could not be reopened to count its records ({describe_os_error(exc)})"
+    steps = f" (steps 0-{last})" if n else ""
+    return f"{n} records{steps} are safe in {path}; fix the cause and continue with --resume"

@@ -18,7 +18,7 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from trajstore.errors import TrajstoreError
+from trajstore.errors import RecordingError, TrajstoreError
 
 from .discovery import live_optimizers, named_trainables
 from .recorder import Recorder
@@ -139,7 +139,9 @@ def run_script(script: str, args: list[str], recorder: Recorder) -> int:
     """Run ``script`` as ``__main__`` with ``args``, recording its training; return its exit status.
 
     The store is closed validly however the script ends (normally, ``sys.exit``, an exception,
-    Ctrl-C or SIGTERM). Raises :class:`NoOptimizerStepError` when nothing was recorded.
+    Ctrl-C or SIGTERM). Raises :class:`NoOptimizerStepError` when nothing was recorded, and
+    :class:`RecordingError` (one line: what happened, how many records are safe) when the store
+    could not be created or written; training stops at the first step after a failed write.
     """
     script = os.path.abspath(script)
     old_argv, old_path = sys.argv, list(sys.path)
@@ -156,6 +158,8 @@ def run_script(script: str, args: list[str], recorder: Recorder) -> int:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
                 if exc.code is not None and not isinstance(exc.code, int):
                     print(exc.code, file=sys.stderr)
+            except RecordingError:
+                code = 1  # said in one line when the recorder closes, below
             except KeyboardInterrupt:
                 code = 130
                 print("interrupted: the store was closed with every record so far", file=sys.stderr)

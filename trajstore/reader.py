@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,12 +13,35 @@ import numpy as np
 
 from . import spec
 from .backends import Backend, open_backend
-from .errors import CorruptDataError, InvalidStoreError, NotAStoreError, SpecVersionError, TrajstoreError
+from .errors import (
+    CorruptDataError,
+    InvalidStoreError,
+    NotAStoreError,
+    SpecVersionError,
+    StoreBusyError,
+    TrajstoreError,
+)
 from .integrity import IntegrityIndex, StoredObjects, check_digests, read_index
 from .layout import Layout
 from .validate import array_problems, root_attr_problems
 
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes
+# A reader of an HDF5 file that a live writer is updating can meet metadata newer than its view
+# of the file; it opens the file again and retries this many times before saying "retry".
+_LIVE_RETRIES = 8
+_LIVE_WAIT_SECONDS = 0.05
+_LIVE_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, TrajstoreError)
+
+
+def _busy(path: str) -> StoreBusyError:
+    return StoreBusyError(
+        f"{path} is being written (a live recording) and changed under this read; retry in a moment"
+    )
+
+
+def _live(backend: Backend) -> bool:
+    check = getattr(backend, "is_being_written", None)
+    return bool(check and check())
 
 
 def check_header(backend: Backend, path: str) -> dict:
@@ -50,8 +74,22 @@ def _read_checked(backend: Backend, path: str, selection: Any) -> np.ndarray:
     """Read, turning a codec or checksum failure into a one-line :class:`CorruptDataError`
     that names the array and the index of the first damaged chunk."""
     try:
-        return backend.read(path, selection)
+        return _read_complete(backend, path, selection)
     except Exception as exc:  # noqa: BLE001 - any decode failure of damaged bytes or metadata
+        if _live(backend):  # not damage: a writer is updating the file under us
+            for attempt in range(_LIVE_RETRIES):
+                time.sleep(_LIVE_WAIT_SECONDS * (attempt + 1))
+                try:
+                    backend.reopen()
+                    return _read_complete(backend, path, selection)
+                except Exception:  # noqa: BLE001 - still changing: wait and retry
+                    continue
+            raise _busy(backend.path) from None
+        if isinstance(exc, _MissingChunk):
+            raise CorruptDataError(
+                f"{backend.path}: {path} chunk {exc.args[0]} holds committed records but was never "
+                "written (it would read as zeros); the store is damaged there"
+            ) from None
         msg = str(exc).strip().splitlines()
         where = _first_bad_chunk(backend, path, selection)
         place = f"chunk {where}" if where is not None else f"records {_fmt_sel(selection)}"
@@ -60,6 +98,22 @@ def _read_checked(backend: Backend, path: str, selection: Any) -> np.ndarray:
             f"({msg[0] if msg else type(exc).__name__}); the store is damaged there, run "
             "'trajstore validate' to list every bad chunk"
         ) from None
+
+
+class _MissingChunk(RuntimeError):
+    """A chunk under committed records is not in the file (args[0]: its index)."""
+
+
+def _read_complete(backend: Backend, path: str, selection: Any) -> np.ndarray:
+    """Read, and make sure no committed record came back as the fill value of a chunk that is
+    not in the store (HDF5 fills those silently)."""
+    data = backend.read(path, selection)
+    missing = getattr(backend, "missing_chunk", None)
+    if missing is not None:
+        where = missing(path, selection)
+        if where is not None:
+            raise _MissingChunk(where)
+    return data
 
 
 def _first_bad_chunk(backend: Backend, path: str, selection: Any) -> tuple[int, ...] | None:
@@ -527,7 +581,29 @@ class Trajectory:
 def open(path: str | os.PathLike) -> Trajectory:  # noqa: A001 - mirrors builtins.open on purpose
     """Open a store read-only. Raises a :class:`~trajstore.errors.TrajstoreError` with a
     one-line message when the path is missing, not a store, or of a newer major version."""
-    backend = open_backend(os.fspath(path), "r")
+    path = os.fspath(path)
+    for attempt in range(_LIVE_RETRIES + 1):
+        try:
+            return _open_once(path)
+        except _LIVE_ERRORS as exc:
+            if isinstance(exc, StoreBusyError) or not _hdf5_being_written(path):
+                raise
+        time.sleep(_LIVE_WAIT_SECONDS * (attempt + 1))
+    raise _busy(path)
+
+
+def _hdf5_being_written(path: str) -> bool:
+    from .backends import backend_kind
+    from .backends.hdf5_backend import is_being_written
+
+    try:
+        return backend_kind(path) == "hdf5" and is_being_written(path)
+    except TrajstoreError:
+        return False
+
+
+def _open_once(path: str) -> Trajectory:
+    backend = open_backend(path, "r")
     try:
         return Trajectory(backend)
     except TrajstoreError:

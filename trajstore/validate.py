@@ -95,6 +95,12 @@ def validate(path: str | os.PathLike, *, checksums: bool = True) -> Report:
     try:
         with _guard(report, "V01", "store"):
             _validate(backend, report, checksums)
+        live = getattr(backend, "is_being_written", None)
+        if report.problems and live is not None and live():
+            # A live HDF5 writer changes metadata under the checks: say so, never "damaged".
+            report.problems = [
+                f"{path} is being written (a live recording); validate it when the writer has closed it"
+            ]
     finally:
         try:
             backend.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time as _time
 from collections.abc import Mapping
 from typing import Any
@@ -18,6 +17,7 @@ from .layout import Layout
 from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
+from .safety import remove_quietly, remove_stale_temporaries, remove_store, temporary_sibling
 from .series import SeriesWriter
 
 ParamsLike = int | Mapping[str, Any] | Layout
@@ -179,6 +179,17 @@ class Writer:
             self._closed = True
             self._backend.close()
 
+    def abort(self) -> None:
+        """Close the store without writing anything more, after a failed write: it keeps the
+        records of its last commit (what a crash would leave). Never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._backend.close()
+        except Exception:  # noqa: BLE001 - the write error that led here is the one to report
+            pass
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -276,48 +287,63 @@ def create(
     if exists and mode == "x":
         raise StoreExistsError(f"{path} exists; pass overwrite (mode='w') or append (mode='a')")
     if exists:
-        if os.path.isdir(path):
-            shutil.rmtree(path)
-        else:
-            os.remove(path)
-    b = open_backend(path, "w", kind)
-    created = utc_now_iso()
-    lossy = None
-    if keepbits is not None:
-        lossy = {"method": "bitround", "keepbits": int(keepbits), "groups": list(spec.VECTOR_GROUPS)}
-    b.set_attrs(
-        "",
-        {
-            spec.ATTR_SPEC_NAME: spec.SPEC_NAME,
-            spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION,
-            spec.ATTR_CREATOR: {"program": "trajstore", "version": __version__},
-            spec.ATTR_CREATED: created,
-            spec.ATTR_PROVENANCE: dict(provenance or {}),
-            spec.ATTR_METADATA: dict(metadata or {}),
-            spec.ATTR_LOSSY: lossy,
-            spec.ATTR_GROUPS: [],
-        },
-    )
-    w = Writer(
-        b,
-        layout,
-        compression=comp,
-        chunk_records=chunk_records,
-        chunk_params=chunk_params,
-        keepbits=keepbits,
-        created_epoch=parse_iso(created),
-        buffers_layout=buffers_layout,
-    )
-    w._vector_series(spec.WEIGHTS, layout)
-    if gradients:
-        w._vector_series(spec.GRADIENTS, layout)
-    if buffers_layout is not None:
-        w._vector_series(spec.BUFFERS, buffers_layout)
-    b.flush()
+        remove_store(path)  # refuses anything that is not a trajstore store
+    # Build the new store under a hidden sibling name and rename it into place: a crash while
+    # creating it (kill -9 at the first optimizer step) never leaves a half-made store at path.
+    local = "://" not in path
+    build = temporary_sibling(path) if local else path
+    b = open_backend(build, "w", kind)
+    try:
+        created = utc_now_iso()
+        lossy = None
+        if keepbits is not None:
+            lossy = {"method": "bitround", "keepbits": int(keepbits), "groups": list(spec.VECTOR_GROUPS)}
+        b.set_attrs(
+            "",
+            {
+                spec.ATTR_SPEC_NAME: spec.SPEC_NAME,
+                spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION,
+                spec.ATTR_CREATOR: {"program": "trajstore", "version": __version__},
+                spec.ATTR_CREATED: created,
+                spec.ATTR_PROVENANCE: dict(provenance or {}),
+                spec.ATTR_METADATA: dict(metadata or {}),
+                spec.ATTR_LOSSY: lossy,
+                spec.ATTR_GROUPS: [],
+            },
+        )
+        w = Writer(
+            b,
+            layout,
+            compression=comp,
+            chunk_records=chunk_records,
+            chunk_params=chunk_params,
+            keepbits=keepbits,
+            created_epoch=parse_iso(created),
+            buffers_layout=buffers_layout,
+        )
+        w._vector_series(spec.WEIGHTS, layout)
+        if gradients:
+            w._vector_series(spec.GRADIENTS, layout)
+        if buffers_layout is not None:
+            w._vector_series(spec.BUFFERS, buffers_layout)
+        b.flush()
+    except BaseException:
+        b.close()
+        if local:
+            remove_quietly(build)
+        raise
+    if not local:
+        return w
+    b.close()
+    os.rename(build, path)
+    w = _reopen(path, kind, layout, comp, keepbits)
+    w._chunk_records, w._chunk_params = chunk_records, chunk_params  # for groups created later
     return w
 
 
 def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None) -> Writer:
+    if kind == "zarr" and os.path.isdir(path):
+        remove_stale_temporaries(path)  # left by a writer killed in the middle of a file write
     b = open_backend(path, "r+", kind)
     try:
         attrs = check_header(b, path)

@@ -62,6 +62,10 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
             raise
     from .zarr_backend import ZarrBackend
 
+    if reading and os.path.isdir(path):
+        from ..safety import check_zarr_links
+
+        check_zarr_links(path)
     try:
         return ZarrBackend(path, mode)
     except Exception as exc:  # noqa: BLE001 - damaged zarr.json (bad JSON, 100 000-deep nesting)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 from typing import Any
 
 import h5py
 import numpy as np
 
+from ..errors import StoreBusyError, UnsafePathError
 from .base import Compression, decode_attr, encode_attr
 
 DEFAULT_LEVEL = 4
@@ -15,6 +17,70 @@ _CHUNK_CACHE_BYTES = 64 * 1024 * 1024
 # HDF5 filter ids (built-in ones and the registered Blosc and Zstandard plugins).
 _FILTER_NAMES = {1: "gzip", 2: "shuffle", 3: "fletcher32", 4: "szip", 5: "nbit", 6: "scaleoffset",
                  32001: "blosc", 32015: "zstd"}
+_MAX_LINKS = 100_000  # a store has a few dozen objects; refuse to walk an adversarial file forever
+
+
+def is_being_written(path: str) -> bool:
+    """True while a trajstore writer holds ``path`` open (it keeps an exclusive ``flock`` on the
+    file, released by the kernel however the writer ends, ``kill -9`` included)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we got
+    return False
+
+
+def _writer_lock(path: str) -> int:
+    """Take the writer's exclusive lock on ``path`` (see :func:`is_being_written`); return its fd."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise StoreBusyError(
+            f"{path} is being written by another process; wait for it to finish (or stop it) first"
+        ) from None
+    return fd
+
+
+def check_links(file: h5py.File, path: str) -> None:
+    """Refuse a file with external links, virtual datasets fed from other files, or datasets
+    stored in external raw files: reading them would read files that are not the store."""
+    count = 0
+
+    # The visitor returns the problem (a non-None value stops the walk): raising inside h5py's
+    # callback would surface as a SystemError.
+    def visit(name: str, link) -> str | None:
+        nonlocal count
+        count += 1
+        if count > _MAX_LINKS:
+            return f"{path} holds more than {_MAX_LINKS} objects; it is not a trajstore store"
+        if isinstance(link, h5py.ExternalLink):
+            return (
+                f"{path}: {name} is an external link to {link.filename}:{link.path}; "
+                "refusing to read outside the store"
+            )
+        if isinstance(link, h5py.HardLink):
+            obj = file.get(name)
+            if isinstance(obj, h5py.Dataset):
+                if obj.external:
+                    return f"{path}: {name} keeps its data in external files; refusing to read them"
+                if obj.is_virtual and any(src.file_name != "." for src in obj.virtual_sources()):
+                    return (
+                        f"{path}: {name} is a virtual dataset reading other files; "
+                        "refusing to read outside the store"
+                    )
+        return None
+
+    problem = file.visititems_links(visit)
+    if problem is not None:
+        raise UnsafePathError(problem)
 
 
 class HDF5Backend:
@@ -33,7 +99,28 @@ class HDF5Backend:
             extra["fs_strategy"] = "none"
         # Writers write chunks through (whole blocks anyway); readers cache for strided reads.
         cache = _CHUNK_CACHE_BYTES if mode == "r" else 0
+        self._open_args = (h5mode, cache, extra)
+        self._lock_fd: int | None = None
+        if mode != "r" and os.path.exists(self.path):
+            self._lock_fd = _writer_lock(self.path)
+        try:
+            self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+            if mode != "r" and self._lock_fd is None:  # the file was just created
+                self._lock_fd = _writer_lock(self.path)
+            if mode in ("r", "r+"):
+                check_links(self.file, self.path)
+        except BaseException:
+            self.close()
+            raise
+
+    def reopen(self) -> None:
+        """Close and open the file again (read mode): a fresh view of what a live writer wrote."""
+        self.file.close()
+        h5mode, cache, extra = self._open_args
         self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+
+    def is_being_written(self) -> bool:
+        return self.readonly and is_being_written(self.path)
 
     def exists(self, path: str) -> bool:
         return path == "" or path in self.file
@@ -102,6 +189,34 @@ class HDF5Backend:
         if ds.shape and 0 in ds.shape:
             return np.asarray(np.empty(ds.shape, ds.dtype)[selection])
         return np.asarray(ds[selection])
+
+    def missing_chunk(self, path: str, selection: Any) -> tuple[int, ...] | None:
+        """Index of the first chunk under ``selection`` (slices or integers) that was never
+        written, or None. HDF5 reads such a chunk as the fill value without an error; every
+        committed record was written, so a missing chunk there is damage, or a metadata view
+        older than the commit it was read with (a live writer)."""
+        ds = self.file[path]
+        if ds.chunks is None or not ds.shape or 0 in ds.shape:
+            return None
+        sel = selection if isinstance(selection, tuple) else (selection,)
+        ranges = []
+        for dim, (n, c) in enumerate(zip(ds.shape, ds.chunks, strict=True)):
+            s = sel[dim] if dim < len(sel) else slice(None)
+            if isinstance(s, (int, np.integer)):
+                s = slice(int(s), int(s) + 1)
+            if not isinstance(s, slice):
+                return None
+            start, stop, _ = s.indices(n)
+            if stop <= start:
+                return None
+            ranges.append(range(start // c, -(-stop // c)))
+        dsid = ds.id
+        for idx in np.ndindex(*[len(r) for r in ranges]):
+            cidx = tuple(r[i] for r, i in zip(ranges, idx, strict=True))
+            coord = tuple(i * c for i, c in zip(cidx, ds.chunks, strict=True))
+            if dsid.get_chunk_info_by_coord(coord).byte_offset is None:
+                return cidx
+        return None
 
     def attrs(self, path: str = "") -> dict:
         node = self.file[path] if path else self.file
@@ -179,5 +294,11 @@ class HDF5Backend:
         self.file.flush()
 
     def close(self) -> None:
-        if self.file.id.valid:
-            self.file.close()
+        file = getattr(self, "file", None)
+        try:
+            if file is not None and file.id.valid:
+                file.close()
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
