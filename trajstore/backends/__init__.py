@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ..errors import NotAStoreError, StoreNotFoundError
+from ..errors import NotAStoreError, StoreNotFoundError, TrajstoreError
 from .base import Backend, Compression
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -54,6 +54,8 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
 
         try:
             return HDF5Backend(path, mode)
+        except TrajstoreError:
+            raise  # already one line, e.g. a link leaving the file
         except Exception as exc:  # noqa: BLE001 - damaged files raise many kinds; one line
             if reading:
                 raise NotAStoreError(
@@ -68,6 +70,8 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
         check_zarr_links(path)
     try:
         return ZarrBackend(path, mode)
+    except TrajstoreError:
+        raise
     except Exception as exc:  # noqa: BLE001 - damaged zarr.json (bad JSON, 100 000-deep nesting)
         if reading:
             raise NotAStoreError(
