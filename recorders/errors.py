@@ -1,0 +1,18 @@
+"""Refusals of the recorder: a script or model that trajstore cannot record correctly."""
+
+from __future__ import annotations
+
+from trajstore.errors import TrajstoreError
+
+
+class RecordingError(TrajstoreError):
+    """trajstore cannot record this run correctly; the message says why and what to do.
+    Records written before the refusal stay in the store, which is closed validly."""
+
+
+class ResumeGapError(RecordingError):
+    """``--resume`` would append weights that do not continue the stored trajectory."""
+
+
+class IterationOrderError(RecordingError):
+    """Several optimizers stepped in a pattern that does not delimit training iterations."""
