@@ -16,3 +16,7 @@ class ResumeGapError(RecordingError):
 
 class IterationOrderError(RecordingError):
     """Several optimizers stepped in a pattern that does not delimit training iterations."""
+
+
+class UnsupportedPatternError(RecordingError):
+    """A training pattern whose records or losses trajstore cannot define correctly."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Iterable, Mapping
@@ -15,7 +16,7 @@ from trajstore import live, spec
 from trajstore.provenance import utc_now_iso
 
 from .discovery import canonical_named_tensors, optimizer_names, unwrap
-from .errors import IterationOrderError, ResumeGapError
+from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
 from .observables import loss_unit, lr_name, series_name
 from .provenance import optimizers_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
@@ -132,6 +133,7 @@ class Recorder:
         self._opt_param_count = -1
         self._opt_param_ids: set[int] = set()
         self._early: list[tuple] = []  # trajstore.log calls before the store exists
+        self._deferred: list[Any] = []  # first-iteration series, named once the iteration is known
         self._unregister = live.register(self._live_log) if self.enabled else None
         self._scalars = Batch(lambda b: self._submit(self._log_values, b), _SCALAR_BATCH, _SCALAR_SECONDS)
         # (step, snapshots) not yet handed to the writer thread; sized by the pool at bind()
@@ -157,6 +159,7 @@ class Recorder:
         record step 0 (or check a resumed run's continuity)."""
         if self._bound or not self.enabled:
             return
+        self._refuse_unsupported()
         if named_parameters is None:
             if self._model is None:
                 raise ValueError("Recorder.bind needs a model or named_parameters")
@@ -286,8 +289,19 @@ class Recorder:
             self.bind()
         return self
 
+    def _refuse_unsupported(self) -> None:
+        for opt in self._optimizers:
+            if callable(getattr(opt, "first_step", None)) and callable(getattr(opt, "second_step", None)):
+                raise UnsupportedPatternError(
+                    f"{type(opt).__name__} is a SAM-style two-pass optimizer: its second forward/backward "
+                    "pass is at perturbed weights, and trajstore cannot yet tell the two passes' losses "
+                    "apart; record the base optimizer through the Recorder API and log the first "
+                    "pass's loss with log_loss"
+                )
+
     def _name_optimizers(self) -> None:
         """Fix the optimizers' names (at the first step, when all of them exist)."""
+        self._refuse_unsupported()
         found = optimizer_names(self._optimizers)
         for opt, auto in zip(self._optimizers, found, strict=True):
             self._opt_names[id(opt)] = self._given_names.get(id(opt), auto)
@@ -386,8 +400,7 @@ class Recorder:
         if self._cycle is None:
             if any(o is optimizer for o in self._stepped):
                 # An optimizer steps again before the others did: the iteration was those steps.
-                self._cycle = list(self._stepped)
-                self._write_optimizers_provenance()
+                self._fix_cycle()
                 self._complete_iteration()
             return
         if not any(o is optimizer for o in self._cycle):
@@ -410,50 +423,62 @@ class Recorder:
         if not self._bound:
             return
         closure, self._closure = self._closure, None
-        several = len(self._optimizers) > 1
-        name = self._opt_names.get(id(optimizer), "opt0")
-        iteration = self.step + 1
         first = not self._stepped
         self._stepped.append(optimizer)
         self._updated |= not skipped
-        if self._pending_loss is not None:
+        loss, unit = self._pending_loss, self._pending_unit
+        self._pending_loss = self._pending_unit = None
+        lrs = [] if skipped or optimizer is None else [g.get("lr") for g in optimizer.param_groups]
+        evals = closure["evals"] if closure is not None else None
+        emit = functools.partial(
+            self._step_scalars, optimizer, self.step + 1, first, loss, unit, lrs, evals, skipped
+        )
+        if self._cycle is None:
+            self._deferred.append(emit)  # names depend on how many optimizers the iteration has
+        else:
+            emit()
+        if evals is not None and evals > 1 and self.record_gradients and self._gradient_source == "update":
+            self._gradient_source = "first_closure_evaluation"
+            self._submit(
+                self._writer.set_recording_attribute, spec.ATTR_GRADIENT_SOURCE, self._gradient_source
+            )
+        if self._cycle is None:
+            if all(any(o is s for s in self._stepped) for o in self._optimizers):
+                self._fix_cycle()
+                self._complete_iteration()
+        elif len(self._stepped) == len(self._cycle):
+            self._complete_iteration()
+
+    def _fix_cycle(self) -> None:
+        """The first iteration is over: the optimizers that stepped in it, in order, are the cycle."""
+        self._cycle = list(self._stepped)
+        self._write_optimizers_provenance()
+        for emit in self._deferred:
+            emit()
+        self._deferred.clear()
+
+    def _step_scalars(self, optimizer, iteration, first, loss, unit, lrs, evals, skipped) -> None:
+        """The series of one optimizer step: loss, learning rates, skips, closure evaluations."""
+        several = len(self._cycle or self._optimizers) > 1
+        name = self._opt_names.get(id(optimizer), "opt0")
+        if loss is not None:
             attrs = {
-                "unit": self._pending_unit or "",
+                "unit": unit or "",
                 "evaluated_at": spec.PRE_STEP if first else spec.WITHIN_STEP,
                 "description": "minibatch training loss"
                 + (f" of optimizer {name}" if several else "")
                 + ("" if first else ", computed after the earlier optimizers of the iteration stepped"),
             }
-            self._scalar(series_name("loss", name, several), iteration, self._pending_loss, attrs)
-            self._pending_loss = self._pending_unit = None
+            self._scalar(series_name("loss", name, several), iteration, loss, attrs)
         if skipped:
             skip = series_name("skipped", name, several)
             self._scalar(skip, iteration, 1.0, {"evaluated_at": spec.POST_STEP})
-        elif optimizer is not None:
-            groups = optimizer.param_groups
-            for i, group in enumerate(groups):
-                if "lr" in group:
-                    self._scalar(lr_name(name, i, len(groups), several), iteration, group["lr"], _LR_ATTRS)
-        if closure is not None:
-            self._scalar(
-                series_name("closure_evaluations", name, several),
-                iteration,
-                closure["evals"],
-                {"unit": "1", "description": "closure evaluations of the step"},
-            )
-            if closure["evals"] > 1 and self.record_gradients and self._gradient_source == "update":
-                self._gradient_source = "first_closure_evaluation"
-                self._submit(
-                    self._writer.set_recording_attribute, spec.ATTR_GRADIENT_SOURCE, self._gradient_source
-                )
-        if self._cycle is None:
-            if all(any(o is s for s in self._stepped) for o in self._optimizers):
-                self._cycle = list(self._stepped)
-                if several:
-                    self._write_optimizers_provenance()
-                self._complete_iteration()
-        elif len(self._stepped) == len(self._cycle):
-            self._complete_iteration()
+        for i, lr in enumerate(lrs):
+            if lr is not None:
+                self._scalar(lr_name(name, i, len(lrs), several), iteration, lr, _LR_ATTRS)
+        if evals is not None:
+            attrs = {"unit": "1", "description": "closure evaluations of the step"}
+            self._scalar(series_name("closure_evaluations", name, several), iteration, evals, attrs)
 
     def mark_skipped(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         """An optimizer step that GradScaler skipped (AMP overflow): it counts in the iteration;
@@ -507,9 +532,10 @@ class Recorder:
         self._grads_written = True
 
     def _trainable_now(self) -> list[bool]:
-        held = sum(len(g["params"]) for o in self._optimizers for g in o.param_groups)
+        optimizers = self._cycle or self._optimizers
+        held = sum(len(g["params"]) for o in optimizers for g in o.param_groups)
         if held != self._opt_param_count:  # add_param_group since the last look
-            groups = [g for o in self._optimizers for g in o.param_groups]
+            groups = [g for o in optimizers for g in o.param_groups]
             self._opt_param_ids = {id(p) for g in groups for p in g["params"]}
             self._opt_param_count = held
         return [bool(p.requires_grad and id(p) in self._opt_param_ids) for p in self._params]

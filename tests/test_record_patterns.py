@@ -14,6 +14,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 from trajstore.recorders import Recorder
@@ -26,6 +27,7 @@ from .conftest import run_cli
 PRELUDE = """\
 import json, sys
 import numpy as np
+import pytest
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -439,3 +441,40 @@ def test_recorder_api_provenance_names_the_scripts_repository(tmp_path):
     with trajstore.open(out) as t:
         assert t.provenance["code_revision"] == head
         assert t.provenance["script"] == str(repo / "train.py")
+
+
+def test_sam_style_two_pass_optimizer_is_refused(tmp_path):
+    """SAM's second backward is at perturbed weights: summing it into the loss would be wrong."""
+    script = tmp_path / "sam.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import torch
+
+            class SAM(torch.optim.Optimizer):
+                def __init__(self, params, base, rho=0.05):
+                    super().__init__(params, {"rho": rho})
+                    self.base = base(self.param_groups)
+                def first_step(self):
+                    with torch.no_grad():
+                        for g in self.param_groups:
+                            for p in g["params"]:
+                                p.add_(g["rho"] * p.grad.sign())
+                def second_step(self):
+                    self.base.step()
+
+            m = torch.nn.Linear(3, 1)
+            opt = SAM(m.parameters(), lambda groups: torch.optim.SGD(groups, lr=0.1))
+            for _ in range(3):
+                m(torch.ones(2, 3)).pow(2).sum().backward(); opt.first_step(); opt.zero_grad()
+                m(torch.ones(2, 3)).pow(2).sum().backward(); opt.second_step(); opt.zero_grad()
+            """
+        )
+    )
+    from trajstore.recorders.errors import UnsupportedPatternError
+    from trajstore.recorders.runner import run_script
+
+    rec = Recorder(None, tmp_path / "sam.zarr", progress=False, script=str(script))
+    with pytest.raises(UnsupportedPatternError, match="SAM-style"):
+        run_script(str(script), [], rec)
+    assert not (tmp_path / "sam.zarr").exists()  # refused before anything was written

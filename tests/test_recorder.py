@@ -271,14 +271,24 @@ def test_kill_9_then_resume(tmp_path):
         n_before = t.n_records
         last = int(t.steps[-1])
         assert np.array_equal(t.steps, np.arange(n_before))
+    # The script loads no checkpoint: its fresh weights must not pass for a continuation.
     p = run_cli("record", "--resume", "-o", out, DIGITS, "--", "--epochs", "1", "--quiet")
+    err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert p.returncode != 0 and len(err) == 1 and "--resume-new-segment" in err[0], p.stderr
+    with trajstore.open(out) as t:
+        assert t.n_records == n_before
+    p = run_cli(
+        "record", "--resume", "--resume-new-segment", "-o", out, DIGITS, "--", "--epochs", "1", "--quiet"
+    )
     assert p.returncode == 0, p.stderr
     with trajstore.open(out) as t:
-        assert t.n_records == n_before + 45
+        assert t.n_records == n_before + 1 + 45  # the new segment's initial weights, then its steps
         assert last < t.steps[n_before] <= last + 2 and np.all(np.diff(t.steps[n_before:]) == 1)
         loss_steps = t.observable("loss")[0]
         assert np.all(np.diff(loss_steps) > 0)
         assert "resumed" in t.provenance
+        assert t.segments == [slice(0, n_before), slice(n_before, n_before + 46)]
+        assert t.attrs["segments"][0]["max_abs_gap"] > 0.1  # fresh initial weights: a jump
 
 
 @pytest.mark.slow
