@@ -15,6 +15,7 @@ import runpy
 import signal
 import sys
 import traceback
+import weakref
 from contextlib import ExitStack, contextmanager
 
 import torch
@@ -42,9 +43,12 @@ def _patched(owner, name: str, make):
 
 
 def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
+    # Optimizers that existed before the script started are not the script's (in-process runs).
+    before = weakref.WeakSet(live_optimizers())
+
     def pre(opt, args, kwargs):
         if not rec.bound:
-            optimizers = live_optimizers()
+            optimizers = [o for o in live_optimizers() if o not in before or o is opt]
             named, buffers, model = discover_model(optimizers)
             rec._model = model
             rec._optimizers.extend(o for o in optimizers if o not in rec._optimizers)

@@ -42,13 +42,29 @@ def save(**arrays):
 """
 
 
-def record(tmp_path, body: str, *options, name="s", out=None, args=(), cwd=None):
-    """Write PRELUDE + body as a script, run it under ``trajstore record``; return
-    (completed process, store path, reference folder)."""
+def _script(tmp_path, body: str, name: str):
     script = tmp_path / f"{name}.py"
     script.write_text(PRELUDE + textwrap.dedent(body))
     ref = tmp_path / f"ref_{name}"
     ref.mkdir(exist_ok=True)
+    return script, ref
+
+
+def record(tmp_path, body: str, *, name="s", out=None, args=(), **recorder_options):
+    """Write PRELUDE + body as a script and record it as ``trajstore record`` does (run_script
+    with a Recorder, in this process: no second torch import); return (exit status, store, refs)."""
+    from trajstore.recorders.runner import run_script
+
+    script, ref = _script(tmp_path, body, name)
+    out = out or tmp_path / f"{name}.zarr"
+    rec = Recorder(None, out, progress=False, script=str(script), **recorder_options)
+    code = run_script(str(script), [str(ref), *map(str, args)], rec)
+    return code, out, ref
+
+
+def record_cli(tmp_path, body: str, *options, name="s", out=None, args=(), cwd=None):
+    """The same through the real command line in a subprocess: (completed process, store, refs)."""
+    script, ref = _script(tmp_path, body, name)
     out = out or tmp_path / f"{name}.zarr"
     p = run_cli("record", *options, "-o", out, script, "--", ref, *args, cwd=cwd)
     return p, out, ref
@@ -59,7 +75,7 @@ def load(ref, key):
 
 
 def test_compiled_model_records_under_original_names(tmp_path):
-    p, out, ref = record(
+    code, out, ref = record(
         tmp_path,
         """
         torch.manual_seed(0)
@@ -77,7 +93,7 @@ def test_compiled_model_records_under_original_names(tmp_path):
         json.dump([n for n, _ in net.named_parameters()], open(f"{REF}/names.json", "w"))
         """,
     )
-    assert p.returncode == 0, p.stderr
+    assert code == 0
     with trajstore.open(out) as t:
         assert t.layout.names == json.loads((ref / "names.json").read_text())  # no _orig_mod.
         np.testing.assert_array_equal(t.weights[:], load(ref, "w"))
@@ -104,7 +120,7 @@ def test_wrapped_models_keep_bare_names_in_the_recorder_api(tmp_path):
 
 
 def test_lbfgs_closure_loss_is_at_the_paired_weights_and_gradient_is_flagged(tmp_path):
-    p, out, ref = record(
+    code, out, ref = record(
         tmp_path,
         """
         torch.manual_seed(0)
@@ -127,9 +143,9 @@ def test_lbfgs_closure_loss_is_at_the_paired_weights_and_gradient_is_flagged(tmp
             snaps.append(flat(model.parameters()))
         save(w=np.stack(snaps), loss=pre_loss, grad=np.stack(pre_grad))
         """,
-        "--gradients",
+        gradients=True,
     )
-    assert p.returncode == 0, p.stderr
+    assert code == 0
     with trajstore.open(out) as t:
         np.testing.assert_array_equal(t.weights[:], load(ref, "w"))
         assert t.steps.tolist() == [0, 1, 2, 3]
@@ -141,7 +157,7 @@ def test_lbfgs_closure_loss_is_at_the_paired_weights_and_gradient_is_flagged(tmp
 
 
 def test_lightning_style_step_with_closure_stores_the_gradient_the_update_used(tmp_path):
-    p, out, ref = record(
+    code, out, ref = record(
         tmp_path,
         """
         torch.manual_seed(0)
@@ -162,9 +178,9 @@ def test_lightning_style_step_with_closure_stores_the_gradient_the_update_used(t
             grads.append(used["g"]); losses.append(used["loss"]); snaps.append(flat(model.parameters()))
         save(w=np.stack(snaps), loss=losses, grad=np.stack(grads))
         """,
-        "--gradients",
+        gradients=True,
     )
-    assert p.returncode == 0, p.stderr
+    assert code == 0
     with trajstore.open(out) as t:
         w = t.weights[:]
         np.testing.assert_array_equal(w, load(ref, "w"))
@@ -220,8 +236,8 @@ def _part(t, values, prefix):
 
 
 def test_two_optimizers_give_one_record_per_iteration_with_named_series(tmp_path):
-    p, out, ref = record(tmp_path, GAN.replace("ITERATIONS", "6"), "--gradients")
-    assert p.returncode == 0, p.stderr
+    code, out, ref = record(tmp_path, GAN.replace("ITERATIONS", "6"), gradients=True)
+    assert code == 0
     with trajstore.open(out) as t:
         assert t.steps.tolist() == list(range(7))  # 6 iterations, not 12 optimizer steps
         w = t.weights[:]
@@ -250,7 +266,7 @@ def test_optimizers_stepping_in_a_varying_pattern_are_refused(tmp_path):
         "opt_g.zero_grad()",
         "if i == 2: opt_d.step()  # a second critic step in one iteration\n    opt_g.zero_grad()",
     )
-    p, out, _ = record(tmp_path, body)
+    p, out, _ = record_cli(tmp_path, body)
     assert p.returncode != 0
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "out of order" in err[0] and "Traceback" not in p.stderr
@@ -261,7 +277,7 @@ def test_optimizers_stepping_in_a_varying_pattern_are_refused(tmp_path):
 
 
 def test_frozen_then_unfrozen_parameters_are_recorded_with_their_trainable_mask(tmp_path):
-    p, out, ref = record(
+    code, out, ref = record(
         tmp_path,
         """
         torch.manual_seed(0)
@@ -282,7 +298,7 @@ def test_frozen_then_unfrozen_parameters_are_recorded_with_their_trainable_mask(
         save(w=np.stack(snaps))
         """,
     )
-    assert p.returncode == 0, p.stderr
+    assert code == 0
     with trajstore.open(out) as t:
         assert t.layout.names == ["0.weight", "0.bias", "2.weight", "2.bias"]
         np.testing.assert_array_equal(t.weights[:], load(ref, "w"))
@@ -319,27 +335,27 @@ save(w=np.stack(snaps))
 
 def test_resume_refuses_a_gap_and_records_segments(tmp_path):
     out = tmp_path / "r.zarr"
-    p, _, _ = record(tmp_path, RESUMABLE, name="a", out=out, args=("0", "fresh"))
-    assert p.returncode == 0, p.stderr
+    code, _, _ = record(tmp_path, RESUMABLE, name="a", out=out, args=("0", "fresh"))
+    assert code == 0
     with trajstore.open(out) as t:
         assert t.steps.tolist() == list(range(9))
     # A script that does not restore its state: fresh weights would fake a continuation.
-    p, _, _ = record(tmp_path, RESUMABLE, "--resume", name="b", out=out, args=("1", "fresh"))
+    p, _, _ = record_cli(tmp_path, RESUMABLE, "--resume", name="b", out=out, args=("1", "fresh"))
     err = [line for line in p.stderr.splitlines() if line.startswith("error:")]
     assert p.returncode != 0 and len(err) == 1 and "--resume-new-segment" in err[0], p.stderr
     assert "step 8" in err[0] and "Traceback" not in p.stderr
     with trajstore.open(out) as t:
         assert t.n_records == 9 and "segments" not in t.attrs
     # Loading the checkpoint continues the trajectory exactly: accepted, epochs continue.
-    p, _, ref = record(tmp_path, RESUMABLE, "--resume", name="c", out=out, args=("1", "load"))
-    assert p.returncode == 0, p.stderr
+    code, _, ref = record(tmp_path, RESUMABLE, name="c", out=out, args=("1", "load"), resume=True)
+    assert code == 0
     with trajstore.open(out) as t:
         assert t.steps.tolist() == list(range(17))
         np.testing.assert_array_equal(t.weights[8:], load(ref, "w"))
         assert t.observable("epoch")[1].tolist() == [0] * 4 + [1] * 4 + [2] * 4 + [3] * 4
         assert t.attrs["segments"][0]["continuous"] and t.segments == [slice(0, 17)]
     # A deliberate new segment: its own first record, and a boundary analyses can respect.
-    p, _, ref = record(
+    p, _, ref = record_cli(
         tmp_path, RESUMABLE, "--resume", "--resume-new-segment", name="d", out=out, args=("2", "fresh")
     )
     assert p.returncode == 0, p.stderr
@@ -403,8 +419,10 @@ def test_gradient_accumulation_logs_and_script_provenance(tmp_path):
         assert prov["script_text"] == (repo / "train.py").read_text() and not prov["script_text_truncated"]
     with open(repo / "train.py", "a") as f:
         f.write("# an uncommitted change\n")
-    p = run_cli("record", "--overwrite", "-o", out, repo / "train.py", "--", ref, cwd=elsewhere)
-    assert p.returncode == 0, p.stderr
+    from trajstore.recorders.runner import run_script  # in this process, whose cwd is another repo
+
+    rec = Recorder(None, out, overwrite=True, progress=False, script=str(repo / "train.py"))
+    assert run_script(str(repo / "train.py"), [str(ref)], rec) == 0
     with trajstore.open(out) as t:
         assert t.provenance["code_revision"] == head + "-dirty"
 
