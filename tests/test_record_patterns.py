@@ -496,3 +496,32 @@ def test_sam_style_two_pass_optimizer_is_refused(tmp_path):
     with pytest.raises(UnsupportedPatternError, match="SAM-style"):
         run_script(str(script), [], rec)
     assert not (tmp_path / "sam.zarr").exists()  # refused before anything was written
+
+
+def test_validate_checks_the_recording_attributes(tmp_path):
+    import zarr
+
+    model = nn.Linear(3, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    out = tmp_path / "v.zarr"
+    with Recorder(model, out, progress=False) as rec:
+        rec.attach(opt)
+        model(torch.ones(1, 3)).sum().backward()
+        opt.step()
+    assert validate(out).valid
+    with trajstore.open(out) as t:
+        assert t.attrs["trainable"] == [{"step": 0, "trainable": [True, True]}] and t.spec_version == "1.1"
+    for key, bad, msg in [
+        ("trainable", [{"step": 0, "trainable": [True]}], "one bool per weights tensor"),
+        ("segments", [{"start_record": "3"}], "start_record"),
+        ("gradient_source", "guessed", "gradient_source"),
+    ]:
+        root = zarr.open_group(out, mode="r+")
+        good = root.attrs.get(key)
+        root.attrs[key] = bad
+        report = validate(out)
+        assert not report.valid and any(msg in p for p in report.problems), report.problems
+        if good is None:
+            del root.attrs[key]
+        else:
+            root.attrs[key] = good

@@ -79,6 +79,7 @@ def _validate(b: Backend, r: Report, checksums: bool) -> None:
         if layout is not None:
             layouts[g] = layout
         _check_series(b, g, r, 2, layout.n_params if layout else None, checksums)
+    _check_recording_attrs(attrs, layouts.get(spec.WEIGHTS), r)
     if (
         spec.GRADIENTS in layouts
         and spec.WEIGHTS in layouts
@@ -178,3 +179,47 @@ def _scan_chunks(b: Backend, r: Report, paths: list[str]) -> None:
         if nonfinite:
             r.nonfinite[path] = nonfinite
             r.warnings.append(f"{path}: {nonfinite} non-finite values (NaN or inf), stored as recorded")
+
+
+def _check_recording_attrs(attrs: dict, layout: Layout | None, r: Report) -> None:
+    """The (1.1) root attributes ``trainable``, ``segments`` and ``gradient_source``."""
+    changes = attrs.get(spec.ATTR_TRAINABLE)
+    if changes is not None:
+        steps = []
+        for c in changes if isinstance(changes, list) else [None]:
+            flags = c.get("trainable") if isinstance(c, dict) else None
+            if (
+                not isinstance(c, dict)
+                or not isinstance(c.get("step"), int)
+                or not isinstance(flags, list)
+                or not all(isinstance(f, bool) for f in flags)
+                or (layout is not None and len(flags) != len(layout))
+            ):
+                r.problems.append(
+                    f"root: attribute {spec.ATTR_TRAINABLE!r} must list {{'step': int, 'trainable': "
+                    "[one bool per weights tensor]}"
+                )
+                return
+            steps.append(c["step"])
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            r.problems.append(f"root: attribute {spec.ATTR_TRAINABLE!r} steps must strictly increase")
+    segments = attrs.get(spec.ATTR_SEGMENTS)
+    if segments is not None and not (
+        isinstance(segments, list)
+        and all(
+            isinstance(s, dict)
+            and isinstance(s.get("start_record"), int)
+            and isinstance(s.get("start_step"), int)
+            and isinstance(s.get("continuous"), bool)
+            for s in segments
+        )
+    ):
+        r.problems.append(
+            f"root: attribute {spec.ATTR_SEGMENTS!r} must list objects with integer 'start_record', "
+            "'start_step' and boolean 'continuous'"
+        )
+    source = attrs.get(spec.ATTR_GRADIENT_SOURCE)
+    if source is not None and source not in spec.GRADIENT_SOURCES:
+        r.problems.append(
+            f"root: attribute {spec.ATTR_GRADIENT_SOURCE!r} is {source!r}, not one of {spec.GRADIENT_SOURCES}"
+        )
