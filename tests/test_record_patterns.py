@@ -257,6 +257,11 @@ def test_two_optimizers_give_one_record_per_iteration_with_named_series(tmp_path
         assert t.observable("lr.opt_d.0")[1][0] == 1e-3 and t.observable("lr.opt_g.0")[1][0] == 2e-3
         prov = t.provenance["optimizers"]
         assert [o["name"] for o in prov] == ["opt_d", "opt_g"]
+        from trajstore.analysis.landscape import paired_losses
+
+        np.testing.assert_allclose(paired_losses(t, "loss.opt_d")[:-1], load(ref, "ld"), rtol=1e-6)
+        with pytest.raises(ValueError, match="cannot be paired"):
+            paired_losses(t, "loss.opt_g")  # at weights no record holds
         assert all(o["optimizer_class"] == "torch.optim.adam.Adam" for o in prov)
     assert validate(out).valid
 
