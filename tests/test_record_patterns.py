@@ -370,6 +370,10 @@ def test_resume_refuses_a_gap_and_records_segments(tmp_path):
         seg = t.attrs["segments"][-1]
         assert not seg["continuous"] and seg["start_record"] == 17 and seg["max_abs_gap"] > 0
         assert t.segments == [slice(0, 17), slice(17, 26)]
+        from trajstore.analysis.pipeline import analyze
+
+        with pytest.raises(ValueError, match="2 separate segments"):
+            analyze(t, window=5)  # never a lag across the boundary
     assert validate(out).valid
 
 
