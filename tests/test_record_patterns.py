@@ -510,7 +510,10 @@ def test_sam_style_two_pass_optimizer_is_refused(tmp_path):
 def test_validate_checks_the_recording_attributes(tmp_path):
     import zarr
 
+    from trajstore.info import format_summary, summarize
+
     model = nn.Linear(3, 2)
+    model.bias.requires_grad_(False)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     out = tmp_path / "v.zarr"
     with Recorder(model, out, progress=False) as rec:
@@ -519,7 +522,12 @@ def test_validate_checks_the_recording_attributes(tmp_path):
         opt.step()
     assert validate(out).valid
     with trajstore.open(out) as t:
-        assert t.attrs["trainable"] == [{"step": 0, "trainable": [True, True]}] and t.spec_version == "1.1"
+        assert t.attrs["trainable"] == [{"step": 0, "trainable": [True, False]}] and t.spec_version == "1.1"
+        info = summarize(t)
+        assert info["frozen_tensors_at_last_record"] == ["bias"] and info["segments"] == [[0, 2]]
+        text = format_summary(info)
+        assert "frozen       1 tensors at the last record: bias" in text
+        assert "script_text: <" in text  # the script's copy is summarised, not printed
     for key, bad, msg in [
         ("trainable", [{"step": 0, "trainable": [True]}], "one bool per weights tensor"),
         ("segments", [{"start_record": "3"}], "start_record"),
