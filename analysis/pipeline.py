@@ -133,6 +133,13 @@ def analyze(
             f"{traj.path} has {traj.n_records} record(s): the diffusion analyses need at least 2; "
             "record more steps"
         )
+    segments = traj.segments
+    if len(segments) > 1:
+        raise ValueError(
+            f"{traj.path} holds {len(segments)} separate segments (a resume that did not continue the "
+            f"trajectory starts at record {segments[1].start}): lags across them would be meaningless, "
+            "and analysing segments separately is not supported yet"
+        )
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
     if traj.n_records < window:
         out.notes.append(

@@ -24,6 +24,18 @@ from .params import POSITIVE_SECONDS
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @click.option("--resume", is_flag=True, help="Continue an existing store after its last complete record.")
 @click.option(
+    "--resume-tolerance",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="--resume: largest max |dw| between the last stored and the first resumed weights.",
+)
+@click.option(
+    "--resume-new-segment",
+    is_flag=True,
+    help="--resume from weights that do not continue the store: record them as a new segment.",
+)
+@click.option(
     "--policy",
     type=click.Choice(["block", "drop"]),
     default="block",
@@ -54,6 +66,8 @@ def record(
     buffers,
     overwrite,
     resume,
+    resume_tolerance,
+    resume_new_segment,
     policy,
     flush_seconds,
     keepbits,
@@ -67,6 +81,8 @@ def record(
     """
     if not os.path.isfile(script):
         fail(f"{script}: no such script; give the path of a Python training script")
+    if resume_new_segment and not resume:
+        fail("--resume-new-segment only applies with --resume")
     if overwrite and resume:
         fail("--overwrite and --resume contradict each other; choose one")
     if os.path.exists(out) and not (overwrite or resume):
@@ -93,6 +109,8 @@ def record(
         buffers=buffers,
         overwrite=overwrite,
         resume=resume,
+        resume_new_segment=resume_new_segment,
+        resume_tolerance=resume_tolerance,
         policy=policy,
         flush_seconds=flush_seconds,
         script=script,

@@ -130,6 +130,9 @@ BREAK = {
     ),
     "V44": (".zarr", _index_edit("weights", lambda ix: ix["blocks"][1].__setitem__(2, 7))),
     "V45": (".zarr", lambda p: _attr(p, "", "groups", ["weights", "observables/lost"])),
+    "V46": (".zarr", lambda p: _attr(p, "", "trainable", [{"step": 0, "trainable": [True]}])),
+    "V47": (".h5", lambda p: _attr(p, "", "segments", [{"start_record": "3"}])),
+    "V48": (".zarr", lambda p: _attr(p, "", "gradient_source", "guessed")),
 }
 
 

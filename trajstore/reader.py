@@ -468,6 +468,55 @@ class Trajectory:
     def buffers(self) -> VectorGroup | None:
         return self._optional.get(spec.BUFFERS)
 
+    # -- what the records mean (1.1) -----------------------------------------------------
+
+    def trainable_mask(self, record: int) -> np.ndarray:
+        """(n_params,) bool: which parameters were trainable (``requires_grad`` and held by an
+        optimizer) at weights record ``record``. All True for stores without a ``trainable``
+        attribute (1.0, or written without a recorder)."""
+        n = self.n_records
+        r = int(record) + n if record < 0 else int(record)
+        if not 0 <= r < n:
+            raise IndexError(f"record {record} out of range for {n} records")
+        changes = self.attrs.get(spec.ATTR_TRAINABLE) or []
+        per_tensor = None
+        step = int(self.steps[r])
+        for change in changes:  # change points, by increasing step
+            if int(change["step"]) <= step:
+                per_tensor = change["trainable"]
+        mask = np.ones(self.n_params, dtype=bool)
+        if per_tensor is not None:
+            if len(per_tensor) != len(self.layout):
+                raise InvalidStoreError(
+                    f"{self.path}: a 'trainable' change point has {len(per_tensor)} entries for "
+                    f"{len(self.layout)} tensors"
+                )
+            for t, flag in zip(self.layout, per_tensor, strict=True):
+                mask[t.offset : t.stop] = bool(flag)
+        return mask
+
+    @property
+    def segments(self) -> list[slice]:
+        """Record ranges of continuous training: a ``--resume`` that did not continue from the
+        last stored weights starts a new segment (``segments`` attribute, 1.1). Lags and
+        differences between records must not cross a boundary. One segment for 1.0 stores."""
+        starts = sorted(
+            {
+                int(s["start_record"])
+                for s in self.attrs.get(spec.ATTR_SEGMENTS) or []
+                if not s.get("continuous", False) and 0 < int(s["start_record"]) < self.n_records
+            }
+        )
+        bounds = [0, *starts, self.n_records]
+        return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+    @property
+    def gradient_source(self) -> str:
+        """``"update"``: gradients are the ones the updates used; ``"first_closure_evaluation"``:
+        some steps evaluated their closure several times (L-BFGS) and the stored gradient is
+        the first evaluation's, at the weights before the step (1.1)."""
+        return str(self.attrs.get(spec.ATTR_GRADIENT_SOURCE) or "update")
+
     # -- observables ---------------------------------------------------------------------
 
     @property

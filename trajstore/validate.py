@@ -57,6 +57,9 @@ RULES: dict[str, str] = {
     "V43": "(1.1) a full block's stored object has the size and tail digest recorded for it",
     "V44": "(1.1) the decoded values of every block match their recorded digests",
     "V45": "(1.1) every group listed in the root attribute 'groups' exists",
+    "V46": "(1.1) trainable lists {'step': int, 'trainable': [bool per tensor]} by increasing step",
+    "V47": "(1.1) segments lists objects with integer start_record, start_step, boolean continuous",
+    "V48": "(1.1) gradient_source is 'update' or 'first_closure_evaluation'",
 }
 
 
@@ -160,6 +163,7 @@ def _validate(b: Backend, r: Report, checksums: bool) -> None:
             if layout is not None:
                 layouts[g] = layout
             _check_series(b, g, r, 2, layout.n_params if layout else None, checksums, version)
+    _check_recording_attrs(attrs, layouts.get(spec.WEIGHTS), r)
     if (
         spec.GRADIENTS in layouts
         and spec.WEIGHTS in layouts
@@ -571,3 +575,51 @@ def _name_bad_chunks(b: Backend, path: str, piece: tuple, r: Report, already: in
                 msg = str(exc).strip().splitlines()
                 r.add("V35", f"{path}: chunk {cidx} is corrupted ({msg[0] if msg else type(exc).__name__})")
     return max(bad, 1)
+
+
+def _check_recording_attrs(attrs: dict, layout: Layout | None, r: Report) -> None:
+    """The (1.1) root attributes ``trainable``, ``segments`` and ``gradient_source``."""
+    changes = attrs.get(spec.ATTR_TRAINABLE)
+    if changes is not None:
+        steps = []
+        for c in changes if isinstance(changes, list) else [None]:
+            flags = c.get("trainable") if isinstance(c, dict) else None
+            if (
+                not isinstance(c, dict)
+                or not isinstance(c.get("step"), int)
+                or not isinstance(flags, list)
+                or not all(isinstance(f, bool) for f in flags)
+                or (layout is not None and len(flags) != len(layout))
+            ):
+                r.add(
+                    "V46",
+                    f"root: attribute {spec.ATTR_TRAINABLE!r} must list {{'step': int, 'trainable': "
+                    "[one bool per weights tensor]}",
+                )
+                return
+            steps.append(c["step"])
+        if any(b <= a for a, b in zip(steps, steps[1:], strict=False)):
+            r.add("V46", f"root: attribute {spec.ATTR_TRAINABLE!r} steps must strictly increase")
+    segments = attrs.get(spec.ATTR_SEGMENTS)
+    if segments is not None and not (
+        isinstance(segments, list)
+        and all(
+            isinstance(s, dict)
+            and isinstance(s.get("start_record"), int)
+            and isinstance(s.get("start_step"), int)
+            and isinstance(s.get("continuous"), bool)
+            for s in segments
+        )
+    ):
+        r.add(
+            "V47",
+            f"root: attribute {spec.ATTR_SEGMENTS!r} must list objects with integer 'start_record', "
+            "'start_step' and boolean 'continuous'",
+        )
+    source = attrs.get(spec.ATTR_GRADIENT_SOURCE)
+    if source is not None and source not in spec.GRADIENT_SOURCES:
+        r.add(
+            "V48",
+            f"root: attribute {spec.ATTR_GRADIENT_SOURCE!r} is {source!r}, "
+            f"not one of {spec.GRADIENT_SOURCES}",
+        )

@@ -157,6 +157,14 @@ class Writer:
         prov.update(values)
         self._backend.set_attrs("", {spec.ATTR_PROVENANCE: prov})
 
+    def set_recording_attribute(self, key: str, value: Any) -> None:
+        """Set one of the (1.1) root attributes that say what the records mean:
+        ``trainable``, ``segments`` or ``gradient_source`` (docs/format.md 3.3-3.5)."""
+        self._check_open()
+        if key not in spec.RECORDING_ATTRS:
+            raise ValueError(f"{key!r} is not a recording attribute; use one of {spec.RECORDING_ATTRS}")
+        self._backend.set_attrs("", {key: value, spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION})
+
     def flush(self) -> None:
         """Write every buffered record and commit it: the store is valid and complete after this."""
         self._check_open()
