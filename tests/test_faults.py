@@ -96,12 +96,16 @@ def test_kill_9_at_random_points_keeps_a_bit_identical_prefix_and_resumes(tmp_pa
     # a killed writer may leave zarr's half-written temporaries; resume removes them
     if out.suffix == ".zarr":
         (out / "weights" / "value" / ("c." + "0" * 32 + ".partial")).write_bytes(b"half")
-    p = run_cli("record", "--resume", "-o", out, TRAIN, "--", "--width", 64, "--steps", 20, timeout=HANG)
+    # The script restarts from fresh weights (no checkpoint): a new segment, said so (format 3.5).
+    argv = ("record", "--resume", "--resume-new-segment", "-o", out, TRAIN)
+    p = run_cli(*argv, "--", "--width", 64, "--steps", 20, timeout=HANG)
     assert p.returncode == 0, p.stderr
     assert validate(out).valid
     with trajstore.open(out) as t:
-        assert t.n_records == n + 20 and np.all(np.diff(t.steps) > 0)
+        assert t.n_records == n + 1 + 20 and np.all(np.diff(t.steps) > 0)
         assert "resumed" in t.provenance
+        assert t.segments[-1] == slice(n, n + 21)
+        np.testing.assert_array_equal(t.weights[:n], reference(64, n))
     assert not list(Path(out).rglob("*.partial"))
 
 
@@ -151,12 +155,12 @@ def test_disk_full_stops_recording_in_one_line_and_keeps_the_store(small_disk, w
     print(f"\ndisk full: width {width} {suffix}: exit {p.returncode} after {wall:.1f} s, {n} records safe")
     if width == DISK_FULL_CASES[0][0]:  # more room: the run continues where it stopped
         subprocess.run(["mount", "-o", "remount,size=64m", str(small_disk)], check=True)
-        p = run_cli(
-            "record", "--resume", "-o", out, TRAIN, "--", "--width", width, "--steps", 10, timeout=HANG
-        )
+        # The script does not load a checkpoint, so it continues as a new segment (format 3.5).
+        argv = ("record", "--resume", "--resume-new-segment", "-o", out, TRAIN)
+        p = run_cli(*argv, "--", "--width", width, "--steps", 10, timeout=HANG)
         assert p.returncode == 0, p.stderr
         with trajstore.open(out) as t:
-            assert t.n_records == n + 10 and np.all(np.diff(t.steps) > 0)
+            assert t.n_records == n + 1 + 10 and np.all(np.diff(t.steps) > 0)
 
 
 def test_read_only_file_system_mid_run_stops_in_one_line(small_disk):

@@ -301,10 +301,20 @@ def test_sigterm_closes_store_validly(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(4)
+    # Wait until training is being recorded (the handler is installed before the script runs):
+    # a fixed sleep raced torch's import on a loaded machine and killed the process by default.
+    deadline = time.monotonic() + 120
+    n = 0
+    while n <= 45 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+        try:
+            with trajstore.open(out) as t:
+                n = t.n_records
+        except trajstore.TrajstoreError:
+            pass
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signal.SIGTERM
+    assert proc.returncode == 128 + signal.SIGTERM, err
     assert validate(out).valid
     with trajstore.open(out) as t:
         assert t.n_records > 45 and t.n_records == t.observable("loss")[0][-1] + 1
