@@ -301,6 +301,9 @@ def test_sigterm_closes_store_validly(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    deadline = time.time() + 120  # the store exists once training runs (a loaded machine imports slowly)
+    while not out.exists() and time.time() < deadline:
+        time.sleep(0.1)
     time.sleep(4)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
