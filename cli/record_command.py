@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import fail, one_line_errors
+from .output import inform, quiet_option
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -42,6 +43,7 @@ from .errors import fail, one_line_errors
     default=None,
     help="Lossy: keep this many float32 mantissa bits (recorded in the metadata).",
 )
+@quiet_option
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @one_line_errors
@@ -56,13 +58,16 @@ def record(
     policy,
     flush_seconds,
     keepbits,
+    quiet,
     script,
     script_args,
 ) -> None:
     """Run SCRIPT (with SCRIPT_ARGS after --) and record every optimizer step into OUT.
 
     The script needs no change: its optimizers' steps, parameter names and minibatch losses are
-    found through PyTorch's hooks. The script's exit status becomes this command's.
+    found through PyTorch's hooks. The script's exit status becomes this command's. Progress
+    goes to stderr on its own line: a bar on a terminal, else a plain line every 10 s
+    ($TRAJSTORE_PROGRESS_SECONDS); the script's output is passed through unchanged.
     """
     if not os.path.isfile(script):
         fail(f"{script}: no such script; give the path of a Python training script")
@@ -72,6 +77,8 @@ def record(
         fail(f"{out} exists; pass --overwrite to replace it or --resume to continue it")
     from trajstore.recorders import Recorder, parse_schedule
     from trajstore.recorders.runner import run_script
+
+    from trajstore.progress import script_output
 
     sched = parse_schedule(schedule) if schedule else None
     args = list(script_args)
@@ -90,9 +97,11 @@ def record(
         flush_seconds=flush_seconds,
         script=script,
         store_options={"keepbits": keepbits} if keepbits is not None else None,
+        progress=not quiet,
     )
-    code = run_script(script, args, rec)
+    with script_output():  # progress never lands in the middle of a line the script writes
+        code = run_script(script, args, rec)
     if rec.dropped:
         click.echo(f"trajstore: dropped {rec.dropped} records (writer fell behind; policy 'drop')", err=True)
-    click.echo(f"trajstore: recorded {out}", err=True)
+    inform(f"trajstore: recorded {out}", quiet)
     sys.exit(code)

@@ -9,6 +9,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tqdm import tqdm
+
+from trajstore.progress import Progress
+
 _STOP = object()
 
 
@@ -27,6 +31,8 @@ class WriterThread:
         self._queue: queue.Queue = queue.Queue(max_queue)
         self._error: BaseException | None = None
         self._progress = sys.stderr.isatty() if progress is None else progress
+        # A bar on a terminal, a plain line every few seconds otherwise (trajstore.progress).
+        self._display = Progress("trajstore", unit=" records", enabled=self._progress)
         self.records = 0
         self.bytes_in = 0
         self._started = time.monotonic()
@@ -69,8 +75,7 @@ class WriterThread:
                 last_progress = now
 
     def _print_progress(self, now: float) -> None:
-        mb = self.bytes_in / 1e6
-        rate = mb / max(now - self._started, 1e-9)
+        rate = self.bytes_in / max(now - self._started, 1e-9)
         try:  # ratio over what is on disk: buffered records are not written yet
             on_disk = self.writer._backend.nbytes_stored()
             weights = self.writer._series["weights"]
@@ -78,8 +83,8 @@ class WriterThread:
         except (OSError, AttributeError, KeyError):
             on_disk = written = 0
         ratio = f", ratio {written / on_disk:.2f}" if on_disk and written else ""
-        sys.stderr.write(f"\rtrajstore: {self.records} records, {mb:.1f} MB raw, {rate:.1f} MB/s{ratio}   ")
-        sys.stderr.flush()
+        sizes = f"{tqdm.format_sizeof(self.bytes_in, 'B', 1000)} raw, {tqdm.format_sizeof(rate, 'B/s', 1000)}"
+        self._display.update_to(self.records, sizes + ratio)
 
     def close(self) -> BaseException | None:
         """Drain the queue, stop the thread; return the error it met, if any."""
@@ -87,7 +92,7 @@ class WriterThread:
         self._thread.join()
         if self._progress:
             self._print_progress(time.monotonic())
-            sys.stderr.write("\n")
+            self._display.close()
         return self._error
 
 

@@ -8,10 +8,31 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..jsonsafe import to_json
 from .base import Compression, decode_attr, encode_attr
 
 DEFAULT_LEVEL = 4
 _CHUNK_CACHE_BYTES = 64 * 1024 * 1024
+
+
+# Messages of HDF5's file-locking refusals (flags differing within a process, a lock held by
+# another process, a file system without locks).
+_LOCK_REFUSALS = ("locking flag values don't match", "unable to lock file", "file locking disabled")
+
+
+def _open_for_reading(path: str, cache: int) -> h5py.File:
+    """Open ``path`` read-only with HDF5's default locking first, as plain ``h5py.File(path)``
+    does: HDF5 keeps one handle per file per process and refuses a second open with different
+    locking flags, so a notebook can hold ``trajstore.open(path)`` and ``h5py.File(path)``
+    together. When locking is refused (this process holds the file with locking off, e.g. a
+    trajstore writer; another process holds the write lock; the file system has no locks),
+    open without the lock: trajstore writers never take it."""
+    try:
+        return h5py.File(path, "r", rdcc_nbytes=cache)
+    except OSError as exc:
+        if not any(r in str(exc) for r in _LOCK_REFUSALS):
+            raise
+    return h5py.File(path, "r", rdcc_nbytes=cache, locking=False)
 
 
 class HDF5Backend:
@@ -22,7 +43,7 @@ class HDF5Backend:
         self.readonly = mode == "r"
         h5mode = {"r": "r", "r+": "r+", "w": "w", "a": "a", "w-": "w-"}[mode]
         # The default (earliest) file format has no "open for writing" flag, so a file whose
-        # writer was killed still opens; readers skip the lock so a live run can be inspected.
+        # writer was killed still opens; writers skip the lock so a live run can be inspected.
         extra: dict[str, Any] = {"locking": False}
         if mode in ("w", "w-"):
             # Never reuse freed file space: a chunk rewritten after a flush goes to new space,
@@ -30,7 +51,10 @@ class HDF5Backend:
             extra["fs_strategy"] = "none"
         # Writers write chunks through (whole blocks anyway); readers cache for strided reads.
         cache = _CHUNK_CACHE_BYTES if mode == "r" else 0
-        self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+        if mode == "r":
+            self.file = _open_for_reading(self.path, cache)
+        else:
+            self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
 
     def exists(self, path: str) -> bool:
         return path == "" or path in self.file
@@ -111,7 +135,7 @@ class HDF5Backend:
 
     def set_attrs(self, path: str, values: dict) -> None:
         node = self.file[path] if path else self.file
-        for k, v in values.items():
+        for k, v in to_json(values).items():  # strict JSON: NaN/inf become null
             node.attrs[k] = encode_attr(v)
 
     def groups(self, path: str) -> list[str]:
