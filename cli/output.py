@@ -21,8 +21,9 @@ quiet_option = click.option(
 
 
 def emit_json(value: Any) -> None:
-    """Write ``value`` as strict JSON (non-finite numbers as null) and a newline to stdout."""
-    sys.stdout.write(jsonsafe.dumps(value) + "\n")
+    """Write ``value`` as strict JSON (non-finite numbers as null) and a newline to stdout;
+    a value of another type (none is expected) is printed as its text, not a traceback."""
+    sys.stdout.write(jsonsafe.dumps(value, default=str) + "\n")
     sys.stdout.flush()
 
 

@@ -79,6 +79,7 @@ def test_to_json_converts_numpy_and_non_finite():
         strict('{"x": NaN}')
     with pytest.raises(TypeError, match="object"):
         jsonsafe.dumps({"x": object()})
+    assert strict(jsonsafe.dumps({"x": {1, 2}, "y": 1j}, default=str)) == {"x": [1, 2], "y": "1j"}
 
 
 @pytest.mark.parametrize("suffix", [".zarr", ".h5"])

@@ -11,18 +11,18 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import IO, Any
 
 import numpy as np
 
 
-def to_json(value: Any) -> Any:
+def to_json(value: Any, default: Callable[[Any], Any] | None = None) -> Any:
     """A copy of ``value`` made of dict, list, str, int, finite float, bool and None only.
 
     Non-finite floats become None; numpy scalars/arrays become numbers/lists; tuples and sets
-    become lists; mapping keys become strings; paths become strings. Anything else raises
-    TypeError naming its type.
+    become lists; mapping keys become strings; paths become strings. Anything else goes through
+    ``default`` (e.g. ``str``) or, without one, raises TypeError naming its type.
     """
     if value is None or isinstance(value, (bool, str)):
         return value
@@ -34,21 +34,23 @@ def to_json(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     if isinstance(value, np.ndarray):
-        return to_json(value.tolist())
+        return to_json(value.tolist(), default)
     if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
+        return {str(k): to_json(v, default) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_json(v) for v in value]
+        return [to_json(v, default) for v in value]
     if isinstance(value, os.PathLike):
         return os.fspath(value)
+    if default is not None:
+        return to_json(default(value))
     if isinstance(value, (complex, np.complexfloating)):
         raise TypeError("complex numbers are not JSON serialisable; store real and imaginary parts")
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def dumps(value: Any, *, indent: int | None = 2) -> str:
+def dumps(value: Any, *, indent: int | None = 2, default: Callable[[Any], Any] | None = None) -> str:
     """Strict JSON text of ``value`` (see :func:`to_json`)."""
-    return json.dumps(to_json(value), indent=indent, allow_nan=False)
+    return json.dumps(to_json(value, default), indent=indent, allow_nan=False)
 
 
 def dump(value: Any, fp: IO[str], *, indent: int | None = 2) -> None:

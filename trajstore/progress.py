@@ -76,10 +76,10 @@ class Progress:
         self.desc = desc
         self.total = total
         self.unit = unit
-        self.enabled = enabled
         self.stream = stream if stream is not None else sys.stderr
         while isinstance(self.stream, ScriptStream):  # progress goes to the real stream
             self.stream = self.stream._stream
+        self.enabled = enabled and self.stream is not None  # no stderr at all (pythonw)
         if terminal is None:
             isatty = getattr(self.stream, "isatty", None)
             terminal = bool(isatty and isatty())
