@@ -11,6 +11,7 @@ import numpy as np
 from trajstore import __version__
 from trajstore.progress import Progress
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
+from trajstore.selection import SelectedTrajectory
 
 from .exponents import fit_power_law, fit_two_regime, local_slope, smoothed_local_slope, usable_lags
 from .geometry import Geometry, geometry
@@ -132,8 +133,9 @@ def analyze(
 
     ``progress``: True shows a bar with ETA on stderr (a plain line every few seconds when
     stderr is not a terminal), False nothing, None (default) a bar only on a terminal; a
-    :class:`~trajstore.progress.Progress` is advanced by one per pass (windows, whole run) and
-    left open, so that ``compare`` can show one bar over several stores.
+    :class:`~trajstore.progress.Progress` is advanced by one per pass (windows, whole run,
+    landscape) and left open, so that ``compare`` can show one bar over several stores. ``traj``
+    may be a part of a store (:func:`trajstore.selection.select`); summary.json then says which.
     """
     if traj.n_records < 2:
         raise ValueError(
@@ -146,6 +148,9 @@ def analyze(
             "check the store's layout (trajstore info)"
         )
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    if isinstance(traj, SelectedTrajectory):  # part of a run (trajstore.selection): say which
+        out.extra["selection"] = traj.summary()
+        out.notes.append(f"selection: {traj.describe()}")
     if traj.n_records < window:
         out.notes.append(
             f"the run has {traj.n_records} records, fewer than the window of {window}: "
@@ -224,7 +229,7 @@ def _toy_phases(out: Analysis, traj: Trajectory, memory_limit: int) -> None:
 
 def _toy_repeat0(traj: Trajectory) -> tuple[str, slice | None]:
     """Toy stores hold several independent walkers: the landscape is measured along the first."""
-    if "toy" in traj.metadata and "loss_r0" in traj.observables:
+    if "toy" in traj.metadata and "loss_r0" in traj.observables and "r0" in traj.layout.names:
         t = traj.layout["r0"]
         return "loss_r0", slice(t.offset, t.stop)
     return "loss", None

@@ -7,7 +7,7 @@ import click
 import trajstore
 
 from .errors import one_line_errors
-from .output import emit_json, inform, json_option, quiet_option
+from .output import emit_json, inform, json_option, quiet_option, selection_options
 from .paths import default_report_dir
 
 _UNITS = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
@@ -38,6 +38,7 @@ def parse_bytes(text: str) -> int:
     "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
 )
 @click.option("--memory-limit", default="1G", show_default=True, help="Bytes of data in memory at once.")
+@selection_options
 @json_option
 @quiet_option
 @click.option(
@@ -52,6 +53,9 @@ def analyze(
     outdir: str | None,
     window: int,
     memory_limit: str,
+    steps: str | None,
+    tensors: tuple[str, ...],
+    exclude: tuple[str, ...],
     as_json: bool,
     quiet: bool,
     with_toy: bool,
@@ -60,10 +64,13 @@ def analyze(
     from trajstore.analysis.pipeline import analyze as run_analysis
     from trajstore.analysis.report import write_report
 
+    from trajstore.selection import select
+
     limit = parse_bytes(memory_limit)
     outdir = outdir or default_report_dir(store)
     with trajstore.open(store) as traj:
-        result = run_analysis(traj, window, memory_limit=limit, progress=not quiet)
+        part = select(traj, steps, tensors, exclude)
+        result = run_analysis(part, window, memory_limit=limit, progress=not quiet)
     summary = write_report(result, outdir)
     if with_toy:
         from trajstore.analysis.compare import compare

@@ -31,3 +31,26 @@ def inform(message: str, quiet: bool) -> None:
     """An informational line on stderr unless ``quiet``."""
     if not quiet:
         click.echo(message, err=True)
+
+
+def selection_options(func):
+    """``--steps``, ``--tensors`` and ``--exclude``: analyse part of a store (trajstore.selection)."""
+    func = click.option(
+        "--exclude",
+        multiple=True,
+        metavar="GLOB",
+        help="Leave out tensors whose names match GLOB (repeatable).",
+    )(func)
+    func = click.option(
+        "--tensors",
+        multiple=True,
+        metavar="GLOB",
+        help="Analyse only tensors whose names match GLOB, e.g. 'layer3.*' (repeatable; default all).",
+    )(func)
+    return click.option(
+        "--steps",
+        default=None,
+        metavar="START:STOP[:STRIDE]",
+        help="Analyse only the records of optimizer steps START <= step < STOP (every STRIDE-th step "
+        "from START); either bound may be left empty.",
+    )(func)

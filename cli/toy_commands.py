@@ -8,7 +8,7 @@ import click
 
 from .analyze_commands import parse_bytes
 from .errors import fail, one_line_errors
-from .output import emit_json, inform, json_option, quiet_option
+from .output import emit_json, inform, json_option, quiet_option, selection_options
 
 TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the paper's convex control
 
@@ -98,15 +98,21 @@ def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
     "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
 )
 @click.option("--memory-limit", default="1G", show_default=True, help="Bytes of data in memory at once.")
+@selection_options
 @json_option
 @quiet_option
 @one_line_errors
-def compare(stores, outdir, window, memory_limit, as_json, quiet) -> None:
+def compare(stores, outdir, window, memory_limit, steps, tensors, exclude, as_json, quiet) -> None:
     """Analyse STORES side by side: table and overlays in OUT/index.html and OUT/summary.json."""
     from trajstore.analysis.compare import compare as run_compare
 
     summary = run_compare(
-        list(stores), outdir, window=window, memory_limit=parse_bytes(memory_limit), progress=not quiet
+        list(stores),
+        outdir,
+        window=window,
+        memory_limit=parse_bytes(memory_limit),
+        progress=not quiet,
+        selection={"steps": steps, "tensors": tensors, "exclude": exclude},
     )
     if as_json:
         emit_json(summary)
