@@ -92,7 +92,7 @@ class Progress:
         self._visible = False  # the bar is drawn on the terminal's current line
         self._written: tuple[int, str] | None = None  # state shown by the last plain line
         self._closed = False
-        if not enabled:
+        if not self.enabled:
             return
         if terminal:
             from tqdm import tqdm
