@@ -70,8 +70,8 @@ class WriterThread:
                 except BaseException as exc:  # noqa: BLE001
                     self._error = exc
                 last_flush = now
-            if self._progress and now - last_progress >= 1.0:
-                self._print_progress(now)
+            if self._progress and now - last_progress >= 1.0 and self._display.due():
+                self._print_progress(now)  # reads the store's size: only when it is shown
                 last_progress = now
 
     def _print_progress(self, now: float) -> None:

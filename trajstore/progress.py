@@ -108,6 +108,13 @@ class Progress:
             CONSOLE.displays.append(self)
             self._show()
 
+    def due(self) -> bool:
+        """Whether an update now would be shown (a bar: always; plain lines: once per interval),
+        so that callers can skip computing what only the display needs."""
+        if not self.enabled or self._closed:
+            return False
+        return self._bar is not None or time.monotonic() - self._last_line >= self.interval
+
     def update(self, n: int = 1, postfix: str | None = None) -> None:
         """Advance by ``n`` (and replace the text after the rate with ``postfix``)."""
         self.update_to(self.n + n, postfix)
