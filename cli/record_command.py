@@ -8,6 +8,7 @@ import sys
 import click
 
 from .errors import fail, one_line_errors
+from .output import inform, quiet_option
 from .params import POSITIVE_SECONDS
 
 
@@ -55,6 +56,7 @@ from .params import POSITIVE_SECONDS
     default=None,
     help="Lossy: keep this many float32 mantissa bits (recorded in the metadata).",
 )
+@quiet_option
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @one_line_errors
@@ -71,13 +73,16 @@ def record(
     policy,
     flush_seconds,
     keepbits,
+    quiet,
     script,
     script_args,
 ) -> None:
     """Run SCRIPT (with SCRIPT_ARGS after --) and record every optimizer step into OUT.
 
     The script needs no change: its optimizers' steps, parameter names and minibatch losses are
-    found through PyTorch's hooks. The script's exit status becomes this command's.
+    found through PyTorch's hooks. The script's exit status becomes this command's. Progress
+    goes to stderr on its own line: a bar on a terminal, else a plain line every 10 s
+    ($TRAJSTORE_PROGRESS_SECONDS); the script's output is passed through unchanged.
     """
     if not os.path.isfile(script):
         fail(f"{script}: no such script; give the path of a Python training script")
@@ -95,6 +100,8 @@ def record(
         fail(f"{out} exists and is not a trajstore store; refusing to delete it (choose another path)")
     from trajstore.recorders import Recorder, parse_schedule
     from trajstore.recorders.runner import run_script
+
+    from trajstore.progress import script_output
 
     sched = parse_schedule(schedule) if schedule else None
     args = list(script_args)
@@ -115,9 +122,11 @@ def record(
         flush_seconds=flush_seconds,
         script=script,
         store_options={"keepbits": keepbits} if keepbits is not None else None,
+        progress=not quiet,
     )
-    code = run_script(script, args, rec)
+    with script_output():  # progress never lands in the middle of a line the script writes
+        code = run_script(script, args, rec)
     if rec.dropped:
         click.echo(f"trajstore: dropped {rec.dropped} records (writer fell behind; policy 'drop')", err=True)
-    click.echo(f"trajstore: recorded {out}", err=True)
+    inform(f"trajstore: recorded {out}", quiet)
     sys.exit(code)

@@ -9,7 +9,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tqdm import tqdm
+
 from trajstore.errors import RecordingError, describe_os_error
+from trajstore.progress import Progress
 
 _STOP = object()
 _POLL_SECONDS = 0.1  # how soon a blocked training thread notices that the writer failed
@@ -41,6 +44,8 @@ class WriterThread:
         self._error: BaseException | None = None
         self.failed = failed or threading.Event()
         self._progress = sys.stderr.isatty() if progress is None else progress
+        # A bar on a terminal, a plain line every few seconds otherwise (trajstore.progress).
+        self._display = Progress("trajstore", unit=" records", enabled=self._progress)
         self.records = 0
         self.bytes_in = 0
         self._started = time.monotonic()
@@ -103,13 +108,12 @@ class WriterThread:
                 except BaseException as exc:  # noqa: BLE001
                     self._fail(exc)
                 last_flush = now
-            if self._progress and now - last_progress >= 1.0:
-                self._print_progress(now)
+            if self._progress and now - last_progress >= 1.0 and self._display.due():
+                self._print_progress(now)  # reads the store's size: only when it is shown
                 last_progress = now
 
     def _print_progress(self, now: float) -> None:
-        mb = self.bytes_in / 1e6
-        rate = mb / max(now - self._started, 1e-9)
+        rate = self.bytes_in / max(now - self._started, 1e-9)
         try:  # ratio over what is on disk: buffered records are not written yet
             on_disk = self.writer._backend.nbytes_stored()
             weights = self.writer._series["weights"]
@@ -117,8 +121,8 @@ class WriterThread:
         except (OSError, AttributeError, KeyError):
             on_disk = written = 0
         ratio = f", ratio {written / on_disk:.2f}" if on_disk and written else ""
-        sys.stderr.write(f"\rtrajstore: {self.records} records, {mb:.1f} MB raw, {rate:.1f} MB/s{ratio}   ")
-        sys.stderr.flush()
+        sizes = f"{tqdm.format_sizeof(self.bytes_in, 'B', 1000)} raw, {tqdm.format_sizeof(rate, 'B/s', 1000)}"
+        self._display.update_to(self.records, sizes + ratio)
 
     def close(self) -> BaseException | None:
         """Drain the queue, stop the thread; return the error it met, if any."""
@@ -126,7 +130,7 @@ class WriterThread:
         self._thread.join()
         if self._progress:
             self._print_progress(time.monotonic())
-            sys.stderr.write("\n")
+            self._display.close()
         return self._error
 
 

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from ..errors import StoreBusyError, UnsafePathError
+from ..jsonsafe import to_json
 from .base import Compression, decode_attr, encode_attr
 
 DEFAULT_LEVEL = 4
@@ -83,6 +84,26 @@ def check_links(file: h5py.File, path: str) -> None:
         raise UnsafePathError(problem)
 
 
+# Messages of HDF5's file-locking refusals (flags differing within a process, a lock held by
+# another process, a file system without locks).
+_LOCK_REFUSALS = ("locking flag values don't match", "unable to lock file", "file locking disabled")
+
+
+def _open_for_reading(path: str, cache: int) -> h5py.File:
+    """Open ``path`` read-only with HDF5's default locking first, as plain ``h5py.File(path)``
+    does: HDF5 keeps one handle per file per process and refuses a second open with different
+    locking flags, so a notebook can hold ``trajstore.open(path)`` and ``h5py.File(path)``
+    together. When locking is refused (this process holds the file with locking off, e.g. a
+    trajstore writer; another process holds the write lock; the file system has no locks),
+    open without the lock: trajstore writers never take it."""
+    try:
+        return h5py.File(path, "r", rdcc_nbytes=cache)
+    except OSError as exc:
+        if not any(r in str(exc) for r in _LOCK_REFUSALS):
+            raise
+    return h5py.File(path, "r", rdcc_nbytes=cache, locking=False)
+
+
 class HDF5Backend:
     """A store held in one HDF5 file."""
 
@@ -91,7 +112,7 @@ class HDF5Backend:
         self.readonly = mode == "r"
         h5mode = {"r": "r", "r+": "r+", "w": "w", "a": "a", "w-": "w-"}[mode]
         # The default (earliest) file format has no "open for writing" flag, so a file whose
-        # writer was killed still opens; readers skip the lock so a live run can be inspected.
+        # writer was killed still opens; writers skip the lock so a live run can be inspected.
         extra: dict[str, Any] = {"locking": False}
         if mode in ("w", "w-"):
             # Never reuse freed file space: a chunk rewritten after a flush goes to new space,
@@ -104,7 +125,7 @@ class HDF5Backend:
         if mode != "r" and os.path.exists(self.path):
             self._lock_fd = _writer_lock(self.path)
         try:
-            self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+            self.file = self._open()
             if mode != "r" and self._lock_fd is None:  # the file was just created
                 self._lock_fd = _writer_lock(self.path)
             if mode in ("r", "r+"):
@@ -116,8 +137,13 @@ class HDF5Backend:
     def reopen(self) -> None:
         """Close and open the file again (read mode): a fresh view of what a live writer wrote."""
         self.file.close()
+        self.file = self._open()
+
+    def _open(self) -> h5py.File:
         h5mode, cache, extra = self._open_args
-        self.file = h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
+        if h5mode == "r":
+            return _open_for_reading(self.path, cache)
+        return h5py.File(self.path, h5mode, rdcc_nbytes=cache, **extra)
 
     def is_being_written(self) -> bool:
         return self.readonly and is_being_written(self.path)
@@ -224,7 +250,7 @@ class HDF5Backend:
 
     def set_attrs(self, path: str, values: dict) -> None:
         node = self.file[path] if path else self.file
-        for k, v in values.items():
+        for k, v in to_json(values).items():  # strict JSON: NaN/inf become null
             node.attrs[k] = encode_attr(v)
 
     def groups(self, path: str) -> list[str]:

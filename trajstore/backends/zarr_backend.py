@@ -13,6 +13,7 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, TransposeCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from ..jsonsafe import to_json
 from .base import Compression
 
 DEFAULT_LEVEL = 1
@@ -131,7 +132,7 @@ class ZarrBackend:
         return dict(self._node(path).attrs)
 
     def set_attrs(self, path: str, values: dict) -> None:
-        self._node(path).attrs.update(values)
+        self._node(path).attrs.update(to_json(values))  # strict JSON: NaN/inf become null
 
     def groups(self, path: str) -> list[str]:
         if not self.exists(path):
