@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import html
-import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from trajstore import jsonsafe
+from trajstore.progress import Progress
 from trajstore.reader import DEFAULT_MEMORY_LIMIT
 from trajstore.reader import open as open_store
+from trajstore.selection import select
 
 from .exponents import smoothed_local_slope, usable_lags
-from .pipeline import Analysis, analyze
-from .report import _CSS, TOY_PHASES_CAPTION, _json_default, _plt, save, toy_phase_figure
+from .pipeline import Analysis, analysis_passes, analyze
+from .report import _CSS, TOY_PHASES_CAPTION, _plt, save, toy_phase_figure
 from .steps import ccdf
 
 
@@ -51,34 +54,43 @@ def compare(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     labels: list[str] | None = None,
     windows: dict[str, int] | None = None,
+    progress: bool | None = None,
+    selection: dict | None = None,
 ) -> dict:
     """Analyse each store and write ``summary.json``, overlay figures and ``index.html``.
 
     ``windows`` may give a window length per store (toy runs are shorter than network runs).
+    ``progress``: one bar with ETA over the passes of all stores on stderr (True; a plain line
+    every few seconds when stderr is not a terminal), none (False), or only on a terminal (None).
+    ``selection``: keyword arguments of :func:`trajstore.selection.select` (``steps``,
+    ``tensors``, ``exclude``) applied to every store.
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     labels = labels or [Path(s).name for s in stores]
     results: list[tuple[str, Analysis]] = []
     phases: dict[str, dict | None] = {}
-    for label, path in zip(labels, stores, strict=True):
+    total = 0
+    for path in stores:  # opening reads metadata only
         with open_store(path) as traj:
-            toy = traj.metadata.get("toy")
-            phases[label] = toy.get("phases") if isinstance(toy, dict) else None
-            results.append(
-                (
-                    label,
-                    analyze(
-                        traj, (windows or {}).get(path, window), memory_limit=memory_limit, progress=False
-                    ),
-                )
-            )
+            part = select(traj, **(selection or {}))
+            total += analysis_passes(part.n_records, (windows or {}).get(path, window))
+    enabled = sys.stderr.isatty() if progress is None else progress
+    with Progress("trajstore compare", total=total, unit=" passes", enabled=enabled) as bar:
+        for label, path in zip(labels, stores, strict=True):
+            bar.set_description(f"trajstore compare: {label}")
+            with open_store(path) as traj:
+                toy = traj.metadata.get("toy")
+                phases[label] = toy.get("phases") if isinstance(toy, dict) else None
+                win = (windows or {}).get(path, window)
+                part = select(traj, **(selection or {}))
+                results.append((label, analyze(part, win, memory_limit=memory_limit, progress=bar)))
     table = [row for label, a in results for row in compare_rows(label, a, phases[label])]
     summary = {
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],
         "table": table,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "summary.json").write_text(jsonsafe.dumps(summary))  # strict: NaN/inf -> null
     _overlays(results, out)
     toys = [(label, a.toy_curves) for label, a in results if a.toy_curves is not None]
     if toys:  # the curves analyze() computed for each toy store
@@ -139,8 +151,13 @@ def _page(results, table, out: Path, with_toy_figure: bool = False) -> None:
         return f"{v:.3g}" if isinstance(v, float) else html.escape(str(v))
 
     rows = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in table)
+    def part(a: Analysis) -> str:  # a selection (trajstore.selection) says what was analysed
+        note = next((n for n in a.notes if n.startswith("selection: ")), None)
+        return f"; {html.escape(note)}" if note else ""
+
     runs = "".join(
-        f"<li>{html.escape(lb)}: {html.escape(a.path)} ({a.n_records} records)</li>" for lb, a in results
+        f"<li>{html.escape(lb)}: {html.escape(a.path)} ({a.n_records} records{part(a)})</li>"
+        for lb, a in results
     )
     head = "".join(f"<th>{c}</th>" for c in cols)
     page = "\n".join(

@@ -34,8 +34,14 @@ def paired_losses(traj: Trajectory, name: str = "loss") -> np.ndarray:
     """
     if name not in traj.observables:
         raise KeyError(f"{traj.path} has no observable {name!r}: the landscape analyses need the losses")
+    evaluated_at = traj.observable_attrs(name).get(spec.ATTR_EVALUATED_AT)
+    if evaluated_at == spec.WITHIN_STEP:
+        raise ValueError(
+            f"{name} was computed inside an iteration, after other optimizers had stepped: it belongs "
+            "to no weights record, so it cannot be paired (use the first optimizer's loss)"
+        )
     steps, values = traj.observable(name)
-    shift = 1 if traj.observable_attrs(name).get(spec.ATTR_EVALUATED_AT) == spec.PRE_STEP else 0
+    shift = 1 if evaluated_at == spec.PRE_STEP else 0
     out = np.full(traj.n_records, np.nan)
     idx = np.searchsorted(traj.steps, steps - shift)
     ok = idx < traj.n_records

@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from trajstore import __version__
+from trajstore.progress import Progress
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
+from trajstore.selection import SelectedTrajectory
 
 from .exponents import fit_power_law, fit_two_regime, local_slope, smoothed_local_slope, usable_lags
 from .geometry import Geometry, geometry
@@ -113,10 +115,11 @@ class Analysis:
         }
 
 
-def _progress(enabled: bool, text: str) -> None:
-    if enabled:
-        sys.stderr.write(f"\r{text}   ")
-        sys.stderr.flush()
+def analysis_passes(n_records: int, window: int) -> int:
+    """Passes over the data :func:`analyze` makes, for its progress bar: one per window, one for
+    the whole run (with more than one window), one for the landscape and fluctuations."""
+    n_windows = len(window_bounds(n_records, window))
+    return n_windows + (1 if n_windows > 1 and n_records <= WHOLE_RUN_MAX_RECORDS else 0) + 1
 
 
 def analyze(
@@ -124,16 +127,37 @@ def analyze(
     window: int = 1000,
     *,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
-    progress: bool | None = None,
+    progress: bool | Progress | None = None,
 ) -> Analysis:
-    """Run the diffusion analyses over every window of ``traj`` (see docs/analysis.md)."""
-    progress = sys.stderr.isatty() if progress is None else progress
+    """Run the diffusion analyses over every window of ``traj`` (see docs/analysis.md).
+
+    ``progress``: True shows a bar with ETA on stderr (a plain line every few seconds when
+    stderr is not a terminal), False nothing, None (default) a bar only on a terminal; a
+    :class:`~trajstore.progress.Progress` is advanced by one per pass (windows, whole run,
+    landscape) and left open, so that ``compare`` can show one bar over several stores. ``traj``
+    may be a part of a store (:func:`trajstore.selection.select`); summary.json then says which.
+    """
     if traj.n_records < 2:
         raise ValueError(
             f"{traj.path} has {traj.n_records} record(s): the diffusion analyses need at least 2; "
             "record more steps"
         )
+    segments = traj.segments
+    if len(segments) > 1:
+        raise ValueError(
+            f"{traj.path} holds {len(segments)} separate segments (a resume that did not continue the "
+            f"trajectory starts at record {segments[1].start}): lags across them would be meaningless, "
+            "and analysing segments separately is not supported yet"
+        )
+    if traj.n_params == 0:
+        raise ValueError(
+            f"{traj.path} holds 0 parameters per record: there is no trajectory to analyse; "
+            "check the store's layout (trajstore info)"
+        )
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    if isinstance(traj, SelectedTrajectory):  # part of a run (trajstore.selection): say which
+        out.extra["selection"] = traj.summary()
+        out.notes.append(f"selection: {traj.describe()}")
     if traj.n_records < window:
         out.notes.append(
             f"the run has {traj.n_records} records, fewer than the window of {window}: "
@@ -141,9 +165,13 @@ def analyze(
         )
     bounds = window_bounds(traj.n_records, window)
     names = traj.layout.names
+    bar = progress if isinstance(progress, Progress) else None
+    if bar is None:
+        enabled = sys.stderr.isatty() if progress is None else bool(progress)
+        total = analysis_passes(traj.n_records, window)
+        bar = Progress("trajstore analyze", total=total, unit=" passes", enabled=enabled)
     step_lengths = []
     for stats in iter_windows(traj, window, memory_limit=memory_limit):
-        _progress(progress, f"trajstore analyze: window {stats.index + 1}/{len(bounds)}")
         wm = window_msd(stats, names)
         if not stats.finite:
             out.notes.append(
@@ -165,9 +193,10 @@ def analyze(
                 stride=stats.uniform_stride,
             )
         )
+        bar.update(postfix=f"window {stats.index + 1}/{len(bounds)}")
     if len(bounds) > 1 and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
-        _progress(progress, "trajstore analyze: whole run")
         whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit))
+        bar.update(postfix="whole run")
         out.whole_run_msd = window_msd(whole, names)
         out.whole_run, _ = _fits(out.whole_run_msd, out.notes)
     elif len(bounds) > 1:
@@ -179,11 +208,11 @@ def analyze(
     lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
     out.step_lengths = lengths
     _tails(out, lengths, traj)
-    _progress(progress, "trajstore analyze: landscape and fluctuations")
     _landscape(out, traj, window, memory_limit)
     _toy_phases(out, traj, memory_limit)
-    if progress:
-        sys.stderr.write("\n")
+    bar.update(postfix="landscape and fluctuations")
+    if bar is not progress:
+        bar.close()
     return out
 
 
@@ -207,7 +236,7 @@ def _toy_phases(out: Analysis, traj: Trajectory, memory_limit: int) -> None:
 
 def _toy_repeat0(traj: Trajectory) -> tuple[str, slice | None]:
     """Toy stores hold several independent walkers: the landscape is measured along the first."""
-    if "toy" in traj.metadata and "loss_r0" in traj.observables:
+    if "toy" in traj.metadata and "loss_r0" in traj.observables and "r0" in traj.layout.names:
         t = traj.layout["r0"]
         return "loss_r0", slice(t.offset, t.stop)
     return "loss", None

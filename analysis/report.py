@@ -6,11 +6,12 @@ Needs matplotlib (the ``plot`` extra); imported only here.
 from __future__ import annotations
 
 import html
-import json
 import os
 from pathlib import Path
 
 import numpy as np
+
+from trajstore import jsonsafe
 
 from .pipeline import Analysis
 from .steps import ccdf
@@ -291,7 +292,7 @@ def write_report(a: Analysis, outdir: str | os.PathLike, extra_figures: dict | N
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     summary = a.summary()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+    (out / "summary.json").write_text(jsonsafe.dumps(summary))  # strict: NaN/inf -> null
     figures = dict(FIGURES)
     if a.toy_curves is not None:
         figures["toy_phases.png"] = (fig_toy_phases, TOY_PHASES_CAPTION)
@@ -352,11 +353,3 @@ def write_report(a: Analysis, outdir: str | os.PathLike, extra_figures: dict | N
     )
     (out / "index.html").write_text(page)
     return summary
-
-
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")

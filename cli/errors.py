@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import click
 
-from trajstore.errors import TrajstoreError
+from trajstore.errors import TrajstoreError, describe_os_error
 
 EXIT_ERROR = 1
 
@@ -30,6 +30,8 @@ def one_line_errors(func: Callable) -> Callable:
             fail(str(exc))
         except (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError) as exc:
             fail(f"{exc.strerror or exc}: {exc.filename}" if getattr(exc, "filename", None) else str(exc))
+        except OSError as exc:  # disk full, read-only file system, I/O error ...
+            fail(describe_os_error(exc))
         except (ValueError, KeyError) as exc:
             fail(str(exc.args[0]) if exc.args else type(exc).__name__)
 

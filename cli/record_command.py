@@ -8,6 +8,8 @@ import sys
 import click
 
 from .errors import fail, one_line_errors
+from .output import inform, quiet_option
+from .params import POSITIVE_SECONDS
 from .share_commands import description_fields, description_options, parse_meta
 
 
@@ -24,6 +26,18 @@ from .share_commands import description_fields, description_options, parse_meta
 @click.option("--overwrite", is_flag=True, help="Replace the output if it exists.")
 @click.option("--resume", is_flag=True, help="Continue an existing store after its last complete record.")
 @click.option(
+    "--resume-tolerance",
+    type=click.FloatRange(min=0.0),
+    default=0.0,
+    show_default=True,
+    help="--resume: largest max |dw| between the last stored and the first resumed weights.",
+)
+@click.option(
+    "--resume-new-segment",
+    is_flag=True,
+    help="--resume from weights that do not continue the store: record them as a new segment.",
+)
+@click.option(
     "--policy",
     type=click.Choice(["block", "drop"]),
     default="block",
@@ -32,7 +46,7 @@ from .share_commands import description_fields, description_options, parse_meta
 )
 @click.option(
     "--flush-seconds",
-    type=float,
+    type=POSITIVE_SECONDS,
     default=10.0,
     show_default=True,
     help="Flush the store this often: a crash loses at most this much.",
@@ -44,6 +58,7 @@ from .share_commands import description_fields, description_options, parse_meta
     help="Lossy: keep this many float32 mantissa bits (recorded in the metadata).",
 )
 @description_options
+@quiet_option
 @click.argument("script")
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
 @one_line_errors
@@ -55,6 +70,8 @@ def record(
     buffers,
     overwrite,
     resume,
+    resume_tolerance,
+    resume_new_segment,
     policy,
     flush_seconds,
     keepbits,
@@ -65,22 +82,35 @@ def record(
     keywords,
     related,
     meta,
+    quiet,
     script,
     script_args,
 ) -> None:
     """Run SCRIPT (with SCRIPT_ARGS after --) and record every optimizer step into OUT.
 
     The script needs no change: its optimizers' steps, parameter names and minibatch losses are
-    found through PyTorch's hooks. The script's exit status becomes this command's.
+    found through PyTorch's hooks. The script's exit status becomes this command's. Progress
+    goes to stderr on its own line: a bar on a terminal, else a plain line every 10 s
+    ($TRAJSTORE_PROGRESS_SECONDS); the script's output is passed through unchanged.
     """
     if not os.path.isfile(script):
         fail(f"{script}: no such script; give the path of a Python training script")
+    if resume_new_segment and not resume:
+        fail("--resume-new-segment only applies with --resume")
     if overwrite and resume:
         fail("--overwrite and --resume contradict each other; choose one")
     if os.path.exists(out) and not (overwrite or resume):
         fail(f"{out} exists; pass --overwrite to replace it or --resume to continue it")
+    from trajstore.backends import backend_kind
+    from trajstore.safety import may_replace
+
+    backend_kind(out, for_create=True)  # an unknown suffix fails now, not at the first step
+    if overwrite and os.path.lexists(out) and not may_replace(out):
+        fail(f"{out} exists and is not a trajstore store; refusing to delete it (choose another path)")
     from trajstore.recorders import Recorder, parse_schedule
     from trajstore.recorders.runner import run_script
+
+    from trajstore.progress import script_output
 
     dataset = description_fields(title, description_text, authors, license_, keywords, related)
     store_options: dict = {"dataset": dataset} if dataset else {}
@@ -99,14 +129,18 @@ def record(
         buffers=buffers,
         overwrite=overwrite,
         resume=resume,
+        resume_new_segment=resume_new_segment,
+        resume_tolerance=resume_tolerance,
         policy=policy,
         flush_seconds=flush_seconds,
         script=script,
         metadata=parse_meta(meta),
         store_options=store_options,
+        progress=not quiet,
     )
-    code = run_script(script, args, rec)
+    with script_output():  # progress never lands in the middle of a line the script writes
+        code = run_script(script, args, rec)
     if rec.dropped:
         click.echo(f"trajstore: dropped {rec.dropped} records (writer fell behind; policy 'drop')", err=True)
-    click.echo(f"trajstore: recorded {out}", err=True)
+    inform(f"trajstore: recorded {out}", quiet)
     sys.exit(code)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 import trajstore
@@ -12,11 +10,12 @@ from trajstore.info import format_summary, summarize
 from trajstore.validate import validate as validate_store
 
 from .errors import one_line_errors
+from .output import emit_json, inform, json_option, quiet_option
 
 
 @click.command()
 @click.argument("store")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@json_option
 @click.option(
     "--scan/--no-scan",
     default=None,
@@ -27,18 +26,26 @@ def info(store: str, as_json: bool, scan: bool | None) -> None:
     """Show records, steps, parameters, size, observables and provenance of STORE."""
     with trajstore.open(store) as traj:
         s = summarize(traj, scan_nonfinite=scan)
-    click.echo(json.dumps(s, indent=2, default=str) if as_json else format_summary(s))
+    if as_json:
+        emit_json(s)
+    else:
+        click.echo(format_summary(s))
 
 
 @click.command()
 @click.argument("store")
 @click.option("--no-checksums", is_flag=True, help="Skip decoding every chunk (fast, structure only).")
+@json_option
+@quiet_option
 @one_line_errors
-def validate(store: str, no_checksums: bool) -> None:
+def validate(store: str, no_checksums: bool, as_json: bool, quiet: bool) -> None:
     """Check STORE against every rule of the format spec. Exit 0 when valid, 1 when not."""
     report = validate_store(store, checksums=not no_checksums)
+    if as_json:
+        emit_json(validation_json(store, report, checksums=not no_checksums))
+        raise SystemExit(0 if report.valid else 1)
     for w in report.warnings:
-        click.echo(f"warning: {w}", err=True)
+        inform(f"warning: {w}", quiet)
     if report.valid:
         click.echo(f"{store}: valid trajstore store")
         return
@@ -63,3 +70,15 @@ def convert(src: str, dst: str, overwrite: bool, compression: str) -> None:
     """Copy SRC into DST (Zarr <-> HDF5 by suffix), streaming, lossless, metadata kept."""
     convert_store(src, dst, overwrite=overwrite, compression=compression)
     click.echo(f"wrote {dst}")
+
+
+def validation_json(store: str, report, *, checksums: bool) -> dict:
+    """What ``validate --json`` prints (docs/schemas/validate.schema.json)."""
+    return {
+        "store": str(store),
+        "valid": report.valid,
+        "checksums": checksums,
+        "problems": list(report.problems),
+        "warnings": list(report.warnings),
+        "nonfinite": dict(report.nonfinite),
+    }

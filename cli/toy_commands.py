@@ -6,8 +6,9 @@ import os
 
 import click
 
-from .analyze_commands import parse_bytes
 from .errors import fail, one_line_errors
+from .output import emit_json, inform, json_option, quiet_option, selection_options
+from .params import BYTE_SIZE, NON_NEGATIVE, POSITIVE, FiniteFloatRange
 
 TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the paper's convex control
 
@@ -18,9 +19,15 @@ TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the
     type=click.Choice(["diamond-square", "fbm", "cone", "bowl", "shuffled"]),
     default="diamond-square",
     show_default=True,
+    help="Loss landscape U(x, y) on [-1, 1]^2: diamond-square fractal (the paper's), fractional "
+    "Brownian surface (fbm), convex cone or bowl, or a shuffled fractal (same values, no correlations).",
 )
 @click.option(
-    "--hurst", type=float, default=0.8, show_default=True, help="Hurst exponent of the fbm landscape."
+    "--hurst",
+    type=FiniteFloatRange(0, 1, min_open=True, max_open=True),
+    default=0.8,
+    show_default=True,
+    help="Hurst exponent of the fbm landscape.",
 )
 @click.option(
     "--size",
@@ -29,15 +36,39 @@ TOY_DEFAULTS = ("diamond-square", "bowl", "cone", "shuffled")  # the bowl is the
     show_default=True,
     help="Grid points per side (2^k + 1 for diamond-square and shuffled).",
 )
-@click.option("--lr", type=float, default=0.02, show_default=True)
-@click.option("--noise", type=float, default=0.01, show_default=True)
-@click.option("--steps", type=int, default=1000, show_default=True)
-@click.option("--repeats", type=int, default=5, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--lr", type=POSITIVE, default=0.02, show_default=True, help="Learning rate of the gradient step (> 0)."
+)
+@click.option(
+    "--noise",
+    type=NON_NEGATIVE,
+    default=0.01,
+    show_default=True,
+    help="Standard deviation of the Gaussian noise added to each step (>= 0).",
+)
+@click.option(
+    "--steps",
+    type=click.IntRange(1, 10**7),
+    default=1000,
+    show_default=True,
+    help="Steps per walker (1..10^7).",
+)
+@click.option(
+    "--repeats",
+    type=click.IntRange(1, 10**4),
+    default=5,
+    show_default=True,
+    help="Independent walkers (1..10^4), a tensor each.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the landscape and of the walkers' noise."
+)
 @click.option("-o", "--out", required=True, help="Store to write (.zarr or .h5).")
-@click.option("--overwrite", is_flag=True)
+@click.option("--overwrite", is_flag=True, help="Replace OUT if it exists.")
+@json_option
+@quiet_option
 @one_line_errors
-def toy(landscape, hurst, size, lr, noise, steps, repeats, seed, out, overwrite) -> None:
+def toy(landscape, hurst, size, lr, noise, steps, repeats, seed, out, overwrite, as_json, quiet) -> None:
     """Simulate the paper's 2-D toy model and write it as an ordinary trajstore store."""
     from trajstore.analysis.toy import Dynamics, write_toy_store
 
@@ -48,12 +79,15 @@ def toy(landscape, hurst, size, lr, noise, steps, repeats, seed, out, overwrite)
     import trajstore
 
     with trajstore.open(out) as t:
-        phases = t.metadata["toy"]["phases"]
+        meta = t.metadata["toy"]
+    phases = meta["phases"]
+    if as_json:
+        emit_json({"store": out, "toy": meta})
     parts = []
     for name, ph in phases.items():
         a = "n/a (too short)" if ph["alpha"] is None else f"{ph['alpha']:.2f}"
         parts.append(f"{name.replace('_', '-')} alpha {a} ({ph['n_walkers']} walkers)")
-    click.echo(f"wrote {out}: " + "; ".join(parts), err=True)
+    inform(f"wrote {out}: " + "; ".join(parts), quiet)
 
 
 def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
@@ -74,12 +108,28 @@ def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
 @click.command()
 @click.argument("stores", nargs=-1, required=True)
 @click.option("-o", "--out", "outdir", required=True, help="Report folder.")
-@click.option("--window", type=click.IntRange(min=2), default=1000, show_default=True)
-@click.option("--memory-limit", default="1G", show_default=True)
+@click.option(
+    "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
+)
+@click.option(
+    "--memory-limit", type=BYTE_SIZE, default="1G", show_default=True, help="Bytes of data in memory at once."
+)
+@selection_options
+@json_option
+@quiet_option
 @one_line_errors
-def compare(stores, outdir, window, memory_limit) -> None:
+def compare(stores, outdir, window, memory_limit, steps, tensors, exclude, as_json, quiet) -> None:
     """Analyse STORES side by side: table and overlays in OUT/index.html and OUT/summary.json."""
     from trajstore.analysis.compare import compare as run_compare
 
-    run_compare(list(stores), outdir, window=window, memory_limit=parse_bytes(memory_limit))
-    click.echo(f"report: {outdir}/index.html", err=True)
+    summary = run_compare(
+        list(stores),
+        outdir,
+        window=window,
+        memory_limit=memory_limit,
+        progress=not quiet,
+        selection={"steps": steps, "tensors": tensors, "exclude": exclude},
+    )
+    if as_json:
+        emit_json(summary)
+    inform(f"report: {outdir}/index.html", quiet)

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 
 import trajstore
-from trajstore import spec
+from trajstore import live, spec
+from trajstore.errors import RecordingError, TrajstoreError, describe_os_error
+from trajstore.provenance import utc_now_iso
 
-from .provenance import optimizer_provenance, run_provenance
+from .discovery import canonical_named_tensors, optimizer_names, unwrap
+from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
+from .observables import loss_unit, lr_name, series_name
+from .provenance import optimizers_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
 from .snapshot import SnapshotPool
 from .worker import Batch, WriterThread
@@ -22,7 +30,6 @@ _SCALAR_SECONDS = 1.0
 _RECORD_SECONDS = 1.0  # the longest a record waits on the training thread (see worker.Batch)
 _POOL_BYTES = 64 * 1024 * 1024  # host buffers of the default pool, all pools together
 _MAX_POOL = 64
-_LOSS_ATTRS = {"unit": "nats", "evaluated_at": spec.PRE_STEP, "description": "minibatch training loss"}
 _LR_ATTRS = {"unit": "1", "description": "learning rate"}
 _COUNT_ATTRS = {"unit": "1", "description": "epoch (0-based)"}
 
@@ -34,9 +41,9 @@ def _is_writer_rank() -> bool:
 
 
 class Recorder:
-    """Records the weights of ``model`` after optimizer steps into the store at ``path``.
+    """Records the weights of ``model`` after every training iteration into the store at ``path``.
 
-    Use as a context manager and call :meth:`attach` with the optimizer::
+    Use as a context manager and call :meth:`attach` with the optimizer(s)::
 
         with Recorder(model, "run.zarr") as rec:
             rec.attach(optimizer)
@@ -47,12 +54,19 @@ class Recorder:
                 optimizer.step()            # the recorder snapshots after this
                 optimizer.zero_grad()
 
-    The initial weights are recorded as step 0 on :meth:`attach`. ``every`` / ``schedule`` select
-    the steps (see :mod:`trajstore.recorders.schedule`). ``gradients``: also record the minibatch
-    gradient of each recorded step (before the update). ``buffers``: record floating-point
-    module buffers (BatchNorm running statistics). ``policy``: ``"block"`` (training waits when
-    the writer falls behind) or ``"drop"`` (records are skipped and counted). ``model`` may be
-    None, with ``named_parameters`` given instead, or bound later by :meth:`bind`.
+    One record per training iteration (docs/format.md 3.3): an iteration is one step of every
+    attached optimizer, in the order of the first iteration; with one optimizer, one step.
+    Every parameter of the model is recorded, trainable or frozen, under the naming rule of
+    :mod:`trajstore.recorders.discovery`; which were trainable is kept as change points.
+    The initial weights are recorded as step 0 when the first optimizer is attached (or at the
+    first step). ``every`` / ``schedule`` select the iterations (see
+    :mod:`trajstore.recorders.schedule`). ``gradients``: also record the gradient each update
+    used. ``buffers``: record floating-point module buffers (BatchNorm running statistics).
+    ``policy``: ``"block"`` (training waits when the writer falls behind) or ``"drop"``
+    (records are skipped and counted). ``resume``: continue an existing store; the first
+    weights must equal the last stored ones to ``resume_tolerance`` (max abs difference), else
+    :class:`~trajstore.recorders.errors.ResumeGapError`, unless ``resume_new_segment``.
+    ``model`` may be None, with ``named_parameters`` given to :meth:`bind` instead.
     """
 
     def __init__(
@@ -67,6 +81,8 @@ class Recorder:
         metadata: Mapping[str, Any] | None = None,
         overwrite: bool = False,
         resume: bool = False,
+        resume_new_segment: bool = False,
+        resume_tolerance: float = 0.0,
         policy: str = "block",
         pool_size: int | None = None,
         flush_seconds: float = 10.0,
@@ -80,6 +96,8 @@ class Recorder:
         self.record_buffers = buffers
         self.metadata = dict(metadata or {})
         self.mode = "a" if resume else ("w" if overwrite else "x")
+        self.resume_new_segment = resume_new_segment
+        self.resume_tolerance = float(resume_tolerance)
         self.policy = policy
         self.pool_size = pool_size
         self.flush_seconds = flush_seconds
@@ -87,21 +105,45 @@ class Recorder:
         self.script = script
         self.store_options = dict(store_options or {})
         self.enabled = _is_writer_rank()
-        self.step = 0  # optimizer iterations so far (skipped ones included)
+        self.step = 0  # training iterations so far (skipped ones included)
         self.dropped = 0
         self.epoch: int | None = None
+        self._epoch_auto = False  # epoch counted by trajstore record (continues across resumes)
+        self._epoch_offset = 0
         self._model = model
         self._names: list[str] = []
         self._params: list[torch.Tensor] = []
         self._buffer_names: list[str] = []
         self._buffers: list[torch.Tensor] = []
         self._optimizers: list[torch.optim.Optimizer] = []
+        self._opt_names: dict[int, str] = {}  # id(optimizer) -> name, fixed at the first step
+        self._given_names: dict[int, str] = {}
         self._handles: list[Any] = []
         self._pending_loss: torch.Tensor | float | None = None
+        self._pending_unit: str | None = None
         self._pending_grads = None
+        # The iteration being assembled: optimizers that stepped, whether any really updated.
+        self._cycle: list[torch.optim.Optimizer] | None = None
+        self._stepped: list[torch.optim.Optimizer] = []
+        self._updated = False
+        self._grad_acc: torch.Tensor | None = None
+        self._grads_written = False
+        self._closure: dict | None = None  # evaluations of the running step's closure
+        self._gradient_source = "update"
+        self._trainable: list[bool] | None = None
+        self._trainable_changes: list[dict] = []
+        self._opt_param_count = -1
+        self._opt_param_ids: set[int] = set()
+        self._early: list[tuple] = []  # trajstore.log calls before the store exists
+        self._deferred: list[Any] = []  # first-iteration series, named once the iteration is known
+        self._unregister = live.register(self._live_log) if self.enabled else None
         self._scalars = Batch(lambda b: self._submit(self._log_values, b), _SCALAR_BATCH, _SCALAR_SECONDS)
         # (step, snapshots) not yet handed to the writer thread; sized by the pool at bind()
-        self._records = Batch(lambda b: self._submit(self._append_batch, b), 1, _RECORD_SECONDS)
+        self._records = Batch(
+            lambda b: self._submit(self._append_batch, b, discard=_release_records), 1, _RECORD_SECONDS
+        )
+        self.failure: RecordingError | None = None  # why recording stopped, once it has
+        self._failed = threading.Event()  # set by the writer thread when a write fails
         self._thread: WriterThread | None = None
         self._writer = None
         self._bound = False
@@ -119,18 +161,23 @@ class Recorder:
         named_parameters: Iterable[tuple[str, torch.Tensor]] | None = None,
         named_buffers: Iterable[tuple[str, torch.Tensor]] | None = None,
     ) -> None:
-        """Fix the layout (trainable parameters in order), create the store, record step 0."""
+        """Fix the layout (every parameter, trainable or frozen, in order), create the store,
+        record step 0 (or check a resumed run's continuity)."""
+        if self.failure is not None:
+            raise self.failure
         if self._bound or not self.enabled:
             return
+        self._refuse_unsupported()
         if named_parameters is None:
             if self._model is None:
                 raise ValueError("Recorder.bind needs a model or named_parameters")
-            named_parameters = self._model.named_parameters()
+            named_parameters, model_buffers = canonical_named_tensors(self._model)
+            self._model = unwrap(self._model)
             if named_buffers is None:
-                named_buffers = self._model.named_buffers()
-        pairs = [(n, p) for n, p in named_parameters if p.requires_grad]
+                named_buffers = model_buffers
+        pairs = list(named_parameters)
         if not pairs:
-            raise ValueError("the model has no trainable parameters to record")
+            raise ValueError("the model has no parameters to record")
         self._names = [n for n, _ in pairs]
         self._params = [p for _, p in pairs]
         self._flat = SnapshotPool.flat_views(self._params)
@@ -141,18 +188,22 @@ class Recorder:
             self._buffers = [b for _, b in bufs]
         layout = {n: tuple(p.shape) for n, p in pairs}
         buffers_layout = {n: tuple(b.shape) for n, b in zip(self._buffer_names, self._buffers, strict=True)}
+        resumed = self._check_resume(layout) if self.mode == "a" and os.path.exists(self.path) else None
         prov = run_provenance(self._model, device, self.script)
-        for opt in self._optimizers:
-            prov.update(optimizer_provenance(opt))
-        writer = trajstore.create(
-            self.path,
-            layout,
-            mode=self.mode,
-            metadata=self.metadata,
-            provenance=prov,
-            buffers=buffers_layout or None,
-            **self.store_options,
-        )
+        try:
+            writer = trajstore.create(
+                self.path,
+                layout,
+                mode=self.mode,
+                metadata=self.metadata,
+                provenance=prov,
+                buffers=buffers_layout or None,
+                **self.store_options,
+            )
+        except (OSError, TrajstoreError, ValueError) as exc:
+            reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
+            self.failure = RecordingError(f"cannot record into {self.path}: {reason}")
+            raise self.failure from None
         if self.mode == "a":
             # Continue after every step any series has seen, so no step is written twice.
             self.step = writer.max_step or 0
@@ -163,98 +214,364 @@ class Recorder:
             record_bytes = 4 * (n * (2 if self.record_gradients else 1) + nb)
             self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
         self._records.size = max(1, self.pool_size // 2)  # the other half stays free for training
-        self._pool = SnapshotPool(n, device, self.pool_size, self.policy)
+        self._pool = SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
         self._grad_pool = (
-            SnapshotPool(n, device, self.pool_size, self.policy) if self.record_gradients else None
+            SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
+            if self.record_gradients
+            else None
         )
-        self._buf_pool = SnapshotPool(nb, device, self.pool_size, "block") if nb else None
+        if self.record_gradients:
+            # The gradient each parameter's update used, gathered as its optimizer steps.
+            self._grad_acc = torch.zeros(n, dtype=torch.float32, device=device)
+            offsets = np.cumsum([0] + [p.numel() for p in self._params])
+            self._grad_views = [self._grad_acc[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+        self._buf_pool = SnapshotPool(nb, device, self.pool_size, "block", self._failed) if nb else None
         self._writer = writer
-        self._thread = WriterThread(writer, flush_seconds=self.flush_seconds, progress=self.progress)
+        self._thread = WriterThread(
+            writer, flush_seconds=self.flush_seconds, progress=self.progress, failed=self._failed
+        )
         self._bound = True
-        if self.mode != "a" or writer.n_records == 0:
+        if resumed is not None:
+            self._start_segment(writer, resumed)
+        elif writer.n_records == 0:
             self._record(0, None)
+        for args in self._early:
+            self.log(*args[:2], step=args[2] if args[2] is not None else self.step)
+        self._early.clear()
+
+    def _check_resume(self, layout: dict) -> dict | None:
+        """Before appending to an existing store: do the current weights continue it?"""
+        with trajstore.open(self.path) as t:
+            same = [(s.name, tuple(s.shape)) for s in t.layout] == list(layout.items())
+            if not same or t.n_records == 0:
+                return None  # trajstore.create reports a layout change in its own words
+            last = np.asarray(t.weights[-1], dtype=np.float64)
+            last_step = int(t.steps[-1])
+            n_records = t.n_records
+            self._trainable_changes = list(t.attrs.get(spec.ATTR_TRAINABLE) or [])
+            if self._trainable_changes:
+                self._trainable = list(self._trainable_changes[-1]["trainable"])
+            segments = list(t.attrs.get(spec.ATTR_SEGMENTS) or [])
+            self._gradient_source = str(t.attrs.get(spec.ATTR_GRADIENT_SOURCE) or "update")
+            if "epoch" in t.observables:
+                epochs = t.observable("epoch")[1]
+                self._epoch_offset = int(epochs[-1]) + 1 if len(epochs) else 0
+        now = torch.cat([f.detach().float().cpu() for f in self._flat]).double().numpy()
+        gap = float(np.max(np.abs(now - last))) if now.size else 0.0
+        continuous = bool(gap <= self.resume_tolerance)  # NaN is never continuous
+        if not continuous and not self.resume_new_segment:
+            raise ResumeGapError(
+                f"{self.path}: --resume would not continue the stored trajectory: the run starts "
+                f"at weights {gap:.4g} (max |dw|) away from the last stored record (step {last_step}, "
+                f"tolerance {self.resume_tolerance:g}); restore that state in the script (load its "
+                "checkpoint), or pass --resume-new-segment to record a new, separate segment"
+            )
+        return {
+            "continuous": continuous,
+            "max_abs_gap": gap,
+            "n_records": n_records,
+            "segments": segments,
+        }
+
+    def _start_segment(self, writer, resumed: dict) -> None:
+        """Mark where this resume starts; a discontinuous one begins with its own initial weights."""
+        start_step = self.step + 1
+        if not resumed["continuous"]:
+            self.step += 1
+            self._record(self.step, None)
+            start_step = self.step
+        segment = {
+            "start_step": start_step,
+            "start_record": resumed["n_records"],
+            "resumed_at": utc_now_iso(),
+            "continuous": resumed["continuous"],
+            "max_abs_gap": resumed["max_abs_gap"],
+        }
+        self._submit(writer.set_recording_attribute, spec.ATTR_SEGMENTS, [*resumed["segments"], segment])
 
     # -- attaching -----------------------------------------------------------------------
 
-    def attach(self, optimizer: torch.optim.Optimizer) -> Recorder:
-        """Record after every step of ``optimizer`` (through its step hooks)."""
+    def attach(self, optimizer: torch.optim.Optimizer, name: str | None = None) -> Recorder:
+        """Record after every training iteration of the attached optimizers (through their step
+        hooks). ``name``: the optimizer's name in observables (``loss.<name>``) when several are
+        attached; default: its variable name in the calling code, else ``opt<i>``."""
         self._optimizers.append(optimizer)
+        if name is not None:
+            self._given_names[id(optimizer)] = str(name)
         if not self.enabled:
             return self
-        self._handles.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.before_step(opt)))
+        self._handles.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.before_step(opt, a, k)))
         self._handles.append(optimizer.register_step_post_hook(lambda opt, a, k: self.after_step(opt)))
-        if self._writer is not None:
-            self._submit(self._writer.set_provenance, optimizer_provenance(optimizer))
-        elif self._model is not None:
+        if self._writer is None and self._model is not None:
             self.bind()
         return self
 
+    def _refuse_unsupported(self) -> None:
+        for opt in self._optimizers:
+            if callable(getattr(opt, "first_step", None)) and callable(getattr(opt, "second_step", None)):
+                raise UnsupportedPatternError(
+                    f"{type(opt).__name__} is a SAM-style two-pass optimizer: its second forward/backward "
+                    "pass is at perturbed weights, and trajstore cannot yet tell the two passes' losses "
+                    "apart; record the base optimizer through the Recorder API and log the first "
+                    "pass's loss with log_loss"
+                )
+
+    def _name_optimizers(self) -> None:
+        """Fix the optimizers' names (at the first step, when all of them exist)."""
+        self._refuse_unsupported()
+        found = optimizer_names(self._optimizers)
+        for opt, auto in zip(self._optimizers, found, strict=True):
+            self._opt_names[id(opt)] = self._given_names.get(id(opt), auto)
+        names = [self._opt_names[id(o)] for o in self._optimizers]
+        if len(set(names)) != len(names):
+            for i, o in enumerate(self._optimizers):
+                self._opt_names[id(o)] = f"opt{i}"
+        self._write_optimizers_provenance()
+
+    def _write_optimizers_provenance(self) -> None:
+        opts = self._cycle or self._optimizers
+        prov = optimizers_provenance(opts, [self._opt_names[id(o)] for o in opts])
+        self._submit(lambda: self._writer.set_provenance(**prov))
+
     # -- per step ------------------------------------------------------------------------
 
-    def log_loss(self, loss: torch.Tensor | float) -> None:
-        """The minibatch loss of the coming optimizer step (summed if called several times)."""
+    def log_loss(self, loss: torch.Tensor | float, unit: str | None = None) -> None:
+        """The minibatch loss of the coming optimizer step (summed if called several times).
+        ``unit``: default ``nats`` for a cross-entropy / NLL tensor, else none."""
         if not self.enabled:
             return
-        value = loss.detach() if isinstance(loss, torch.Tensor) else float(loss)
+        if self._closure is not None and self._closure["evals"] > 1:
+            return  # a closure's later evaluations are at other weights: not this step's loss
+        if isinstance(loss, torch.Tensor):
+            scale = getattr(loss, "_trajstore_scale", None)
+            if unit is None:
+                unit = loss_unit(loss, scaled=scale is not None)
+            value = loss.detach().reshape(())
+            value = value / scale if scale is not None else value
+        else:
+            value = float(loss)
         self._pending_loss = value if self._pending_loss is None else self._pending_loss + value
+        self._pending_unit = unit if self._pending_unit is None or self._pending_unit == unit else ""
 
-    def set_epoch(self, epoch: int) -> None:
-        """Declare the epoch of the coming steps (logged as the ``epoch`` observable)."""
+    def set_epoch(self, epoch: int, *, auto: bool = False) -> None:
+        """Declare the epoch of the coming steps (logged as the ``epoch`` observable). ``auto``:
+        counted by ``trajstore record``, and continued after the stored epochs on resume."""
         self.epoch = int(epoch)
+        self._epoch_auto = auto
 
     def log(self, name: str, value: float | torch.Tensor, step: int | None = None, **attrs: Any) -> None:
-        """Record an extra observable at ``step`` (default: the last optimizer step)."""
-        if not self.enabled or self._writer is None:
+        """Record an extra observable at ``step`` (default: the last completed iteration)."""
+        if not self.enabled:
             return
         v = value.detach() if isinstance(value, torch.Tensor) else value
+        if self._writer is None:
+            self._early.append((name, v, step))
+            return
         self._scalar(name, self.step if step is None else int(step), v, attrs)
 
-    def before_step(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+    def _live_log(self, name: str, value: Any, step: int | None) -> None:
+        self.log(name, value, step)
+
+    def before_step(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None):
+        """Step pre-hook: returns new (args, kwargs) when the step has a closure to observe."""
         if not self._bound:
             self.bind()
-        if self.record_gradients and self.schedule.selects(self.step + 1):
-            grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self._params]
-            self._pending_grads = self._grad_pool.snapshot(SnapshotPool.flat_views(grads))
+        if not self._bound:
+            return None
+        if not self._opt_names:
+            self._name_optimizers()
+        self._check_order(optimizer)
+        kwargs = dict(kwargs or {})
+        closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
+        if closure is None:
+            self._capture_grads(optimizer)
+            return None
+        self._closure = {"evals": 0}
+        wrapped = self._observed_closure(optimizer, closure, self._closure)
+        if "closure" in kwargs:
+            kwargs["closure"] = wrapped
+            return args, kwargs
+        return (args[0], wrapped, *args[2:]), kwargs
 
-    def after_step(self, optimizer: torch.optim.Optimizer | None = None) -> None:
-        self.step += 1
-        self._log_step_observables(optimizer)
-        if self.schedule.selects(self.step):
-            self._record(self.step, self._pending_grads)
-        elif self._pending_grads is not None:
-            self._pending_grads.release()
-        self._pending_grads = None
+    def _observed_closure(self, optimizer, closure, state: dict):
+        """The closure, seen: its first evaluation gives the step's loss and gradient (at the
+        weights before the step); later ones (L-BFGS line search) are at other weights."""
 
-    def mark_skipped(self) -> None:
-        """An optimizer iteration whose update was skipped (AMP overflow): count it, record no weights."""
+        def observed(*a, **k):
+            state["evals"] += 1
+            if state["evals"] == 1:
+                self._pending_loss = None
+                self._pending_unit = None
+            result = closure(*a, **k)
+            if state["evals"] == 1:
+                if self._pending_loss is None and result is not None:
+                    self.log_loss(result)
+                self._capture_grads(optimizer)
+            return result
+
+        return observed
+
+    def _check_order(self, optimizer) -> None:
+        """One record per iteration: learn the optimizers' order in the first iteration, then
+        refuse any other pattern (it would not delimit iterations)."""
+        if self._cycle is None:
+            if any(o is optimizer for o in self._stepped):
+                # An optimizer steps again before the others did: the iteration was those steps.
+                self._fix_cycle()
+                self._complete_iteration()
+            return
+        if not any(o is optimizer for o in self._cycle):
+            raise IterationOrderError(self._order_message(optimizer, "stepped for the first time"))
+        expected = self._cycle[len(self._stepped)]
+        if optimizer is not expected:
+            raise IterationOrderError(self._order_message(optimizer, "stepped out of order"))
+
+    def _order_message(self, optimizer, what: str) -> str:
+        order = ", ".join(self._opt_names.get(id(o), "?") for o in self._cycle or [])
+        return (
+            f"optimizer {self._opt_names.get(id(optimizer), '?')} {what} in iteration {self.step + 1}; "
+            f"trajstore records one state per iteration, an iteration being one step of each "
+            f"optimizer in the order of the first iteration ({order}); this script's optimizers "
+            "step in a varying pattern, which trajstore cannot record yet"
+        )
+
+    def after_step(self, optimizer: torch.optim.Optimizer | None = None, *, skipped: bool = False) -> None:
+        """Step post-hook (``skipped``: GradScaler skipped this optimizer's update)."""
         if not self._bound:
             return
+        closure, self._closure = self._closure, None
+        first = not self._stepped
+        self._stepped.append(optimizer)
+        self._updated |= not skipped
+        loss, unit = self._pending_loss, self._pending_unit
+        self._pending_loss = self._pending_unit = None
+        lrs = [] if skipped or optimizer is None else [g.get("lr") for g in optimizer.param_groups]
+        evals = closure["evals"] if closure is not None else None
+        emit = functools.partial(
+            self._step_scalars, optimizer, self.step + 1, first, loss, unit, lrs, evals, skipped
+        )
+        if self._cycle is None:
+            self._deferred.append(emit)  # names depend on how many optimizers the iteration has
+        else:
+            emit()
+        if evals is not None and evals > 1 and self.record_gradients and self._gradient_source == "update":
+            self._gradient_source = "first_closure_evaluation"
+            self._submit(
+                self._writer.set_recording_attribute, spec.ATTR_GRADIENT_SOURCE, self._gradient_source
+            )
+        if self._cycle is None:
+            if all(any(o is s for s in self._stepped) for o in self._optimizers):
+                self._fix_cycle()
+                self._complete_iteration()
+        elif len(self._stepped) == len(self._cycle):
+            self._complete_iteration()
+
+    def _fix_cycle(self) -> None:
+        """The first iteration is over: the optimizers that stepped in it, in order, are the cycle."""
+        self._cycle = list(self._stepped)
+        self._write_optimizers_provenance()
+        for emit in self._deferred:
+            emit()
+        self._deferred.clear()
+
+    def _step_scalars(self, optimizer, iteration, first, loss, unit, lrs, evals, skipped) -> None:
+        """The series of one optimizer step: loss, learning rates, skips, closure evaluations."""
+        several = len(self._cycle or self._optimizers) > 1
+        name = self._opt_names.get(id(optimizer), "opt0")
+        if loss is not None:
+            attrs = {
+                "unit": unit or "",
+                "evaluated_at": spec.PRE_STEP if first else spec.WITHIN_STEP,
+                "description": "minibatch training loss"
+                + (f" of optimizer {name}" if several else "")
+                + ("" if first else ", computed after the earlier optimizers of the iteration stepped"),
+            }
+            self._scalar(series_name("loss", name, several), iteration, loss, attrs)
+        if skipped:
+            skip = series_name("skipped", name, several)
+            self._scalar(skip, iteration, 1.0, {"evaluated_at": spec.POST_STEP})
+        for i, lr in enumerate(lrs):
+            if lr is not None:
+                self._scalar(lr_name(name, i, len(lrs), several), iteration, lr, _LR_ATTRS)
+        if evals is not None:
+            attrs = {"unit": "1", "description": "closure evaluations of the step"}
+            self._scalar(series_name("closure_evaluations", name, several), iteration, evals, attrs)
+
+    def mark_skipped(self, optimizer: torch.optim.Optimizer | None = None) -> None:
+        """An optimizer step that GradScaler skipped (AMP overflow): it counts in the iteration;
+        an iteration where every update was skipped gets no weights record."""
+        if not self._bound:
+            return
+        if optimizer is None:
+            optimizer = self._optimizers[0] if self._optimizers else None
+        if not self._opt_names:
+            self._name_optimizers()
+        self._check_order(optimizer)
+        self.after_step(optimizer, skipped=True)
+
+    def _complete_iteration(self) -> None:
         self.step += 1
-        self._scalar("skipped", self.step, 1.0, {"evaluated_at": spec.POST_STEP})
-        self._log_loss_now()
-        if self._pending_grads is not None:
-            self._pending_grads.release()
-            self._pending_grads = None
+        self._stepped = []
+        if self.epoch is not None:
+            epoch = self.epoch + (self._epoch_offset if self._epoch_auto else 0)
+            self._scalar("epoch", self.step, epoch, _COUNT_ATTRS)
+        updated, self._updated = self._updated, False
+        if updated and self.schedule.selects(self.step):
+            grads = None
+            if self._grad_acc is not None:
+                grads = self._grad_pool.snapshot([self._grad_acc])
+            self._record(self.step, grads)
+        if self._grads_written:
+            self._grad_acc.zero_()  # parameters no optimizer updates have gradient 0
+            self._grads_written = False
 
     # -- internals -----------------------------------------------------------------------
 
-    def _log_step_observables(self, optimizer) -> None:
-        self._log_loss_now()
-        if optimizer is not None:
-            groups = optimizer.param_groups
-            for i, group in enumerate(groups):
-                if "lr" in group:
-                    name = "lr" if len(groups) == 1 and len(self._optimizers) <= 1 else f"lr_group{i}"
-                    self._scalar(name, self.step, group["lr"], _LR_ATTRS)
-        if self.epoch is not None:
-            self._scalar("epoch", self.step, self.epoch, _COUNT_ATTRS)
+    def _capture_grads(self, optimizer) -> None:
+        """Copy the gradients ``optimizer`` is about to use into the iteration's gradient vector."""
+        if self._grad_acc is None or not self.schedule.selects(self.step + 1):
+            return
+        index = {id(p): i for i, p in enumerate(self._params)}
+        dst, src = [], []
+        with torch.no_grad():
+            for group in optimizer.param_groups:
+                for p in group["params"]:
+                    i = index.get(id(p))
+                    if i is None:
+                        continue
+                    if p.grad is None:
+                        self._grad_views[i].zero_()
+                    else:
+                        dst.append(self._grad_views[i])
+                        src.append(p.grad.detach().reshape(-1))
+            if dst:
+                torch._foreach_copy_(dst, src)
+        self._grads_written = True
 
-    def _log_loss_now(self) -> None:
-        if self._pending_loss is not None:
-            self._scalar("loss", self.step, self._pending_loss, _LOSS_ATTRS)
-            self._pending_loss = None
+    def _trainable_now(self) -> list[bool]:
+        optimizers = self._cycle or self._optimizers
+        held = sum(len(g["params"]) for o in optimizers for g in o.param_groups)
+        if held != self._opt_param_count:  # add_param_group since the last look
+            groups = [g for o in optimizers for g in o.param_groups]
+            self._opt_param_ids = {id(p) for g in groups for p in g["params"]}
+            self._opt_param_count = held
+        return [bool(p.requires_grad and id(p) in self._opt_param_ids) for p in self._params]
+
+    def _note_trainable(self, step: int) -> None:
+        mask = self._trainable_now()
+        if mask != self._trainable:
+            self._trainable = mask
+            self._trainable_changes.append({"step": int(step), "trainable": mask})
+            self._submit(
+                self._writer.set_recording_attribute, spec.ATTR_TRAINABLE, list(self._trainable_changes)
+            )
 
     def _record(self, step: int, grads) -> None:
+        if self._failed.is_set():  # stop training at the first step after a failed write
+            if grads is not None:
+                grads.release()
+            self._thread.check()
+        self._note_trainable(step)
         snap = self._pool.snapshot(self._flat)
         if snap is None:
             self.dropped += 1
@@ -276,9 +593,9 @@ class Recorder:
         """Queue a scalar observable; they travel to the writer thread in batches (cheap per step)."""
         self._scalars.add((name, step, value, attrs))
 
-    def _submit(self, fn, *args) -> None:
+    def _submit(self, fn, *args, discard=None) -> None:
         if self._thread is not None:
-            self._thread.submit(fn, *args)
+            self._thread.submit(fn, *args, discard=discard)
 
     # Runs on the writer thread.
     def _append_batch(self, batch: list) -> None:
@@ -286,10 +603,7 @@ class Recorder:
             try:
                 self._append(*record)
             except BaseException:
-                for _, *snaps in batch[i + 1 :]:  # give the rest back to their pools
-                    for s in snaps:
-                        if s is not None:
-                            s.release()
+                _release_records(batch[i + 1 :])  # give the rest back to their pools
                 raise
 
     def _append(self, step: int, snap, grads, bsnap) -> None:
@@ -321,20 +635,62 @@ class Recorder:
         self._closed = True
         for h in self._handles:
             h.remove()
+        if self._unregister is not None:
+            self._unregister()
         error = None
         if self._thread is not None:
-            self._records.flush()
-            self._scalars.flush()
-            if self.dropped:
-                self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)
+            if self._stepped:  # the run ended inside an iteration: no record for it, but say so
+                partial = {
+                    "iteration": self.step + 1,
+                    "stepped": [self._opt_names.get(id(o), "?") for o in self._stepped],
+                }
+                self._submit(lambda: self._writer.set_metadata(trajstore_partial_last_iteration=partial))
+            try:
+                self._records.flush()
+                self._scalars.flush()
+                if self.dropped:
+                    self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)
+            except RecordingError:
+                pass  # the writer failed; the thread reports its error below
             error = self._thread.close()
         if self._writer is not None:
-            self._writer.close()
+            if error is None:
+                try:
+                    self._writer.close()
+                except (OSError, TrajstoreError, RuntimeError, ValueError) as exc:
+                    error = exc
+            else:
+                self._writer.abort()  # write nothing more: the store stays at its last commit
         if error is not None:
-            raise RuntimeError(f"recording failed: {error}") from error
+            self.failure = RecordingError(
+                f"recording stopped: {describe_os_error(error)} (writing {self.path}); "
+                f"{_safe_records(self.path)}"
+            )
+        if self.failure is not None:
+            raise self.failure from None
 
     def __enter__(self) -> Recorder:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _release_records(batch: list) -> None:
+    """Give the pool buffers of records that will not be written back to their pools."""
+    for _, *snaps in batch:
+        for s in snaps:
+            if s is not None:
+                s.release()
+
+
+def _safe_records(path: str) -> str:
+    """What survived in the store at ``path``, as the end of a one-line error message."""
+    try:
+        with trajstore.open(path) as t:
+            n = t.n_records
+            last = int(t.steps[-1]) if n else None
+    except (TrajstoreError, OSError) as exc:
+        return f"the store could not be reopened to count its records ({describe_os_error(exc)})"
+    steps = f" (steps 0-{last})" if n else ""
+    return f"{n} records{steps} are safe in {path}; fix the cause and continue with --resume"

@@ -1,9 +1,11 @@
 """Running an unmodified training script under a :class:`Recorder` (``trajstore record``).
 
-PyTorch's global optimizer step hooks tell us about every ``optimizer.step()``; the minibatch
-loss is the scalar on which ``backward()`` was called (summed over calls between steps, divided
-by the AMP GradScaler's scale when it was scaled); an AMP step that GradScaler skips is counted
-and logged as ``skipped``; the epoch is the iteration count of the DataLoader iterated last.
+PyTorch's global optimizer step hooks tell us about every ``optimizer.step()`` (and let the
+recorder observe a step's closure); the minibatch loss is the scalar on which ``backward()`` was
+called (summed over calls between steps, divided by the AMP GradScaler's scale when it was
+scaled); an AMP step that GradScaler skips is counted and logged as ``skipped``; the epoch is
+the iteration count of the DataLoader iterated last. What a record is for each optimizer pattern
+is the :class:`Recorder`'s business (docs/format.md 3.3).
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ import runpy
 import signal
 import sys
 import traceback
+import weakref
 from contextlib import ExitStack, contextmanager
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-from trajstore.errors import TrajstoreError
+from trajstore.errors import RecordingError, TrajstoreError
 
-from .discovery import live_optimizers, named_trainables
+from .discovery import discover_model, live_optimizers
+from .errors import RecordingRefusedError
 from .recorder import Recorder
 
 
@@ -39,15 +43,18 @@ def _patched(owner, name: str, make):
 
 
 def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
+    # Optimizers that existed before the script started are not the script's (in-process runs).
+    before = weakref.WeakSet(live_optimizers())
+
     def pre(opt, args, kwargs):
         if not rec.bound:
-            optimizers = live_optimizers()
-            named, buffers, model = named_trainables(optimizers)
+            optimizers = [o for o in live_optimizers() if o not in before or o is opt]
+            named, buffers, model = discover_model(optimizers)
             rec._model = model
             rec._optimizers.extend(o for o in optimizers if o not in rec._optimizers)
             rec.bind(named, buffers)
         state["posted"] += 1
-        rec.before_step(opt)
+        return rec.before_step(opt, args, kwargs)
 
     def post(opt, args, kwargs):
         _SIGNALS.in_hook = True
@@ -66,9 +73,7 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
     def backward(original):
         def wrapped(tensor, *args, **kwargs):
             if tensor.numel() == 1 and tensor.requires_grad:
-                value = tensor.detach().reshape(())
-                scale = getattr(tensor, "_trajstore_scale", None)
-                rec.log_loss(value / scale if scale is not None else value)
+                rec.log_loss(tensor)  # unscaled by the GradScaler's scale there
             return original(tensor, *args, **kwargs)
 
         return wrapped
@@ -98,7 +103,7 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
                 before = state["posted"]
                 result = original(self, optimizer, *args, **kwargs)
                 if state["posted"] == before and rec.bound:
-                    rec.mark_skipped()
+                    rec.mark_skipped(optimizer)
                 return result
 
             return wrapped
@@ -111,7 +116,7 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
     def loader_iter(original):
         def wrapped(self):
             counts[id(self)] = counts.get(id(self), 0) + 1
-            rec.epoch = counts[id(self)] - 1
+            rec.set_epoch(counts[id(self)] - 1, auto=True)
             return original(self)
 
         return wrapped
@@ -139,7 +144,9 @@ def run_script(script: str, args: list[str], recorder: Recorder) -> int:
     """Run ``script`` as ``__main__`` with ``args``, recording its training; return its exit status.
 
     The store is closed validly however the script ends (normally, ``sys.exit``, an exception,
-    Ctrl-C or SIGTERM). Raises :class:`NoOptimizerStepError` when nothing was recorded.
+    Ctrl-C or SIGTERM). Raises :class:`NoOptimizerStepError` when nothing was recorded, and
+    :class:`RecordingError` (one line: what happened, how many records are safe) when the store
+    could not be created or written; training stops at the first step after a failed write.
     """
     script = os.path.abspath(script)
     old_argv, old_path = sys.argv, list(sys.path)
@@ -156,6 +163,10 @@ def run_script(script: str, args: list[str], recorder: Recorder) -> int:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
                 if exc.code is not None and not isinstance(exc.code, int):
                     print(exc.code, file=sys.stderr)
+            except RecordingRefusedError:
+                raise  # trajstore's own refusal: one line from the CLI, not the script's traceback
+            except RecordingError:
+                code = 1  # a write failure: said in one line when the recorder closes, below
             except KeyboardInterrupt:
                 code = 130
                 print("interrupted: the store was closed with every record so far", file=sys.stderr)

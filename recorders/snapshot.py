@@ -10,10 +10,15 @@ training stream only waits (on the device) for the concatenation, not for the tr
 from __future__ import annotations
 
 import queue
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from trajstore.errors import RecordingError
+
+_POLL_SECONDS = 0.1  # how soon a waiting training thread notices that the writer failed
 
 
 @dataclass
@@ -35,12 +40,22 @@ class Snapshot:
 
 class SnapshotPool:
     """A fixed ring of host buffers: memory never grows; when all are in flight, ``take`` waits
-    (policy ``"block"``) or returns None (policy ``"drop"``)."""
+    (policy ``"block"``) or returns None (policy ``"drop"``). A wait ends with
+    :class:`RecordingError` once ``abort`` is set (the writer thread failed: buffers it holds
+    may never come back)."""
 
-    def __init__(self, n_values: int, device: torch.device, size: int = 4, policy: str = "block"):
+    def __init__(
+        self,
+        n_values: int,
+        device: torch.device,
+        size: int = 4,
+        policy: str = "block",
+        abort: threading.Event | None = None,
+    ):
         if policy not in ("block", "drop"):
             raise ValueError(f"policy must be 'block' or 'drop', got {policy!r}")
         self.policy = policy
+        self.abort = abort
         self.device = device
         self.n_values = n_values
         cuda = device.type == "cuda"
@@ -52,7 +67,12 @@ class SnapshotPool:
 
     def take(self) -> torch.Tensor | None:
         if self.policy == "block":
-            return self._free.get()
+            while True:
+                try:
+                    return self._free.get(timeout=_POLL_SECONDS)
+                except queue.Empty:
+                    if self.abort is not None and self.abort.is_set():
+                        raise RecordingError("the store writer failed while training waited for it") from None
         try:
             return self._free.get_nowait()
         except queue.Empty:

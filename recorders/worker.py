@@ -9,7 +9,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tqdm import tqdm
+
+from trajstore.errors import RecordingError, describe_os_error
+from trajstore.progress import Progress
+
 _STOP = object()
+_POLL_SECONDS = 0.1  # how soon a blocked training thread notices that the writer failed
 
 
 class WriterThread:
@@ -17,26 +23,61 @@ class WriterThread:
 
     ``submit(fn, *args)`` enqueues a call (blocking when the queue is full: back-pressure).
     Every ``flush_seconds`` the writer is flushed so that a crash loses at most that much.
+
+    The first failing call stops all writing: ``failed`` is set (training threads waiting for
+    pool buffers watch it), later calls are not run but their ``discard`` is (it gives their
+    buffers back), and ``submit`` raises :class:`RecordingError`.
     """
 
     def __init__(
-        self, writer, *, flush_seconds: float = 10.0, max_queue: int = 64, progress: bool | None = None
+        self,
+        writer,
+        *,
+        flush_seconds: float = 10.0,
+        max_queue: int = 64,
+        progress: bool | None = None,
+        failed: threading.Event | None = None,
     ):
         self.writer = writer
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue = queue.Queue(max_queue)
         self._error: BaseException | None = None
+        self.failed = failed or threading.Event()
         self._progress = sys.stderr.isatty() if progress is None else progress
+        # A bar on a terminal, a plain line every few seconds otherwise (trajstore.progress).
+        self._display = Progress("trajstore", unit=" records", enabled=self._progress)
         self.records = 0
         self.bytes_in = 0
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="trajstore-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, fn: Callable, *args: Any) -> None:
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def check(self) -> None:
+        """Raise :class:`RecordingError` if the writer has failed."""
         if self._error is not None:
-            raise RuntimeError(f"the trajstore writer thread failed: {self._error}") from self._error
-        self._queue.put((fn, args))
+            raise RecordingError(f"the store writer failed: {describe_os_error(self._error)}")
+
+    def submit(self, fn: Callable, *args: Any, discard: Callable | None = None) -> None:
+        """Queue ``fn(*args)``; ``discard(*args)`` runs instead if the writer has failed."""
+        while True:
+            if self._error is not None:
+                if discard is not None:
+                    discard(*args)
+                self.check()
+            try:
+                self._queue.put((fn, args, discard), timeout=_POLL_SECONDS)
+                return
+            except queue.Full:
+                continue
+
+    def _fail(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc
+            self.failed.set()
 
     def _run(self) -> None:
         # One compression thread: the training process owns the other cores.
@@ -51,26 +92,28 @@ class WriterThread:
                 item = None
             if item is _STOP:
                 break
-            if item is not None and self._error is None:
-                fn, args = item
-                try:
-                    fn(*args)
-                except BaseException as exc:  # noqa: BLE001 - reported to the training thread
-                    self._error = exc
+            if item is not None:
+                fn, args, discard = item
+                if self._error is None:
+                    try:
+                        fn(*args)
+                    except BaseException as exc:  # noqa: BLE001 - reported to the training thread
+                        self._fail(exc)
+                elif discard is not None:
+                    discard(*args)
             now = time.monotonic()
             if now - last_flush >= self.flush_seconds and self._error is None:
                 try:
                     self.writer.flush()
                 except BaseException as exc:  # noqa: BLE001
-                    self._error = exc
+                    self._fail(exc)
                 last_flush = now
-            if self._progress and now - last_progress >= 1.0:
-                self._print_progress(now)
+            if self._progress and now - last_progress >= 1.0 and self._display.due():
+                self._print_progress(now)  # reads the store's size: only when it is shown
                 last_progress = now
 
     def _print_progress(self, now: float) -> None:
-        mb = self.bytes_in / 1e6
-        rate = mb / max(now - self._started, 1e-9)
+        rate = self.bytes_in / max(now - self._started, 1e-9)
         try:  # ratio over what is on disk: buffered records are not written yet
             on_disk = self.writer._backend.nbytes_stored()
             weights = self.writer._series["weights"]
@@ -78,16 +121,16 @@ class WriterThread:
         except (OSError, AttributeError, KeyError):
             on_disk = written = 0
         ratio = f", ratio {written / on_disk:.2f}" if on_disk and written else ""
-        sys.stderr.write(f"\rtrajstore: {self.records} records, {mb:.1f} MB raw, {rate:.1f} MB/s{ratio}   ")
-        sys.stderr.flush()
+        sizes = f"{tqdm.format_sizeof(self.bytes_in, 'B', 1000)} raw, {tqdm.format_sizeof(rate, 'B/s', 1000)}"
+        self._display.update_to(self.records, sizes + ratio)
 
     def close(self) -> BaseException | None:
         """Drain the queue, stop the thread; return the error it met, if any."""
-        self._queue.put(_STOP)
+        self._queue.put(_STOP)  # never blocks for long: the thread keeps taking items
         self._thread.join()
         if self._progress:
             self._print_progress(time.monotonic())
-            sys.stderr.write("\n")
+            self._display.close()
         return self._error
 
 

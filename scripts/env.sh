@@ -11,6 +11,10 @@ stamp="$venv/.trajstore-installed"
 if [ ! -f "$stamp" ] || [ "$here/pyproject.toml" -nt "$stamp" ]; then
   python -m pip install -q --upgrade pip
   python -m pip install -q -e "$here[dev,plot,dask]" "torch${TRAJSTORE_TORCH:-==2.13.0}"
+  # cffconvert validates CITATION.cff in the tests; it pins jsonschema<4 but works with the 4.x the
+  # JSON-schema tests need, so it is installed beside them without its own pins.
+  python -m pip install -q "pykwalify>=1.6" "ruamel.yaml>=0.16" "requests>=2.20"
+  python -m pip install -q --no-deps "cffconvert==2.0.0"
   touch "$stamp"
 fi
 set +e

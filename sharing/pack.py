@@ -19,6 +19,7 @@ from trajstore.convert import convert
 from trajstore.errors import StoreExistsError, TrajstoreError
 from trajstore.manifest import StoreFiles, build_manifest, compare_files
 from trajstore.reader import open as open_store
+from trajstore.safety import check_distinct, replace_with
 
 from .card import CARD_FILES, card_texts
 
@@ -35,7 +36,7 @@ def pack(src: str, out: str, *, overwrite: bool = False) -> dict:
     src, out = os.fspath(src).rstrip("/"), os.fspath(out)
     if not out.lower().endswith(".zip"):
         raise PackError(f"{out}: name the package *.zip (e.g. run.trajstore.zip)")
-    _refuse_overlap(src, out)
+    check_distinct(src, out)
     if os.path.exists(out) and not overwrite:
         raise StoreExistsError(f"{out} exists; pass --overwrite to replace it")
     parent = os.path.dirname(os.path.abspath(out))
@@ -107,9 +108,7 @@ def unpack(package: str, dest: str, *, overwrite: bool = False) -> dict:
                 raise PackError(
                     f"{package}: {problems[0]} ({len(problems)} problem(s)); the package is damaged"
                 )
-            if os.path.exists(dest):
-                _remove_store(dest)
-            os.replace(tmp, dest)
+            replace_with(tmp, dest, overwrite=overwrite)  # only ever replaces a store
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -124,22 +123,3 @@ def _check_entry(package: str, info: zipfile.ZipInfo) -> None:
         raise PackError(f"{package}: entry {name!r} would be written outside the destination; refused")
     if stat.S_ISLNK(info.external_attr >> 16):
         raise PackError(f"{package}: entry {name!r} is a symbolic link; refused")
-
-
-def _refuse_overlap(src: str, out: str) -> None:
-    a, b = os.path.realpath(src), os.path.realpath(out)
-    if a == b or b.startswith(a + os.sep):
-        raise PackError(f"{out} is {src} or inside it; write the package somewhere else")
-
-
-def _remove_store(path: str) -> None:
-    """Delete ``path`` only if it is a trajstore store."""
-    try:
-        with open_store(path):
-            pass
-    except TrajstoreError:
-        raise PackError(f"{path} exists and is not a trajstore store; not replacing it") from None
-    if os.path.isdir(path):
-        shutil.rmtree(path)
-    else:
-        os.remove(path)

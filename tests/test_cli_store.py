@@ -85,7 +85,7 @@ def test_corrupted_chunk_info_is_one_line(tmp_path):
     data = bytearray(shard.read_bytes())
     data[30] ^= 0xFF
     shard.write_bytes(bytes(data))
-    assert_one_line_error(run_cli("info", path), "weights/value chunk (1, 0)")
+    assert_one_line_error(run_cli("info", path), "weights/value records 8..15", "weights/value/c/1/0")
     p = run_cli("validate", path)
     assert p.returncode == 1 and "chunk (1, 0) is corrupted" in p.stdout
 

@@ -47,3 +47,7 @@ def test_cli_page_commands_run(tmp_path):
             text=True,
         )
         assert p.returncode == 0, (line, p.stderr)
+        if "--json" in argv:  # strict JSON that follows the command's schema
+            from .test_cli_output import assert_matches, strict
+
+            assert_matches(argv[1], strict(p.stdout))

@@ -10,7 +10,6 @@ from . import spec
 from .backends import open_backend
 from .description import merged
 from .errors import TrajstoreError
-from .lock import ensure_not_being_written
 from .reader import check_header
 
 
@@ -32,8 +31,7 @@ def annotate(
             f"{path}: annotate edits a local store in place; annotate the directory or .h5 store "
             "before you pack or push it"
         )
-    ensure_not_being_written(path)
-    backend = open_backend(path, "r+")
+    backend = open_backend(path, "r+")  # takes the writer's lock: refused while another writes
     try:
         attrs = check_header(backend, path)
         description = merged(attrs.get(spec.ATTR_DATASET), dataset or {})

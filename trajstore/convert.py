@@ -5,13 +5,22 @@ from __future__ import annotations
 import os
 
 from . import spec
+from .backends import backend_kind
+from .errors import TrajstoreError, UnsafePathError, describe_os_error
 from .reader import open as open_store
+from .safety import check_distinct, may_replace, remove_quietly, replace_with, temporary_sibling
 from .series import SeriesWriter
 from .writer import create
 
 _COPY_BYTES = 128 * 1024 * 1024
 # A derived store keeps its own identity (store_id from create) and names its source instead.
-_NOT_COPIED = (spec.ATTR_SPEC_NAME, spec.ATTR_SPEC_VERSION, spec.ATTR_STORE_ID, spec.ATTR_DERIVED_FROM)
+_NOT_COPIED = (
+    spec.ATTR_SPEC_NAME,
+    spec.ATTR_SPEC_VERSION,
+    spec.ATTR_GROUPS,  # the writer keeps its own
+    spec.ATTR_STORE_ID,
+    spec.ATTR_DERIVED_FROM,
+)
 
 
 def derived_from(src: str, traj, operation: str, **selection) -> dict:
@@ -36,9 +45,44 @@ def convert(
     """Copy every committed record, observable and attribute of ``src`` into a new store ``dst``.
 
     The destination back end comes from its suffix. Values are copied bit for bit; memory use is
-    bounded by one block of records.
+    bounded by one block of records. The copy is written to a hidden sibling of ``dst`` and
+    renamed onto it at the end, so ``src`` and an existing ``dst`` stay intact if anything fails;
+    ``dst`` equal to ``src``, inside it or containing it is refused, and ``overwrite`` replaces
+    only a trajstore store.
     """
     src, dst = os.fspath(src), os.fspath(dst)
+    check_distinct(src, dst)
+    kind = backend_kind(dst, for_create=True)
+    if os.path.lexists(dst):
+        if not overwrite:
+            raise UnsafePathError(f"{dst} exists; pass --overwrite to replace it")
+        if not may_replace(dst):
+            raise UnsafePathError(
+                f"{dst} exists and is not a trajstore store; refusing to replace it "
+                "(choose another destination or remove it yourself)"
+            )
+    folder = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(folder):
+        raise UnsafePathError(f"{folder}: no such folder for the destination; create it first")
+    tmp = temporary_sibling(dst)
+    try:
+        _copy(src, tmp, kind, compression)
+        replace_with(tmp, dst, overwrite=overwrite)
+    except TrajstoreError:
+        remove_quietly(tmp)
+        raise
+    except OSError as exc:
+        remove_quietly(tmp)
+        raise TrajstoreError(
+            f"convert failed writing {dst}: {describe_os_error(exc)}; "
+            f"nothing was written and {src} is unchanged"
+        ) from None
+    except BaseException:
+        remove_quietly(tmp)
+        raise
+
+
+def _copy(src: str, dst: str, kind: str, compression: str) -> None:
     traj = open_store(src)
     try:
         attrs = traj.attrs
@@ -46,7 +90,8 @@ def convert(
         w = create(
             dst,
             traj.layout,
-            mode="w" if overwrite else "x",
+            mode="x",
+            backend=kind,
             compression=compression,
             chunk_records=traj.weights.chunks[0],
             chunk_params=traj.weights.chunks[1],
@@ -76,16 +121,18 @@ def convert(
                 _copy_series(w, f"{spec.OBSERVABLES}/{name}", series, values, steps, times)
             w.close()
         except BaseException:
-            w.close()
+            try:  # the temporary copy is deleted anyway; keep the first error
+                w.close()
+            except Exception:  # noqa: BLE001
+                pass
             raise
     finally:
         traj.close()
 
 
 def _read_times(traj, name: str, n: int):
-    b = traj._backend
-    path = f"{spec.OBSERVABLES}/{name}/{spec.TIME}"
-    return b.read(path, slice(0, n)) if b.is_array(path) else None
+    """The observable's times, checked like every read (present, digests matching)."""
+    return traj.observable_times(name)
 
 
 def _copy_series(w, name: str, series: SeriesWriter, values, steps, times) -> None:

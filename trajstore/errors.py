@@ -40,3 +40,42 @@ class InvalidStoreError(TrajstoreError):
 
 class ClosedError(TrajstoreError):
     """The writer was used after it was closed."""
+
+
+class UnsafePathError(TrajstoreError):
+    """A write would destroy its own source or a non-store, or a store reaches outside itself."""
+
+
+class StoreBusyError(TrajstoreError):
+    """The store is being written right now and a read met a block being updated; retry."""
+
+
+class RecordingError(TrajstoreError):
+    """Recording stopped: the store could not be created or written (the message says how many
+    records are safe)."""
+
+
+def describe_os_error(exc: BaseException) -> str:
+    """A short reason for an I/O failure: the ``strerror`` of the first OSError with an errno in
+    the chain of ``exc`` ("No space left on device: 'run.zarr/weights/...'"), else its first line.
+
+    HDF5 reports errors as text ("... errno = 28, error message = 'No space left on device'"),
+    which is recognised too.
+    """
+    import errno as _errno
+    import os as _os
+    import re
+
+    seen = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno:
+            text = _os.strerror(e.errno)  # h5py puts its whole multi-line report in strerror
+            return f"{text}: {e.filename}" if e.filename else text
+        m = re.search(r"errno = (\d+)", str(e))
+        if m and int(m.group(1)) in _errno.errorcode:
+            return _os.strerror(int(m.group(1)))
+        e = e.__cause__ or e.__context__
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -35,6 +35,10 @@ def summarize(traj: Trajectory, *, scan_nonfinite: bool | None = None) -> dict:
         "gradients": traj.gradients.n_records if traj.gradients else 0,
         "buffers": traj.buffers.n_records if traj.buffers else 0,
         "observables": {},
+        # (1.1) what the records mean
+        "segments": [[sl.start, sl.stop] for sl in traj.segments],
+        "gradient_source": traj.gradient_source if traj.gradients else None,
+        "frozen_tensors_at_last_record": _frozen_at_last(traj),
         "lossy": traj.lossy,
         "provenance": traj.provenance,
         "metadata": traj.metadata,
@@ -78,6 +82,13 @@ def format_summary(s: dict) -> str:
         lines.append(f"gradients    {s['gradients']} records")
     if s.get("buffers"):
         lines.append(f"buffers      {s['buffers']} records")
+    if s.get("gradient_source") not in (None, "update"):
+        lines.append(f"gradients    are the {s['gradient_source'].replace('_', ' ')}, not the update's")
+    if len(s.get("segments") or []) > 1:
+        lines.append(f"segments     {len(s['segments'])} (resumed discontinuously), records {s['segments']}")
+    if s.get("frozen_tensors_at_last_record"):
+        frozen = s["frozen_tensors_at_last_record"]
+        lines.append(f"frozen       {len(frozen)} tensors at the last record: {', '.join(frozen[:10])}")
     if s.get("lossy"):
         lines.append(f"lossy        {s['lossy']}")
     if s.get("nonfinite_weights"):
@@ -90,7 +101,17 @@ def format_summary(s: dict) -> str:
     if len(s["tensors"]) > 50:
         lines.append(f"tensor       ... {len(s['tensors']) - 50} more")
     for key, value in (s.get("provenance") or {}).items():
+        if key == "script_text" and isinstance(value, str):
+            value = f"<{len(value)} characters; see --json>"
         lines.append(f"provenance   {key}: {value}")
     for key, value in (s.get("metadata") or {}).items():
         lines.append(f"metadata     {key}: {value}")
     return "\n".join(lines)
+
+
+def _frozen_at_last(traj: Trajectory) -> list[str]:
+    """Names of the tensors not trainable at the last record (1.1 ``trainable``), else []."""
+    if not traj.n_records or not traj.attrs.get(spec.ATTR_TRAINABLE):
+        return []
+    mask = traj.trainable_mask(-1)
+    return [t.name for t in traj.layout if t.size and not mask[t.offset]]

@@ -43,6 +43,10 @@ class TensorSpec:
         }
 
 
+def _is_count(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 class Layout:
     """An ordered, contiguous partition of a flat vector of ``n_params`` into named tensors."""
 
@@ -94,19 +98,32 @@ class Layout:
         """Parse the ``layout`` attribute of a store, checking every field before use."""
         if not isinstance(entries, list) or not entries:
             raise LayoutError("the layout attribute must be a non-empty list of tensors")
+        if len(entries) > spec.MAX_TENSORS:
+            raise LayoutError(f"layout has {len(entries)} tensors, more than the limit {spec.MAX_TENSORS}")
         tensors = []
         for i, e in enumerate(entries):
-            try:
-                t = TensorSpec(
-                    str(e["name"]),
-                    tuple(int(d) for d in e["shape"]),
-                    str(e.get("dtype", "float32")),
-                    int(e["offset"]),
+            # Exact JSON types: a shape of [10.5, 15] or "150" is an error, never coerced.
+            if not isinstance(e, dict):
+                raise LayoutError(f"layout entry {i} is not an object")
+            name, shape, offset = e.get("name"), e.get("shape"), e.get("offset")
+            dtype = e.get("dtype", "float32")
+            if not isinstance(name, str) or not name:
+                raise LayoutError(f"layout entry {i}: name {name!r} is not a non-empty string")
+            if not isinstance(shape, list) or not all(_is_count(d) for d in shape) or len(shape) > 64:
+                raise LayoutError(
+                    f"layout entry {name!r}: shape {shape!r} is not a list of non-negative integers"
                 )
-            except (KeyError, TypeError, ValueError) as exc:
-                raise LayoutError(f"layout entry {i} is malformed ({exc})") from None
-            if "size" in e and int(e["size"]) != t.size:
-                raise LayoutError(f"layout entry {t.name!r} says size {e['size']}, shape gives {t.size}")
+            if not _is_count(offset):
+                raise LayoutError(f"layout entry {name!r}: offset {offset!r} is not a non-negative integer")
+            if not isinstance(dtype, str):
+                raise LayoutError(f"layout entry {name!r}: dtype {dtype!r} is not a string")
+            if any(d > spec.MAX_PARAMS for d in shape) or offset > spec.MAX_PARAMS:
+                raise LayoutError(f"layout entry {name!r} declares more than {spec.MAX_PARAMS} parameters")
+            t = TensorSpec(name, tuple(shape), dtype, offset)
+            if t.size > spec.MAX_PARAMS:
+                raise LayoutError(f"layout entry {name!r} declares more than {spec.MAX_PARAMS} parameters")
+            if "size" in e and (not _is_count(e["size"]) or e["size"] != t.size):
+                raise LayoutError(f"layout entry {name!r} says size {e['size']!r}, shape gives {t.size}")
             tensors.append(t)
         return cls(tensors)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -12,10 +13,35 @@ import numpy as np
 
 from . import spec
 from .backends import Backend, open_backend
-from .errors import CorruptDataError, InvalidStoreError, NotAStoreError, SpecVersionError
+from .errors import (
+    CorruptDataError,
+    InvalidStoreError,
+    NotAStoreError,
+    SpecVersionError,
+    StoreBusyError,
+    TrajstoreError,
+)
+from .integrity import IntegrityIndex, StoredObjects, check_digests, read_index
 from .layout import Layout
+from .validate import array_problems, root_attr_problems
 
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes
+# A reader of an HDF5 file that a live writer is updating can meet metadata newer than its view
+# of the file; it opens the file again and retries this many times before saying "retry".
+_LIVE_RETRIES = 8
+_LIVE_WAIT_SECONDS = 0.05
+_LIVE_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, TrajstoreError)
+
+
+def _busy(path: str) -> StoreBusyError:
+    return StoreBusyError(
+        f"{path} is being written (a live recording) and changed under this read; retry in a moment"
+    )
+
+
+def _live(backend: Backend) -> bool:
+    check = getattr(backend, "is_being_written", None)
+    return bool(check and check())
 
 
 def check_header(backend: Backend, path: str) -> dict:
@@ -37,6 +63,10 @@ def check_header(backend: Backend, path: str) -> dict:
         )
     if not backend.exists(spec.WEIGHTS):
         raise NotAStoreError(f"{path} has no '{spec.WEIGHTS}' group; it is not a complete trajstore store")
+    problems = root_attr_problems(attrs)
+    if problems:
+        rule, text = problems[0]
+        raise InvalidStoreError(f"{path}: {text} [{rule}]; the store breaks the format")
     return attrs
 
 
@@ -44,8 +74,22 @@ def _read_checked(backend: Backend, path: str, selection: Any) -> np.ndarray:
     """Read, turning a codec or checksum failure into a one-line :class:`CorruptDataError`
     that names the array and the index of the first damaged chunk."""
     try:
-        return backend.read(path, selection)
-    except (OSError, RuntimeError, ValueError) as exc:
+        return _read_complete(backend, path, selection)
+    except Exception as exc:  # noqa: BLE001 - any decode failure of damaged bytes or metadata
+        if _live(backend):  # not damage: a writer is updating the file under us
+            for attempt in range(_LIVE_RETRIES):
+                time.sleep(_LIVE_WAIT_SECONDS * (attempt + 1))
+                try:
+                    backend.reopen()
+                    return _read_complete(backend, path, selection)
+                except Exception:  # noqa: BLE001 - still changing: wait and retry
+                    continue
+            raise _busy(backend.path) from None
+        if isinstance(exc, _MissingChunk):
+            raise CorruptDataError(
+                f"{backend.path}: {path} chunk {exc.args[0]} holds committed records but was never "
+                "written (it would read as zeros); the store is damaged there"
+            ) from None
         msg = str(exc).strip().splitlines()
         where = _first_bad_chunk(backend, path, selection)
         place = f"chunk {where}" if where is not None else f"records {_fmt_sel(selection)}"
@@ -54,6 +98,22 @@ def _read_checked(backend: Backend, path: str, selection: Any) -> np.ndarray:
             f"({msg[0] if msg else type(exc).__name__}); the store is damaged there, run "
             "'trajstore validate' to list every bad chunk"
         ) from None
+
+
+class _MissingChunk(RuntimeError):
+    """A chunk under committed records is not in the file (args[0]: its index)."""
+
+
+def _read_complete(backend: Backend, path: str, selection: Any) -> np.ndarray:
+    """Read, and make sure no committed record came back as the fill value of a chunk that is
+    not in the store (HDF5 fills those silently)."""
+    data = backend.read(path, selection)
+    missing = getattr(backend, "missing_chunk", None)
+    if missing is not None:
+        where = missing(path, selection)
+        if where is not None:
+            raise _MissingChunk(where)
+    return data
 
 
 def _first_bad_chunk(backend: Backend, path: str, selection: Any) -> tuple[int, ...] | None:
@@ -75,7 +135,7 @@ def _first_bad_chunk(backend: Backend, path: str, selection: Any) -> tuple[int, 
         piece = tuple(slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(cidx, chunks, shape, strict=True))
         try:
             backend.read(path, piece)
-        except (OSError, RuntimeError, ValueError):
+        except Exception:  # noqa: BLE001 - the first chunk that fails, whatever the failure
             return cidx
     return None
 
@@ -95,9 +155,10 @@ class LazyArray:
     Indexing with slices or integers reads only the chunks that hold the selection.
     """
 
-    def __init__(self, backend: Backend, path: str, n_records: int):
+    def __init__(self, backend: Backend, path: str, n_records: int, objects: StoredObjects | None = None):
         self._backend = backend
         self.path = path
+        self._objects = objects  # checks the shards/chunks of a read exist before reading
         stored = backend.shape(path)
         self.shape: tuple[int, ...] = (n_records, *stored[1:])
         self.dtype = backend.dtype(path)
@@ -139,9 +200,29 @@ class LazyArray:
             if idx.size == 0:
                 return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
             lo, hi = int(idx.min()), int(idx.max()) + 1
+            self._check_objects(lo, hi, rest)
             block = _read_checked(self._backend, self.path, (slice(lo, hi), *rest))
             return block[idx - lo]
+        if isinstance(first, slice):
+            self._check_objects(first.start, first.stop, rest)
+        else:
+            self._check_objects(first, first + 1, rest)
         return _read_checked(self._backend, self.path, (first, *rest))
+
+    def _check_objects(self, r0: int, r1: int, rest: tuple) -> None:
+        if self._objects is None or r1 <= r0:
+            return
+        c0, c1 = 0, None
+        if rest and len(self.shape) > 1:
+            cols = rest[0]
+            if isinstance(cols, slice):
+                c0, c1, _ = cols.indices(self.shape[1])
+            elif isinstance(cols, (int, np.integer)):
+                c0 = int(cols) % self.shape[1]
+                c1 = c0 + 1
+        if c1 is not None and c1 <= c0:
+            return
+        self._objects.check(r0, r1, c0, c1)
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[:]
@@ -185,7 +266,7 @@ class Block:
 class VectorGroup:
     """``weights``, ``gradients`` or ``buffers``: values (records, params), steps, times, layout."""
 
-    def __init__(self, backend: Backend, name: str):
+    def __init__(self, backend: Backend, name: str, version: tuple[int, int] = (1, 0)):
         self.name = name
         attrs = backend.attrs(name)
         self.layout = Layout.from_json(attrs.get(spec.ATTR_LAYOUT))
@@ -198,12 +279,14 @@ class VectorGroup:
                 f"{backend.path}: {value} has shape {shape} but the layout has "
                 f"{self.layout.n_params} parameters"
             )
+        _check_encoding(backend, name, "vector")
         n = _committed(backend, name, attrs, shape[0])
-        self.values = LazyArray(backend, value, n)
-        self.steps = _read_checked(backend, f"{name}/{spec.STEP}", slice(0, n)).astype(np.int64)
+        self.index = _index(backend, name, version, n)
+        self.values = LazyArray(backend, value, n, _objects(backend, value, n, self.index))
+        self.steps = _read_series(backend, name, spec.STEP, n, self.index).astype(np.int64)
         time_path = f"{name}/{spec.TIME}"
         self.times = (
-            _read_checked(backend, time_path, slice(0, n)).astype(np.float64)
+            _read_series(backend, name, spec.TIME, n, self.index).astype(np.float64)
             if backend.is_array(time_path)
             else None
         )
@@ -216,16 +299,86 @@ class VectorGroup:
         return TensorView(self.values, self.layout[name])
 
 
+def _check_groups_listed(backend: Backend, attrs: dict) -> None:
+    """(1.1) Every group the writer listed at the root still exists: none silently lost."""
+    listed = attrs.get(spec.ATTR_GROUPS)
+    if listed is None:
+        return
+    if not isinstance(listed, list) or not all(isinstance(g, str) for g in listed):
+        raise InvalidStoreError(f"{backend.path}: root attribute 'groups' is not a list of group paths [V45]")
+    for g in listed:
+        if not backend.exists(g):
+            raise InvalidStoreError(
+                f"{backend.path}: group {g!r} was written but is not in the store (lost or renamed?) [V45]"
+            )
+
+
+def _check_encoding(backend: Backend, group: str, kind: str) -> None:
+    """Refuse arrays whose dtype, shape or codecs break the spec (e.g. a big-endian 'bytes'
+    codec would decode garbage): metadata only, before anything is read."""
+    paths = {f"{group}/{spec.VALUE}": kind, f"{group}/{spec.STEP}": "step"}
+    if backend.is_array(f"{group}/{spec.TIME}"):
+        paths[f"{group}/{spec.TIME}"] = "time"
+    for path, k in paths.items():
+        problems = array_problems(backend, path, k)
+        if problems:
+            rule, text = problems[0]
+            raise InvalidStoreError(f"{backend.path}: {text} [{rule}]; the store breaks the format")
+
+
+def _index(backend: Backend, group: str, version: tuple[int, int], n: int) -> IntegrityIndex | None:
+    index = read_index(backend, group, version)
+    if index is not None and (spec.TIME in index.arrays) != backend.is_array(f"{group}/{spec.TIME}"):
+        raise InvalidStoreError(
+            f"{backend.path}: {group}: its integrity index lists arrays {list(index.arrays)}, which the "
+            "group does not match (an array was lost?) [V41]"
+        )
+    if index is not None and index.n_committed < n:
+        raise InvalidStoreError(
+            f"{backend.path}: {group} has {n} committed records but its integrity index covers only "
+            f"{index.n_committed}; records were added by a writer that does not keep it, or the count "
+            "was altered. Run 'trajstore validate' [V41]"
+        )
+    return index
+
+
+def _objects(backend: Backend, path: str, n: int, index: IntegrityIndex | None) -> StoredObjects:
+    """Presence checks for ``path``. In a 1.0 Zarr store an absent chunk of an array that can
+    legitimately be all zeros (times, observables, a lone step 0) reads as zeros, as its writer
+    let zarr skip such chunks; a 1.1 writer writes every chunk."""
+    fill_ok = False
+    if index is None and getattr(backend, "skips_empty_chunks", False):
+        name = path.rsplit("/", 1)[-1]
+        is_observable = path.startswith(f"{spec.OBSERVABLES}/")
+        fill_ok = (
+            name == spec.TIME or (name == spec.STEP and n <= 1) or (is_observable and name == spec.VALUE)
+        )
+    return StoredObjects(backend, path, n, index, fill_ok)
+
+
+def _read_series(backend: Backend, group: str, name: str, n: int, index: IntegrityIndex | None) -> np.ndarray:
+    """Read a whole 1-D array of committed records: objects present, digests matching."""
+    path = f"{group}/{name}"
+    _objects(backend, path, n, index).check(0, n)
+    data = _read_checked(backend, path, slice(0, n))
+    check_digests(index, name, data, f"{backend.path}: {group}")
+    return data
+
+
 def _committed(backend: Backend, group: str, attrs: dict, n_stored: int) -> int:
     """The committed record count, checked against what is stored before anything is read."""
     n = attrs.get(spec.ATTR_N_COMMITTED)
-    if not isinstance(n, int) or n < 0 or n > spec.MAX_RECORDS:
-        raise InvalidStoreError(f"{backend.path}: {group} has an invalid {spec.ATTR_N_COMMITTED} ({n!r})")
-    step_len = backend.shape(f"{group}/{spec.STEP}")[0]
-    if n > min(n_stored, step_len):
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0 or n > spec.MAX_RECORDS:
+        raise InvalidStoreError(
+            f"{backend.path}: {group} has an invalid {spec.ATTR_N_COMMITTED} ({str(n)[:40]!r}) [V15]"
+        )
+    lengths = [n_stored, backend.shape(f"{group}/{spec.STEP}")[0]]
+    if backend.is_array(f"{group}/{spec.TIME}"):
+        lengths.append(backend.shape(f"{group}/{spec.TIME}")[0])
+    if n > min(lengths):
         raise InvalidStoreError(
             f"{backend.path}: {group} says {n} records are committed but stores only "
-            f"{min(n_stored, step_len)}; the store is truncated"
+            f"{min(lengths)}; the store is truncated [V16]"
         )
     return n
 
@@ -241,13 +394,17 @@ class Trajectory:
         self._backend = backend
         self.path = backend.path
         self.attrs = check_header(backend, self.path)
-        self._weights = VectorGroup(backend, spec.WEIGHTS)
+        self._version = spec.parse_version(self.attrs.get(spec.ATTR_SPEC_VERSION, ""))
+        self._weights = VectorGroup(backend, spec.WEIGHTS, self._version)
         self._optional = {
-            name: VectorGroup(backend, name)
+            name: VectorGroup(backend, name, self._version)
             for name in (spec.GRADIENTS, spec.BUFFERS)
             if backend.exists(name)
         }
         self._observables: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        self._observable_times: dict[str, np.ndarray | None] = {}
+        self._observable_names = backend.groups(spec.OBSERVABLES)
+        _check_groups_listed(backend, self.attrs)
 
     # -- metadata ------------------------------------------------------------------------
 
@@ -327,11 +484,60 @@ class Trajectory:
     def buffers(self) -> VectorGroup | None:
         return self._optional.get(spec.BUFFERS)
 
+    # -- what the records mean (1.1) -----------------------------------------------------
+
+    def trainable_mask(self, record: int) -> np.ndarray:
+        """(n_params,) bool: which parameters were trainable (``requires_grad`` and held by an
+        optimizer) at weights record ``record``. All True for stores without a ``trainable``
+        attribute (1.0, or written without a recorder)."""
+        n = self.n_records
+        r = int(record) + n if record < 0 else int(record)
+        if not 0 <= r < n:
+            raise IndexError(f"record {record} out of range for {n} records")
+        changes = self.attrs.get(spec.ATTR_TRAINABLE) or []
+        per_tensor = None
+        step = int(self.steps[r])
+        for change in changes:  # change points, by increasing step
+            if int(change["step"]) <= step:
+                per_tensor = change["trainable"]
+        mask = np.ones(self.n_params, dtype=bool)
+        if per_tensor is not None:
+            if len(per_tensor) != len(self.layout):
+                raise InvalidStoreError(
+                    f"{self.path}: a 'trainable' change point has {len(per_tensor)} entries for "
+                    f"{len(self.layout)} tensors"
+                )
+            for t, flag in zip(self.layout, per_tensor, strict=True):
+                mask[t.offset : t.stop] = bool(flag)
+        return mask
+
+    @property
+    def segments(self) -> list[slice]:
+        """Record ranges of continuous training: a ``--resume`` that did not continue from the
+        last stored weights starts a new segment (``segments`` attribute, 1.1). Lags and
+        differences between records must not cross a boundary. One segment for 1.0 stores."""
+        starts = sorted(
+            {
+                int(s["start_record"])
+                for s in self.attrs.get(spec.ATTR_SEGMENTS) or []
+                if not s.get("continuous", False) and 0 < int(s["start_record"]) < self.n_records
+            }
+        )
+        bounds = [0, *starts, self.n_records]
+        return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+    @property
+    def gradient_source(self) -> str:
+        """``"update"``: gradients are the ones the updates used; ``"first_closure_evaluation"``:
+        some steps evaluated their closure several times (L-BFGS) and the stored gradient is
+        the first evaluation's, at the weights before the step (1.1)."""
+        return str(self.attrs.get(spec.ATTR_GRADIENT_SOURCE) or "update")
+
     # -- observables ---------------------------------------------------------------------
 
     @property
     def observables(self) -> list[str]:
-        return self._backend.groups(spec.OBSERVABLES)
+        return list(self._observable_names)
 
     def observable(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """(steps int64, values float64) of observable ``name``, committed records only."""
@@ -340,15 +546,41 @@ class Trajectory:
             if not self._backend.exists(group):
                 have = ", ".join(self.observables) or "none"
                 raise KeyError(f"{self.path} has no observable {name!r} (it has: {have})")
-            attrs = self._backend.attrs(group)
-            n = _committed(self._backend, group, attrs, self._backend.shape(f"{group}/{spec.VALUE}")[0])
-            steps = _read_checked(self._backend, f"{group}/{spec.STEP}", slice(0, n)).astype(np.int64)
-            values = _read_checked(self._backend, f"{group}/{spec.VALUE}", slice(0, n)).astype(np.float64)
+            b = self._backend
+            try:
+                attrs = b.attrs(group)
+                if not b.is_array(f"{group}/{spec.VALUE}") or not b.is_array(f"{group}/{spec.STEP}"):
+                    raise InvalidStoreError(f"{self.path}: {group} lacks its value or step array")
+                _check_encoding(b, group, "scalar")
+                n = _committed(b, group, attrs, b.shape(f"{group}/{spec.VALUE}")[0])
+                index = _index(b, group, self._version, n)
+                steps = _read_series(b, group, spec.STEP, n, index).astype(np.int64)
+                values = _read_series(b, group, spec.VALUE, n, index).astype(np.float64)
+                times = (
+                    _read_series(b, group, spec.TIME, n, index).astype(np.float64)
+                    if b.is_array(f"{group}/{spec.TIME}")
+                    else None
+                )
+            except TrajstoreError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
+                raise CorruptDataError(f"{self.path}: {group} cannot be read ({_first_line(exc)})") from None
             self._observables[name] = (steps, values)
+            self._observable_times[name] = times
         return self._observables[name]
 
+    def observable_times(self, name: str) -> np.ndarray | None:
+        """Seconds since creation (float64) of observable ``name``'s committed records, or None."""
+        self.observable(name)
+        return self._observable_times[name]
+
     def observable_attrs(self, name: str) -> dict:
-        return self._backend.attrs(f"{spec.OBSERVABLES}/{name}")
+        try:
+            return self._backend.attrs(f"{spec.OBSERVABLES}/{name}")
+        except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
+            raise CorruptDataError(
+                f"{self.path}: observables/{name} cannot be read ({_first_line(exc)})"
+            ) from None
 
     # -- blocks --------------------------------------------------------------------------
 
@@ -415,9 +647,46 @@ class Trajectory:
 def open(path: str | os.PathLike) -> Trajectory:  # noqa: A001 - mirrors builtins.open on purpose
     """Open a store read-only. Raises a :class:`~trajstore.errors.TrajstoreError` with a
     one-line message when the path is missing, not a store, or of a newer major version."""
-    backend = open_backend(os.fspath(path), "r")
+    path = os.fspath(path)
+    for attempt in range(_LIVE_RETRIES + 1):
+        try:
+            return _open_once(path)
+        except _LIVE_ERRORS as exc:
+            if isinstance(exc, StoreBusyError) or not _hdf5_being_written(path):
+                raise
+        time.sleep(_LIVE_WAIT_SECONDS * (attempt + 1))
+    raise _busy(path)
+
+
+def _hdf5_being_written(path: str) -> bool:
+    from .backends import backend_kind
+    from .backends.hdf5_backend import is_being_written
+
+    try:
+        return backend_kind(path) == "hdf5" and is_being_written(path)
+    except TrajstoreError:
+        return False
+
+
+def _open_once(path: str) -> Trajectory:
+    backend = open_backend(path, "r")
     try:
         return Trajectory(backend)
+    except TrajstoreError:
+        backend.close()
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
+        backend.close()
+        raise InvalidStoreError(
+            f"{path}: the store's metadata cannot be read ({_first_line(exc)}); it is damaged or "
+            "not a trajstore store, run 'trajstore validate'"
+        ) from None
     except BaseException:
         backend.close()
         raise
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line[:200]

@@ -15,6 +15,7 @@ import numpy as np
 from . import spec
 from .backends import Backend, Compression
 from .chunking import SCALAR_CHUNK_RECORDS, shard_shape
+from .integrity import TAIL_BYTES, Block, IntegrityIndex, digest, tail_digest
 
 
 class SeriesWriter:
@@ -49,6 +50,9 @@ class SeriesWriter:
         self.buffer = np.zeros(shape, dtype=self.dtype)
         self.steps = np.zeros(chunk_records, dtype=np.int64)
         self.times = np.full(chunk_records, np.nan, dtype=np.float64)
+        # Integrity index (format 1.1): one entry per written block, keyed by block start.
+        # None for a 1.0 store continued by this writer (it stays 1.0).
+        self.blocks: dict[int, Block] | None = {}
 
     # -- creation and re-opening ---------------------------------------------------------
 
@@ -81,7 +85,11 @@ class SeriesWriter:
             b.create_array(
                 f"{g}/{spec.TIME}", (0,), "<f8", index_chunks, None, (spec.DIM_RECORD,), compression
             )
-        b.set_attrs(g, {**attrs, spec.ATTR_N_COMMITTED: 0})
+        b.set_attrs(g, {**attrs, spec.ATTR_INTEGRITY: self._index(0).to_json(), spec.ATTR_N_COMMITTED: 0})
+        # List the group at the root, so a group lost to damage is missed, not silently absent.
+        listed = b.attrs("").get(spec.ATTR_GROUPS)
+        if isinstance(listed, list) and g not in listed:
+            b.set_attrs("", {spec.ATTR_GROUPS: [*listed, g]})
 
     @classmethod
     def reopen(cls, backend: Backend, group: str) -> SeriesWriter:
@@ -98,8 +106,15 @@ class SeriesWriter:
             chunks[1] if len(chunks) == 2 else None,
             with_time=backend.exists(f"{group}/{spec.TIME}"),
         )
-        n = int(backend.attrs(group).get(spec.ATTR_N_COMMITTED, 0))
+        attrs = backend.attrs(group)
+        n = int(attrs.get(spec.ATTR_N_COMMITTED, 0))
         series.n_committed = series.n_written = n
+        if attrs.get(spec.ATTR_INTEGRITY) is None:
+            series.blocks = None  # a 1.0 store: continued as 1.0
+        else:
+            index = IntegrityIndex.from_json(attrs[spec.ATTR_INTEGRITY], f"{backend.path}: {group}")
+            # Entries past the commit (a crash between the two attributes) are written again.
+            series.blocks = {b.start: b for b in index.blocks if b.stop <= n}
         series.block_start = (n // series.chunk_records) * series.chunk_records
         series.n_buf = n - series.block_start
         if series.n_buf:  # the committed part of a partial block goes back into the buffer
@@ -108,6 +123,8 @@ class SeriesWriter:
             series.steps[: series.n_buf] = backend.read(f"{group}/{spec.STEP}", sl)
             if series.with_time:
                 series.times[: series.n_buf] = backend.read(f"{group}/{spec.TIME}", sl)
+            if series.blocks is not None:
+                series.blocks[series.block_start] = series._block_entry(full=False)
         if n:
             series.last_step = int(backend.read(f"{group}/{spec.STEP}", slice(n - 1, n))[0])
         return series
@@ -154,12 +171,45 @@ class SeriesWriter:
             b.write(f"{g}/{spec.STEP}", self.block_start, self.steps[: self.n_buf])
             if self.with_time:
                 b.write(f"{g}/{spec.TIME}", self.block_start, self.times[: self.n_buf])
+            if self.blocks is not None:
+                self.blocks[self.block_start] = self._block_entry(full=self.n_buf == self.chunk_records)
         self.n_written = end
+
+    def _block_entry(self, full: bool) -> Block:
+        """The index entry of the buffered block, digested from the values just written.
+
+        A full block is never rewritten, so its stored object's size and tail are recorded too
+        (when the block is exactly one object: a Zarr shard spanning every column)."""
+        k = self.n_buf
+        digests = {spec.VALUE: digest(self.buffer[:k]), spec.STEP: digest(self.steps[:k])}
+        if self.with_time:
+            digests[spec.TIME] = digest(self.times[:k])
+        nbytes = tail = None
+        value = f"{self.group}/{spec.VALUE}"
+        grid = self.backend.object_grid(value)
+        if full and grid[0] == self.chunk_records and (len(grid) == 1 or grid[1] >= (self.columns or 0)):
+            coords = (self.block_start // self.chunk_records,) + ((0,) if len(grid) == 2 else ())
+            raw = self.backend.object_tail(value, coords, TAIL_BYTES)
+            if raw is not None:
+                nbytes = self.backend.object_nbytes(value, coords)
+                tail = tail_digest(raw)
+        return Block(self.block_start, self.block_start + k, digests, nbytes, tail)
+
+    def _index(self, n: int) -> IntegrityIndex:
+        arrays = (spec.VALUE, spec.STEP, spec.TIME) if self.with_time else (spec.VALUE, spec.STEP)
+        blocks = tuple(b for start, b in sorted((self.blocks or {}).items()) if b.stop <= n)
+        return IntegrityIndex(n, arrays, blocks)
 
     def commit(self) -> None:
         """Declare every written record valid (call after the backend has flushed the data)."""
         if self.n_committed != self.n_written:
-            self.backend.set_attrs(self.group, {spec.ATTR_N_COMMITTED: self.n_written})
+            attrs: dict = {}
+            if self.blocks is not None:
+                # Index first: after a crash between the two (HDF5 writes attributes one by
+                # one) the index covers more records than the commit, never fewer.
+                attrs[spec.ATTR_INTEGRITY] = self._index(self.n_written).to_json()
+            attrs[spec.ATTR_N_COMMITTED] = self.n_written
+            self.backend.set_attrs(self.group, attrs)
             self.n_committed = self.n_written
 
     def trim(self) -> None:

@@ -17,7 +17,14 @@ ATTR_CREATOR = "creator"  # {"program": str, "version": str}
 ATTR_CREATED = "created"  # ISO 8601 UTC
 ATTR_PROVENANCE = "provenance"  # run provenance, see docs/format.md
 ATTR_METADATA = "metadata"  # free-form user metadata
+ATTR_GROUPS = "groups"  # (1.1) paths of the time-dependent groups the writer created
 ATTR_LOSSY = "lossy"  # null, or {"method": "bitround", "keepbits": int, "groups": [...]}
+# (1.1) What the records mean, written by recorders (docs/format.md, sections 3.3-3.5).
+ATTR_TRAINABLE = "trainable"  # change points [{"step": int, "trainable": [bool per tensor]}]
+ATTR_SEGMENTS = "segments"  # resumes [{"start_step", "start_record", "continuous", "max_abs_gap", ...}]
+ATTR_GRADIENT_SOURCE = "gradient_source"  # "update" or "first_closure_evaluation"
+RECORDING_ATTRS = (ATTR_TRAINABLE, ATTR_SEGMENTS, ATTR_GRADIENT_SOURCE)
+GRADIENT_SOURCES = ("update", "first_closure_evaluation")
 ATTR_STORE_ID = "store_id"  # (1.1) UUID given at creation
 ATTR_DATASET = "dataset"  # (1.1) title, authors, license, ... (trajstore.description)
 ATTR_DERIVED_FROM = "derived_from"  # (1.1) {"store_id", "content_digest", "operation", ...}
@@ -31,6 +38,7 @@ ATTR_LAYOUT = "layout"  # list of {"name", "shape", "dtype", "offset", "size"}
 ATTR_UNIT = "unit"
 ATTR_DESCRIPTION = "description"
 ATTR_EVALUATED_AT = "evaluated_at"  # "pre_step" or "post_step" (observables only)
+ATTR_INTEGRITY = "integrity"  # (1.1) digests of the committed records, see trajstore.integrity
 ATTR_DIMENSION_NAMES = "dimension_names"  # HDF5 only: zarr v3 has it in array metadata
 
 # Groups and arrays.
@@ -50,7 +58,10 @@ DIM_PARAM = "param"
 # Which weights an observable value belongs to.
 PRE_STEP = "pre_step"  # value at step s was computed at the weights recorded at step s - 1
 POST_STEP = "post_step"  # value at step s was computed at the weights recorded at step s
-EVALUATED_AT_VALUES = (PRE_STEP, POST_STEP)
+# (1.1) computed during iteration s after earlier optimizers of the iteration had stepped:
+# at weights that no record holds (the second optimizer's loss of a GAN).
+WITHIN_STEP = "within_step"
+EVALUATED_AT_VALUES = (PRE_STEP, POST_STEP, WITHIN_STEP)
 
 # Codecs a conforming store may use, by backend.
 ZARR_CODECS = frozenset({"sharding_indexed", "transpose", "bytes", "blosc", "crc32c", "zstd", "gzip"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import time as _time
 import uuid
 from collections.abc import Mapping
@@ -17,10 +16,10 @@ from .chunking import SCALAR_CHUNK_RECORDS, choose_chunks
 from .description import normalise as normalise_description
 from .errors import ClosedError, LayoutError, StoreExistsError
 from .layout import Layout
-from .lock import WriterLock
 from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
+from .safety import remove_quietly, remove_stale_temporaries, remove_store, temporary_sibling
 from .series import SeriesWriter
 
 ParamsLike = int | Mapping[str, Any] | Layout
@@ -61,7 +60,6 @@ class Writer:
         self._created_epoch = created_epoch
         self._series: dict[str, Any] = {}
         self._closed = False
-        self._lock: WriterLock | None = None
 
     # -- public API ----------------------------------------------------------------------
 
@@ -161,6 +159,14 @@ class Writer:
         prov.update(values)
         self._backend.set_attrs("", {spec.ATTR_PROVENANCE: prov})
 
+    def set_recording_attribute(self, key: str, value: Any) -> None:
+        """Set one of the (1.1) root attributes that say what the records mean:
+        ``trainable``, ``segments`` or ``gradient_source`` (docs/format.md 3.3-3.5)."""
+        self._check_open()
+        if key not in spec.RECORDING_ATTRS:
+            raise ValueError(f"{key!r} is not a recording attribute; use one of {spec.RECORDING_ATTRS}")
+        self._backend.set_attrs("", {key: value, spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION})
+
     def flush(self) -> None:
         """Write every buffered record and commit it: the store is valid and complete after this."""
         self._check_open()
@@ -182,8 +188,17 @@ class Writer:
         finally:
             self._closed = True
             self._backend.close()
-            if self._lock is not None:
-                self._lock.release()
+
+    def abort(self) -> None:
+        """Close the store without writing anything more, after a failed write: it keeps the
+        records of its last commit (what a crash would leave). Never raises."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._backend.close()
+        except Exception:  # noqa: BLE001 - the write error that led here is the one to report
+            pass
 
     @property
     def closed(self) -> bool:
@@ -270,7 +285,7 @@ def create(
     ``buffers``: the layout of non-trainable buffers, when they will be recorded.
     ``keepbits``: lossy BitRound to this many float32 mantissa bits (recorded in the metadata).
     ``dataset``: the dataset description (title, authors, license, ...; see
-    :mod:`trajstore.description`). A process-wide lock (``<path>.lock``) is held until ``close``.
+    :mod:`trajstore.description`).
     """
     path = os.fspath(path)
     if mode not in ("x", "w", "a"):
@@ -281,69 +296,70 @@ def create(
     comp = Compression(compression, level)
     description = normalise_description(dataset) if dataset else None
     exists = os.path.exists(path)
+    if exists and mode == "a":
+        return _reopen(path, kind, layout, comp, keepbits)
     if exists and mode == "x":
         raise StoreExistsError(f"{path} exists; pass overwrite (mode='w') or append (mode='a')")
-    lock = WriterLock(path).acquire()
+    if exists:
+        remove_store(path)  # refuses anything that is not a trajstore store
+    # Build the new store under a hidden sibling name and rename it into place: a crash while
+    # creating it (kill -9 at the first optimizer step) never leaves a half-made store at path.
+    local = "://" not in path
+    build = temporary_sibling(path) if local else path
+    b = open_backend(build, "w", kind)
     try:
-        if exists and mode == "a":
-            w = _reopen(path, kind, layout, comp, keepbits)
-        else:
-            if exists:
-                if os.path.isdir(path):
-                    shutil.rmtree(path)
-                else:
-                    os.remove(path)
-            w = _new_store(path, kind, layout, comp, keepbits, buffers_layout, chunk_records, chunk_params)
-            root = {
+        created = utc_now_iso()
+        lossy = None
+        if keepbits is not None:
+            lossy = {"method": "bitround", "keepbits": int(keepbits), "groups": list(spec.VECTOR_GROUPS)}
+        b.set_attrs(
+            "",
+            {
+                spec.ATTR_SPEC_NAME: spec.SPEC_NAME,
+                spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION,
+                spec.ATTR_CREATOR: {"program": "trajstore", "version": __version__},
+                spec.ATTR_CREATED: created,
                 spec.ATTR_PROVENANCE: dict(provenance or {}),
                 spec.ATTR_METADATA: dict(metadata or {}),
+                spec.ATTR_LOSSY: lossy,
+                spec.ATTR_GROUPS: [],
                 spec.ATTR_STORE_ID: str(uuid.uuid4()),
-            }
-            if description:
-                root[spec.ATTR_DATASET] = description
-            w._backend.set_attrs("", root)
-            w._vector_series(spec.WEIGHTS, layout)
-            if gradients:
-                w._vector_series(spec.GRADIENTS, layout)
-            if buffers_layout is not None:
-                w._vector_series(spec.BUFFERS, buffers_layout)
-            w._backend.flush()
+                **({spec.ATTR_DATASET: description} if description else {}),
+            },
+        )
+        w = Writer(
+            b,
+            layout,
+            compression=comp,
+            chunk_records=chunk_records,
+            chunk_params=chunk_params,
+            keepbits=keepbits,
+            created_epoch=parse_iso(created),
+            buffers_layout=buffers_layout,
+        )
+        w._vector_series(spec.WEIGHTS, layout)
+        if gradients:
+            w._vector_series(spec.GRADIENTS, layout)
+        if buffers_layout is not None:
+            w._vector_series(spec.BUFFERS, buffers_layout)
+        b.flush()
     except BaseException:
-        lock.release()
+        b.close()
+        if local:
+            remove_quietly(build)
         raise
-    w._lock = lock
+    if not local:
+        return w
+    b.close()
+    os.rename(build, path)
+    w = _reopen(path, kind, layout, comp, keepbits)
+    w._chunk_records, w._chunk_params = chunk_records, chunk_params  # for groups created later
     return w
 
 
-def _new_store(path, kind, layout, comp, keepbits, buffers_layout, chunk_records, chunk_params) -> Writer:
-    b = open_backend(path, "w", kind)
-    created = utc_now_iso()
-    lossy = None
-    if keepbits is not None:
-        lossy = {"method": "bitround", "keepbits": int(keepbits), "groups": list(spec.VECTOR_GROUPS)}
-    b.set_attrs(
-        "",
-        {
-            spec.ATTR_SPEC_NAME: spec.SPEC_NAME,
-            spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION,
-            spec.ATTR_CREATOR: {"program": "trajstore", "version": __version__},
-            spec.ATTR_CREATED: created,
-            spec.ATTR_LOSSY: lossy,
-        },
-    )
-    return Writer(
-        b,
-        layout,
-        compression=comp,
-        chunk_records=chunk_records,
-        chunk_params=chunk_params,
-        keepbits=keepbits,
-        created_epoch=parse_iso(created),
-        buffers_layout=buffers_layout,
-    )
-
-
 def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None) -> Writer:
+    if kind == "zarr" and os.path.isdir(path):
+        remove_stale_temporaries(path)  # left by a writer killed in the middle of a file write
     b = open_backend(path, "r+", kind)
     try:
         attrs = check_header(b, path)

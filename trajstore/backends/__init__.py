@@ -6,7 +6,7 @@ import os
 import zipfile
 
 from .. import remote
-from ..errors import NotAStoreError, StoreNotFoundError
+from ..errors import NotAStoreError, StoreNotFoundError, TrajstoreError
 from .base import Backend, Compression
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -74,7 +74,9 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
 
         try:
             return HDF5Backend(path, mode, fileobj=fileobj)
-        except OSError as exc:
+        except TrajstoreError:
+            raise  # already one line, e.g. a link leaving the file
+        except Exception as exc:  # noqa: BLE001 - damaged files raise many kinds; one line
             if reading:
                 raise NotAStoreError(
                     f"{path} is not a readable HDF5 file (truncated or corrupted?): {_first_line(exc)}"
@@ -82,9 +84,15 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
             raise
     from .zarr_backend import ZarrBackend
 
+    if reading and os.path.isdir(path):
+        from ..safety import check_zarr_links
+
+        check_zarr_links(path)
     try:
         return ZarrBackend(path, mode, fileobj=fileobj)
-    except (FileNotFoundError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as exc:
+    except TrajstoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - damaged zarr.json (bad JSON, 100 000-deep nesting)
         if reading:
             raise NotAStoreError(
                 f"{path} is not a Zarr v3 store (no readable zarr.json): {_first_line(exc)}"
@@ -93,5 +101,7 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
 
 
 def _first_line(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "metadata nested too deeply"
     text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return text[0][:200] if text else type(exc).__name__

@@ -71,7 +71,7 @@ class Backend(Protocol):
 def encode_attr(value: Any) -> Any:
     """HDF5 rule of the spec: objects, arrays and null are stored as their JSON text."""
     if value is None or isinstance(value, (dict, list, tuple)):
-        return json.dumps(value)
+        return json.dumps(value, allow_nan=False)
     return value
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import zipfile
@@ -9,10 +10,15 @@ from typing import Any
 
 import numpy as np
 import zarr
+from zarr.abc.store import SuffixByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, TransposeCodec
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 from zarr.storage import ZipStore
 
+from ..jsonsafe import to_json
 from .base import Compression
+from .locking import writer_lock
 
 DEFAULT_LEVEL = 1
 ZIP_SUFFIXES = (".zip",)
@@ -36,8 +42,16 @@ class _FileZipStore(ZipStore):
         self._is_open = True
 
 
+# Write every chunk, all-zero ones included: a chunk of committed records that is absent from
+# the store is then always damage, never "zarr skipped it because it equals the fill value".
+_WRITE_CONFIG = {"write_empty_chunks": True}
+
+
 class ZarrBackend:
     """A store held in a Zarr v3 hierarchy (a directory, or an fsspec URL)."""
+
+    # zarr (by default) does not write chunks equal to the fill value; 1.0 writers let it.
+    skips_empty_chunks = True
 
     def __init__(self, path: str, mode: str, fileobj: Any = None):
         """``fileobj``: the open remote file of a packed (zip) store given by URL."""
@@ -52,13 +66,25 @@ class ZarrBackend:
             store = self._zip = (
                 ZipStore(self.path, mode="r") if fileobj is None else _FileZipStore(fileobj, self.path)
             )
-        self.root = zarr.open_group(store, mode=mode, zarr_format=3)
+        self._lock_fd: int | None = None
+        local_dir = self._zip is None and "://" not in self.path
+        if mode != "r" and local_dir and os.path.isdir(self.path):
+            self._lock_fd = writer_lock(self.path)  # refuses a folder another writer holds
+        try:
+            self.root = zarr.open_group(store, mode=mode, zarr_format=3)
+            if mode != "r" and local_dir and self._lock_fd is None:  # the folder was just made
+                self._lock_fd = writer_lock(self.path)
+        except BaseException:
+            self.close()
+            raise
         self._cache: dict[str, Any] = {}
 
     def _node(self, path: str):
         node = self._cache.get(path)
         if node is None:
             node = self.root if path == "" else self.root[path]
+            if not self.readonly and isinstance(node, zarr.Array):
+                node = node.with_config(_WRITE_CONFIG)
             self._cache[path] = node
         return node
 
@@ -102,6 +128,7 @@ class ZarrBackend:
             compressors=compressors,
             fill_value=0,
             dimension_names=list(dims),
+            config=_WRITE_CONFIG,
         )
         self._cache.pop(path, None)
 
@@ -150,7 +177,7 @@ class ZarrBackend:
         return dict(self._node(path).attrs)
 
     def set_attrs(self, path: str, values: dict) -> None:
-        self._node(path).attrs.update(values)
+        self._node(path).attrs.update(to_json(values))  # strict JSON: NaN/inf become null
 
     def groups(self, path: str) -> list[str]:
         if not self.exists(path):
@@ -180,10 +207,103 @@ class ZarrBackend:
                 tuple(slice(s, min(s + c, n)) for s, c, n in zip(starts, arr.chunks, arr.shape, strict=True)),
             )
 
+    # -- stored objects (integrity checks) ---------------------------------------------------
+
+    def object_records(self, path: str) -> int:
+        """Records per stored object (a shard when the array is sharded, else a chunk)."""
+        arr = self._node(path)
+        return int((arr.shards or arr.chunks)[0])
+
+    def object_grid(self, path: str) -> tuple[int, ...]:
+        """Shape (records, columns, ...) of one stored object."""
+        arr = self._node(path)
+        return tuple(int(c) for c in (arr.shards or arr.chunks))
+
+    def object_key(self, path: str, coords: tuple[int, ...]) -> str:
+        """The store key of the object at grid position ``coords`` (e.g. ``weights/value/c/1/0``)."""
+        return f"{path}/{self._node(path).metadata.encode_chunk_key(tuple(coords))}"
+
+    def object_nbytes(self, path: str, coords: tuple[int, ...]) -> int | None:
+        """Size in bytes of a stored object, or None when it does not exist."""
+        key = self.object_key(path, coords)
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                return os.stat(local).st_size
+            except FileNotFoundError:
+                return None
+        try:
+            return int(sync(self.root.store_path.store.getsize(self._store_key(key))))
+        except (FileNotFoundError, KeyError):
+            return None
+
+    def object_tail(self, path: str, coords: tuple[int, ...], n: int) -> bytes | None:
+        """The last ``n`` bytes of a stored object (fewer if it is shorter); None if missing."""
+        key = self.object_key(path, coords)
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                with open(local, "rb") as fh:
+                    size = os.fstat(fh.fileno()).st_size
+                    fh.seek(max(0, size - n))
+                    return fh.read()
+            except FileNotFoundError:
+                return None
+        buf = sync(
+            self.root.store_path.store.get(
+                self._store_key(key), default_buffer_prototype(), SuffixByteRequest(n)
+            )
+        )
+        return None if buf is None else buf.to_bytes()
+
+    def object_bytes(self, path: str, coords: tuple[int, ...]) -> bytes | None:
+        """Every byte of a stored object, or None when it does not exist."""
+        key = self.object_key(path, coords)
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                with open(local, "rb") as fh:
+                    return fh.read()
+            except FileNotFoundError:
+                return None
+        buf = sync(self.root.store_path.store.get(self._store_key(key), default_buffer_prototype()))
+        return None if buf is None else buf.to_bytes()
+
+    def _store_key(self, key: str) -> str:
+        prefix = self.root.store_path.path
+        return f"{prefix}/{key}" if prefix else key
+
+    def _local_file(self, key: str) -> str | None:
+        if os.path.isdir(self.path):
+            return os.path.join(self.path, *key.split("/"))
+        return None
+
+    def array_metadata(self, path: str) -> dict:
+        """The array's ``zarr.json`` as written, read without zarr's parser (which refuses or
+        silently normalises what validation must see); {} when absent."""
+        key = f"{path}/zarr.json" if path else "zarr.json"
+        local = self._local_file(key)
+        if local is not None:
+            try:
+                with open(local, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                return {}
+        else:
+            buf = sync(self.root.store_path.store.get(self._store_key(key), default_buffer_prototype()))
+            if buf is None:
+                return {}
+            data = buf.to_bytes()
+        meta = json.loads(data)
+        return meta if isinstance(meta, dict) else {"node_type": None}
+
     def flush(self) -> None:
         pass  # every write is persisted when the call returns
 
     def close(self) -> None:
-        self._cache.clear()
+        getattr(self, "_cache", {}).clear()
         if self._zip is not None:
             self._zip.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

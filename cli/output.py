@@ -1,0 +1,56 @@
+"""Options and output shared by the commands: ``--json`` (strict JSON on stdout), ``--quiet``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from trajstore import jsonsafe
+
+json_option = click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the result as JSON on stdout (schema in docs/schemas/; NaN and infinity as null).",
+)
+quiet_option = click.option(
+    "-q", "--quiet", is_flag=True, help="No progress and no notes on stderr (errors still show)."
+)
+
+
+def emit_json(value: Any) -> None:
+    """Write ``value`` as strict JSON (non-finite numbers as null) and a newline to stdout;
+    a value of another type (none is expected) is printed as its text, not a traceback."""
+    sys.stdout.write(jsonsafe.dumps(value, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def inform(message: str, quiet: bool) -> None:
+    """An informational line on stderr unless ``quiet``."""
+    if not quiet:
+        click.echo(message, err=True)
+
+
+def selection_options(func):
+    """``--steps``, ``--tensors`` and ``--exclude``: analyse part of a store (trajstore.selection)."""
+    func = click.option(
+        "--exclude",
+        multiple=True,
+        metavar="GLOB",
+        help="Leave out tensors whose names match GLOB (repeatable).",
+    )(func)
+    func = click.option(
+        "--tensors",
+        multiple=True,
+        metavar="GLOB",
+        help="Analyse only tensors whose names match GLOB, e.g. 'layer3.*' (repeatable; default all).",
+    )(func)
+    return click.option(
+        "--steps",
+        default=None,
+        metavar="START:STOP[:STRIDE]",
+        help="Analyse only the records of optimizer steps START <= step < STOP (every STRIDE-th step "
+        "from START); either bound may be left empty.",
+    )(func)

@@ -1,0 +1,23 @@
+"""Refusals of the recorder: a script or model that trajstore cannot record correctly."""
+
+from __future__ import annotations
+
+from trajstore.errors import RecordingError
+
+
+class RecordingRefusedError(RecordingError):
+    """trajstore cannot record this run correctly; the message says why and what to do.
+    Records written before the refusal stay in the store, which is closed validly. (A write
+    failure, the other kind of :class:`~trajstore.errors.RecordingError`, stops recording too.)"""
+
+
+class ResumeGapError(RecordingRefusedError):
+    """``--resume`` would append weights that do not continue the stored trajectory."""
+
+
+class IterationOrderError(RecordingRefusedError):
+    """Several optimizers stepped in a pattern that does not delimit training iterations."""
+
+
+class UnsupportedPatternError(RecordingRefusedError):
+    """A training pattern whose records or losses trajstore cannot define correctly."""

@@ -1,0 +1,258 @@
+"""The integrity index (format 1.1): every committed record accounted for, by stored object.
+
+With each commit a writer records, per time-dependent group, one entry per block of records
+(a row of the ``value`` array's stored objects, i.e. one Zarr shard): its record range, a
+CRC-32C of the decoded values of each array over that range, and, for a full block stored
+as one object, that object's size and the CRC-32 of its last bytes. Readers check that the
+objects holding the records they read exist, are not empty and (full blocks) have the
+recorded size and tail, once per object and cached; ``validate`` also recomputes every
+digest. So a deleted, emptied, truncated or swapped shard is an error, never fill values.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import zlib
+from dataclasses import dataclass
+
+import crc32c as _crc32c
+import numpy as np
+
+from . import spec
+from .errors import CorruptDataError, InvalidStoreError
+
+ALGORITHM = "crc32c"
+TAIL_BYTES = 4096  # the shard index and the last inner chunk's own CRC-32C live at the end
+_U32 = 1 << 32
+
+
+_PIECE_BYTES = 16 * 1024 * 1024  # transpose copies are made this many bytes at a time
+
+
+def digest(data: np.ndarray, value: int = 0) -> int:
+    """CRC-32C of the little-endian bytes of ``data`` in column-major order (a 2-D block: every
+    record of column 0, then of column 1, …; parameter-major like the stored chunks), continuing
+    from ``value``. So column pieces of a block chain: ``digest(b[:, 4:], digest(b[:, :4]))``
+    is ``digest(b)``, and a reader never needs more than a few chunks in memory."""
+    if data.ndim == 2 and data.shape[0] > 1:
+        step = max(1, _PIECE_BYTES // max(1, data.shape[0] * data.dtype.itemsize))
+        for c in range(0, data.shape[1], step):
+            value = _crc(np.ascontiguousarray(data[:, c : c + step].T), value)
+        return value
+    return _crc(np.ascontiguousarray(data), value)
+
+
+def _crc(a: np.ndarray, value: int) -> int:
+    order = a.dtype.byteorder
+    if order == ">" or (order == "=" and sys.byteorder == "big"):
+        a = a.astype(a.dtype.newbyteorder("<"))
+    return int(_crc32c.crc32c(a.view(np.uint8).reshape(-1), value=value))
+
+
+def tail_digest(tail: bytes) -> int:
+    """CRC-32 (zlib's, not CRC-32C) of an object's last bytes. Not CRC-32C: Zarr ends every
+    chunk and the shard index with its own CRC-32C, and CRC-32C over data followed by its CRC-32C
+    is a constant, so all shards would share one CRC-32C."""
+    return zlib.crc32(tail)
+
+
+@dataclass(frozen=True)
+class Block:
+    """One index entry: records [start, stop), the digest of each array, the stored object."""
+
+    start: int
+    stop: int
+    digests: dict[str, int]
+    nbytes: int | None = None
+    tail: int | None = None
+
+    def to_json(self, arrays: tuple[str, ...]) -> list:
+        return [self.start, self.stop, *(self.digests[a] for a in arrays), self.nbytes, self.tail]
+
+
+@dataclass(frozen=True)
+class IntegrityIndex:
+    """The parsed ``integrity`` attribute of one group."""
+
+    n_committed: int
+    arrays: tuple[str, ...]
+    blocks: tuple[Block, ...]
+
+    def to_json(self) -> dict:
+        return {
+            "algorithm": ALGORITHM,
+            "n_committed": self.n_committed,
+            "arrays": list(self.arrays),
+            "blocks": [b.to_json(self.arrays) for b in self.blocks],
+        }
+
+    def by_start(self) -> dict[int, Block]:
+        return {b.start: b for b in self.blocks}
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> IntegrityIndex:
+        """Parse and check every field; raise :class:`InvalidStoreError` naming the first fault."""
+
+        def bad(why: str) -> InvalidStoreError:
+            return InvalidStoreError(f"{where}: the integrity index is malformed ({why}) [V41]")
+
+        if not isinstance(value, dict):
+            raise bad("not an object")
+        if value.get("algorithm") != ALGORITHM:
+            raise bad(f"algorithm {value.get('algorithm')!r} is not {ALGORITHM!r}")
+        n = value.get("n_committed")
+        if not _is_int(n) or not 0 <= n <= spec.MAX_RECORDS:
+            raise bad(f"n_committed {n!r} is not a record count")
+        arrays = value.get("arrays")
+        if (
+            not isinstance(arrays, list)
+            or not 2 <= len(arrays) <= 3
+            or arrays[:2] != [spec.VALUE, spec.STEP]
+            or arrays[2:] not in ([], [spec.TIME])
+        ):
+            raise bad(f"arrays {arrays!r} is not ['value', 'step'] or ['value', 'step', 'time']")
+        entries = value.get("blocks")
+        if not isinstance(entries, list):
+            raise bad("blocks is not a list")
+        width = 2 + len(arrays) + 2
+        blocks, expected = [], 0
+        for i, e in enumerate(entries):
+            if not isinstance(e, list) or len(e) != width:
+                raise bad(f"block {i} is not a list of {width} entries")
+            start, stop, *crcs, nbytes, tail = e
+            if not (_is_int(start) and _is_int(stop)) or start != expected or stop <= start:
+                raise bad(f"block {i} covers {start!r}..{stop!r}, expected to start at {expected}")
+            if not all(_is_int(c) and 0 <= c < _U32 for c in crcs):
+                raise bad(f"block {i} has a digest that is not a 32-bit unsigned integer")
+            if nbytes is not None and not (_is_int(nbytes) and nbytes > 0):
+                raise bad(f"block {i} has an invalid object size {nbytes!r}")
+            if tail is not None and not (_is_int(tail) and 0 <= tail < _U32):
+                raise bad(f"block {i} has an invalid tail digest {tail!r}")
+            blocks.append(Block(start, stop, dict(zip(arrays, crcs, strict=True)), nbytes, tail))
+            expected = stop
+        if expected != n:
+            raise bad(f"its blocks cover {expected} records, its n_committed is {n}")
+        return cls(n, tuple(arrays), tuple(blocks))
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def read_index(backend, group: str, version: tuple[int, int]) -> IntegrityIndex | None:
+    """The group's index; None for a 1.0 store without one. A 1.1 store must have it."""
+    attrs = backend.attrs(group)
+    raw = attrs.get(spec.ATTR_INTEGRITY)
+    if raw is None:
+        if version >= (1, 1):
+            raise InvalidStoreError(
+                f"{backend.path}: {group} has no integrity index although the store is format "
+                f"{version[0]}.{version[1]}; it was altered, run 'trajstore validate' [V40]"
+            )
+        return None
+    return IntegrityIndex.from_json(raw, f"{backend.path}: {group}")
+
+
+class StoredObjects:
+    """Checks that the stored objects (shards or chunks) holding records exist before a read.
+
+    ``fill_ok``: a 1.0 store whose writer let zarr skip all-zero chunks; absent objects of such
+    an array cannot be told from deleted ones and read as zeros. Checks are cached per object.
+    """
+
+    def __init__(self, backend, path: str, n_committed: int, index: IntegrityIndex | None, fill_ok: bool):
+        self.backend = backend
+        self.path = path
+        self.n = n_committed
+        self.fill_ok = fill_ok
+        grid = backend.object_grid(path)
+        self.rows = max(int(grid[0]), 1)
+        self.cols = int(grid[1]) if len(grid) > 1 else None
+        self.n_cols = backend.shape(path)[1] if len(grid) > 1 else None
+        self._blocks = index.by_start() if index is not None and path.endswith(f"/{spec.VALUE}") else {}
+        self._ok: set[tuple[int, ...]] = set()
+
+    def damage(self, r0: int, r1: int, c0: int = 0, c1: int | None = None, limit: int = 1) -> list[str]:
+        """Up to ``limit`` one-line descriptions of damaged objects holding records [r0, r1)."""
+        found: list[str] = []
+        r1 = min(r1, self.n)
+        if r1 <= r0:
+            return found
+        rows = range(r0 // self.rows, math.ceil(r1 / self.rows))
+        # The last row first (a bogus record count fails at once), then in record order.
+        order = [rows[-1], *rows[:-1]]
+        if self.cols is None:
+            cells = [(k,) for k in order]
+        else:
+            c1 = self.n_cols if c1 is None else c1
+            cols = range(c0 // self.cols, max(c0 // self.cols + 1, math.ceil(c1 / self.cols)))
+            cells = [(k, j) for k in order for j in cols]
+        for coords in cells:
+            if coords in self._ok:
+                continue
+            why = self._object_problem(coords)
+            if why is None:
+                self._ok.add(coords)
+                continue
+            a = coords[0] * self.rows
+            b = min(a + self.rows, self.n)
+            found.append(
+                f"{self.backend.path}: {self.path} records {a}..{b - 1}: stored object "
+                f"{self.backend.object_key(self.path, coords)} {why}"
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+    def check(self, r0: int, r1: int, c0: int = 0, c1: int | None = None) -> None:
+        """Raise :class:`CorruptDataError` if an object holding records [r0, r1) is damaged."""
+        found = self.damage(r0, r1, c0, c1)
+        if found:
+            raise CorruptDataError(
+                f"{found[0]}; nothing is returned for these records. Restore the file from a copy "
+                "or run 'trajstore validate' to list every damaged part"
+            )
+
+    def _object_problem(self, coords: tuple[int, ...]) -> str | None:
+        nbytes = self.backend.object_nbytes(self.path, coords)
+        if nbytes is None:
+            return None if self.fill_ok else "is missing (deleted or moved?) [V42]"
+        if nbytes == 0:
+            return "is empty [V42]"
+        block = self._blocks.get(coords[0] * self.rows)
+        if block is None or block.nbytes is None or block.stop - block.start != self.rows:
+            return None
+        if nbytes != block.nbytes:
+            return f"has {nbytes} bytes, {block.nbytes} were written (truncated or replaced?) [V43]"
+        tail = self.backend.object_tail(self.path, coords, TAIL_BYTES)
+        if block.tail is not None and tail is not None and tail_digest(tail) != block.tail:
+            return "differs from what was written there (altered, swapped or moved?) [V43]"
+        return None
+
+
+def digest_mismatches(
+    index: IntegrityIndex, name: str, data: np.ndarray, where: str, limit: int = 1
+) -> list[str]:
+    """Blocks whose recorded digest of array ``name`` differs from ``data`` (records from 0)."""
+    found = []
+    for b in index.blocks:
+        if name not in b.digests or b.stop > len(data):
+            continue
+        if digest(data[b.start : b.stop]) != b.digests[name]:
+            found.append(
+                f"{where}/{name} records {b.start}..{b.stop - 1} differ from what was written "
+                "(a stored object was swapped, moved or altered) [V44]"
+            )
+            if len(found) >= limit:
+                break
+    return found
+
+
+def check_digests(index: IntegrityIndex | None, name: str, data: np.ndarray, where: str) -> None:
+    """Raise :class:`CorruptDataError` when a fully read array differs from its digests."""
+    if index is None:
+        return
+    found = digest_mismatches(index, name, data, where)
+    if found:
+        raise CorruptDataError(f"{found[0]}; run 'trajstore validate' to list every damaged part")
