@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 import zarr
-from zarr.abc.store import SuffixByteRequest
+from zarr.abc.store import RangeByteRequest
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, TransposeCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
@@ -249,11 +249,12 @@ class ZarrBackend:
                     return fh.read()
             except FileNotFoundError:
                 return None
-        buf = sync(
-            self.root.store_path.store.get(
-                self._store_key(key), default_buffer_prototype(), SuffixByteRequest(n)
-            )
-        )
+        size = self.object_nbytes(path, coords)
+        if size is None:
+            return None
+        # An explicit range: some HTTP servers refuse suffix ranges ("bytes=-n").
+        request = RangeByteRequest(max(0, size - n), size)
+        buf = sync(self.root.store_path.store.get(self._store_key(key), default_buffer_prototype(), request))
         return None if buf is None else buf.to_bytes()
 
     def object_bytes(self, path: str, coords: tuple[int, ...]) -> bytes | None:
