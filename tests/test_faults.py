@@ -369,8 +369,9 @@ def test_writer_error_stops_training_at_once_and_keeps_the_store(tmp_path):
             elif chunks.is_dir() and i > 50:
                 chunks.rename(tmp_path / "saved")
                 chunks.write_text("in the way")  # every later chunk write fails
-                steps_after = 0
-    print(f"\nwriter error: training stopped {steps_after} steps after the failure, {i} steps in")
+                steps_after, broken_at = 0, time.monotonic()
+    seconds = time.monotonic() - broken_at
+    print(f"\nwriter error: training stopped {steps_after} steps and {seconds:.2f} s after the sabotage")
     assert steps_after < 10**5  # it stopped (a hang would never get here)
     with pytest.raises(RecordingError) as info:
         rec.close()
