@@ -385,3 +385,29 @@ def test_writer_error_stops_training_at_once_and_keeps_the_store(tmp_path):
     safe = int(re.search(r"; (\d+) records", message).group(1))
     with trajstore.open(out) as t:
         assert t.n_records == safe > 0 and np.array_equal(t.steps, np.arange(safe))
+
+
+def test_a_series_whose_creation_was_interrupted_is_invisible_and_removed_on_resume(tmp_path, suffix):
+    """Series created during a run (observables, gradients) are built under a hidden group and
+    moved into place; a kill in between leaves only that hidden group (found by 40 kills: before,
+    an observable group without its arrays made the killed store invalid)."""
+    import h5py
+    import zarr
+
+    path = tmp_path / f"c{suffix}"
+    w, _ = write_store(path, n_records=10)
+    assert not (path.exists() and suffix == ".zarr" and (path / ".creating").exists())
+    if suffix == ".zarr":  # what a kill half-way through creating observables/acc leaves
+        zarr.open_group(str(path), mode="r+").create_group(".creating/observables_acc")
+    else:
+        with h5py.File(path, "a") as f:
+            f.create_group(".creating/observables_acc")
+    assert validate(path).valid
+    with trajstore.open(path) as t:
+        assert t.observables == ["loss"]
+        np.testing.assert_array_equal(t.weights[:], w)
+    with trajstore.create(path, trajstore.open(path).layout, mode="a") as wr:
+        wr.log("acc", 100, 0.5)
+    with trajstore.open(path) as t:
+        assert t.observables == ["acc", "loss"] and t.observable("acc")[1].tolist() == [0.5]
+        assert not t._backend.exists(".creating")

@@ -271,7 +271,9 @@ def test_kill_9_then_resume(tmp_path):
     assert p.returncode == 0, p.stderr
     with trajstore.open(out) as t:
         assert t.n_records == n_before + 45
-        assert last < t.steps[n_before] <= last + 2 and np.all(np.diff(t.steps[n_before:]) == 1)
+        # resumed after every step any series stored: the observables may have run ahead of the
+        # weights by up to a batch of records (half the pool, at most 32) when the kill came
+        assert last < t.steps[n_before] <= last + 33 and np.all(np.diff(t.steps[n_before:]) == 1)
         loss_steps = t.observable("loss")[0]
         assert np.all(np.diff(loss_steps) > 0)
         assert "resumed" in t.provenance

@@ -251,6 +251,15 @@ class HDF5Backend:
                 tuple(slice(s, min(s + c, n)) for s, c, n in zip(starts, chunks, ds.shape, strict=True)),
             )
 
+    can_move = True
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename the object ``src`` to ``dst`` (one link operation)."""
+        self.file.move(src, dst)
+
+    def delete(self, path: str) -> None:
+        del self.file[path]
+
     def flush(self) -> None:
         self.file.flush()
 
