@@ -77,7 +77,7 @@ def committed_prefix_intact(out, width: int) -> int:
 
 def test_kill_9_at_random_points_keeps_a_bit_identical_prefix_and_resumes(tmp_path):
     rng = random.Random(int(os.environ.get("TRAJSTORE_FAULT_SEED", "0")))
-    kills = 40 if SLOW else 3
+    kills = int(os.environ.get("TRAJSTORE_KILLS", 40 if SLOW else 3))
     counts = []
     for i in range(kills):
         out = tmp_path / f"k{i}{('.zarr', '.h5')[i % 2]}"
@@ -411,3 +411,20 @@ def test_a_series_whose_creation_was_interrupted_is_invisible_and_removed_on_res
     with trajstore.open(path) as t:
         assert t.observables == ["acc", "loss"] and t.observable("acc")[1].tolist() == [0.5]
         assert not t._backend.exists(".creating")
+
+
+def test_a_second_hdf5_writer_is_refused_while_the_first_is_open(tmp_path):
+    from trajstore.backends.hdf5_backend import is_being_written
+    from trajstore.errors import StoreBusyError
+
+    path = tmp_path / "two.h5"
+    first = trajstore.create(path, 4)
+    first.append(0, np.ones(4))
+    assert is_being_written(str(path))
+    with pytest.raises(StoreBusyError, match="being written"):
+        trajstore.create(path, 4, mode="a")
+    first.close()
+    assert not is_being_written(str(path))
+    with trajstore.create(path, 4, mode="a") as second:
+        second.append(1, np.zeros(4))
+    assert trajstore.open(path).n_records == 2
