@@ -23,6 +23,9 @@ from .safety import remove_quietly, remove_stale_temporaries, remove_store, temp
 from .series import SeriesWriter
 
 ParamsLike = int | Mapping[str, Any] | Layout
+# Series created during a run are built under this hidden group and moved into place, so a
+# crash in the middle of creating one never leaves a group without its arrays.
+CREATING = ".creating"
 
 
 def _as_layout(params: ParamsLike) -> Layout:
@@ -232,12 +235,28 @@ class Writer:
             self._backend.flush()
             self._series[name].commit()
 
+    def _publish(self, group: str, series: SeriesWriter, attrs: dict) -> SeriesWriter:
+        """Create ``series`` (named ``group``) under a hidden name, then move it into place."""
+        b = self._backend
+        if not getattr(b, "can_move", False):
+            series.create(self._compression, attrs)
+            return series
+        tmp = f"{CREATING}/{group.replace('/', '_')}"
+        if b.exists(tmp):
+            b.delete(tmp)
+        series.group = tmp
+        series.create(self._compression, attrs)
+        b.move(tmp, group)
+        b.delete(CREATING)  # leave no trace in a store that was not interrupted
+        series.group = group
+        return series
+
     def _vector_series(self, name: str, layout: Layout):
         series = self._series.get(name)
         if series is None:
             tc, pc = choose_chunks(layout.n_params, 4, self._chunk_records, self._chunk_params)
             series = SeriesWriter(self._backend, name, layout.n_params, "<f4", tc, pc)
-            series.create(self._compression, {spec.ATTR_LAYOUT: layout.to_json()})
+            self._publish(name, series, {spec.ATTR_LAYOUT: layout.to_json()})
             self._series[name] = series
         return series
 
@@ -251,7 +270,7 @@ class Writer:
             spec.ATTR_UNIT: unit or "",
             spec.ATTR_DESCRIPTION: description or "",
         }
-        series.create(self._compression, attrs)
+        self._publish(group, series, attrs)
         self._series[group] = series
         return series
 
@@ -363,6 +382,8 @@ def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: i
     b = open_backend(path, "r+", kind)
     try:
         attrs = check_header(b, path)
+        if b.exists(CREATING):  # a series whose creation a crash interrupted: never committed
+            b.delete(CREATING)
         stored = Layout.from_json(b.attrs(spec.WEIGHTS).get(spec.ATTR_LAYOUT))
         if stored != layout:
             raise LayoutError(

@@ -292,6 +292,14 @@ class HDF5Backend:
             "maxshape": list(ds.maxshape) if ds.maxshape else None,
             "filters": self.codec_names(path),
         }
+    can_move = True
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename the object ``src`` to ``dst`` (one link operation)."""
+        self.file.move(src, dst)
+
+    def delete(self, path: str) -> None:
+        del self.file[path]
 
     def flush(self) -> None:
         self.file.flush()

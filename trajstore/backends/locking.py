@@ -18,8 +18,10 @@ def is_being_written(path: str) -> bool:
         return False
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
+    except BlockingIOError:
         return True
+    except OSError:  # no locks on this file system (some network mounts): cannot tell
+        return False
     finally:
         os.close(fd)  # closing drops a lock we got
     return False
@@ -30,7 +32,9 @@ def writer_lock(path: str) -> int:
     fd = os.open(path, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
+    except OSError as exc:
+        if not isinstance(exc, BlockingIOError):
+            return fd  # no locks on this file system (some network mounts): write unlocked
         os.close(fd)
         raise StoreBusyError(
             f"{path} is being written by another process; wait for it to finish (or stop it) first"

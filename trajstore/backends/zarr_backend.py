@@ -297,6 +297,21 @@ class ZarrBackend:
             data = buf.to_bytes()
         meta = json.loads(data)
         return meta if isinstance(meta, dict) else {"node_type": None}
+    @property
+    def can_move(self) -> bool:
+        return os.path.isdir(self.path)
+
+    def move(self, src: str, dst: str) -> None:
+        """Rename the node ``src`` to ``dst`` (local stores: one atomic directory rename)."""
+        os.rename(os.path.join(self.path, src), os.path.join(self.path, dst))
+        self._cache.clear()
+
+    def delete(self, path: str) -> None:
+        """Remove the node ``path`` and everything under it."""
+        import shutil
+
+        shutil.rmtree(os.path.join(self.path, path))
+        self._cache.clear()
 
     def flush(self) -> None:
         pass  # every write is persisted when the call returns
