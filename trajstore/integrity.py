@@ -27,18 +27,16 @@ TAIL_BYTES = 4096  # the shard index and the last inner chunk's own CRC-32C live
 _U32 = 1 << 32
 
 
-_PIECE_BYTES = 16 * 1024 * 1024  # transpose copies are made this many bytes at a time
+def digest(data: np.ndarray, value: int = 0, width: int | None = None) -> int:
+    """CRC-32C of the little-endian bytes of ``data``, continuing from ``value``.
 
-
-def digest(data: np.ndarray, value: int = 0) -> int:
-    """CRC-32C of the little-endian bytes of ``data`` in column-major order (a 2-D block: every
-    record of column 0, then of column 1, …; parameter-major like the stored chunks), continuing
-    from ``value``. So column pieces of a block chain: ``digest(b[:, 4:], digest(b[:, :4]))``
-    is ``digest(b)``, and a reader never needs more than a few chunks in memory."""
-    if data.ndim == 2 and data.shape[0] > 1:
-        step = max(1, _PIECE_BYTES // max(1, data.shape[0] * data.dtype.itemsize))
-        for c in range(0, data.shape[1], step):
-            value = _crc(np.ascontiguousarray(data[:, c : c + step].T), value)
+    A 2-D block (records, columns) is digested chunk column by chunk column: the C-order bytes
+    of ``data[:, 0:width]``, then of ``data[:, width:2 * width]``, … with ``width`` the array's
+    chunk width, so a checker decodes each chunk once and holds one chunk column at a time."""
+    if data.ndim == 2:
+        width = max(1, width or data.shape[1])
+        for c in range(0, data.shape[1], width):
+            value = _crc(np.ascontiguousarray(data[:, c : c + width]), value)
         return value
     return _crc(np.ascontiguousarray(data), value)
 

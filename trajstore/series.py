@@ -181,7 +181,10 @@ class SeriesWriter:
         A full block is never rewritten, so its stored object's size and tail are recorded too
         (when the block is exactly one object: a Zarr shard spanning every column)."""
         k = self.n_buf
-        digests = {spec.VALUE: digest(self.buffer[:k]), spec.STEP: digest(self.steps[:k])}
+        digests = {
+            spec.VALUE: digest(self.buffer[:k], width=self.chunk_cols),
+            spec.STEP: digest(self.steps[:k]),
+        }
         if self.with_time:
             digests[spec.TIME] = digest(self.times[:k])
         nbytes = tail = None
