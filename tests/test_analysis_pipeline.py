@@ -91,7 +91,8 @@ def test_cli_analyze_writes_report(digits_run, tmp_path):
     html = (out / "index.html").read_text()
     assert "alpha_short" in html and "msd.png" in html
     w0 = s["windows"][0]
-    assert w0["alpha_short_ci"][0] <= w0["alpha_short"] <= w0["alpha_short_ci"][1]
+    assert w0["alpha_ci"][0] <= w0["alpha"] <= w0["alpha_ci"][1]
+    assert w0["regimes"] in ("one", "two") and w0["verdict"]
 
 
 def test_cli_analyze_one_record_is_one_line_error(tmp_path):
