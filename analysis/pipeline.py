@@ -58,7 +58,11 @@ DEFINITIONS = {
     "update components w_k(t+1) − w_k(t) (100 random coordinates) and of the loss increments ΔL; "
     "'pooled' values mix windows of different scale (non-stationary) and are for reference only",
     "landscape.hurst": "H from MSL(Δr) = ⟨(L_j − L_i)²⟩ = F + A·Δr^{2H} over pairs of a window "
-    "(losses paired with the weights they were computed at); dimension_profile = 2 − H; noise_floor = F",
+    "(losses paired with the weights they were computed at): F (noise_floor) is the MSL plateau at "
+    "the smallest distances (null: no plateau, F < noise_floor_upper), the fit of ln(MSL − F) runs "
+    "from MSL ≥ 3F to the distance below which a quarter of the pairs lie; dimension_profile = 2 − H; "
+    "hurst and dimension_profile are null with the reason in undetermined when H ∉ (0, 1), its "
+    "interval is wider than (0, 1), or MSL − F changes less than 2.5× over the fit range",
     "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
     "power-law fit of durations, Welch spectrum slope of L",
     "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
@@ -138,6 +142,9 @@ class Analysis:
     fluct: Any = None
     notes: list[str] = field(default_factory=list)
     toy_curves: dict | None = None  # toy stores: phase -> (lags, Δr²), for the figure
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )  # loss, lr: (steps, values)
 
     def summary(self) -> dict:
         return {
@@ -190,6 +197,9 @@ def analyze(
             "analysed as a last, shorter window (marked partial) and included in every pooled result"
         )
     names = traj.layout.names
+    out.curves = {
+        n: traj.observable(n) for n in traj.observables if n in ("loss", "lr") or n.startswith("lr_group")
+    }
     step_lengths = []
     loss_series = traj.observable("loss") if "loss" in traj.observables else None
     for stats in iter_windows(traj, window, memory_limit=memory_limit, partial=True):
@@ -290,11 +300,24 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
                     traj, window, loss=loss_name, memory_limit=memory_limit, params=params, notes=out.notes
                 )
                 out.extra["landscape"] = [_msl_summary(m) for m in out.msl]
-                hs = ", ".join(f"{m.hurst:.2f} [{m.hurst_ci[0]:.2f}, {m.hurst_ci[1]:.2f}]" for m in out.msl)
-                floors = ", ".join(f"{m.noise_floor:.2g}" for m in out.msl)
+                hs = "; ".join(
+                    f"t_w = {m.t_w}: "
+                    + (
+                        f"H = {m.hurst:.2f} [{m.hurst_ci[0]:.2f}, {m.hurst_ci[1]:.2f}]"
+                        if m.hurst is not None
+                        else f"H undetermined ({m.undetermined})"
+                    )
+                    for m in out.msl
+                )
+                floors = ", ".join(
+                    f"{m.noise_floor:.2g}"
+                    if m.noise_floor is not None
+                    else f"< {m.noise_floor_upper:.2g} (no plateau)"
+                    for m in out.msl
+                )
                 out.notes.append(
-                    f"landscape: Hurst exponent H per window (95 % interval) {hs}; "
-                    f"minibatch noise floor F per window (loss²) {floors}"
+                    f"landscape: {hs}. Minibatch noise floor F per window (loss²): {floors}. "
+                    "H intervals are regression intervals (not coverage-checked)"
                 )
             except ValueError as exc:
                 out.notes.append(f"landscape analysis skipped: {exc}")
@@ -311,16 +334,17 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
 
 
 def _msl_summary(m) -> dict:
-    return {
-        "t_w": m.t_w,
-        "hurst": m.hurst,
-        "hurst_ci": list(m.hurst_ci),
-        "two_h": m.slope,
-        "dimension_profile": m.dimension_profile,
-        "fit_range": list(m.fit_range),
-        "noise_floor": m.noise_floor,
-        "floor_ratio": m.floor_ratio,
+    d = {
+        k: v
+        for k, v in m.to_dict().items()
+        if k not in ("centers", "msl", "counts", "contour_centers", "msl_contour")
     }
+    d["two_h"] = d.pop("slope")
+    d["two_h_ci"] = d.pop("slope_ci")
+    d["undetermined"] = (
+        {"hurst": m.undetermined, "dimension_profile": m.undetermined} if m.undetermined else {}
+    )
+    return d
 
 
 def _fits(wm: WindowMSD, notes: list[str]):
@@ -368,14 +392,17 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
             notes.append(f"window {stats.index}: no step-length tail fit ({exc})")
     upd = stats.update_samples.ravel()
     upd = upd[np.isfinite(upd) & (upd != 0)]
-    if len(upd) >= MIN_TAIL_SAMPLES and np.ptp(upd) > 0:
-        wa.stable["update_components"] = _stable_summary(upd)
+    samples = {"update_components": upd}
     if loss_series is not None:
         ls, lv = loss_series
         sel = (ls >= stats.steps[0]) & (ls <= stats.steps[-1]) & np.isfinite(lv)
-        dl = np.diff(lv[sel])
-        if len(dl) >= MIN_TAIL_SAMPLES and np.ptp(dl) > 0:
-            wa.stable["loss_increments"] = _stable_summary(dl)
+        samples["loss_increments"] = np.diff(lv[sel])
+    for key, x in samples.items():
+        if len(x) >= MIN_TAIL_SAMPLES and np.ptp(x) > 0:
+            try:
+                wa.stable[key] = _stable_summary(x)
+            except ValueError as exc:
+                notes.append(f"window {stats.index}: no α-stable fit of the {key.replace('_', ' ')} ({exc})")
 
 
 def _stable_summary(x: np.ndarray) -> dict:
@@ -402,10 +429,13 @@ def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
         _, loss = traj.observable("loss")
         dl = np.diff(loss[np.isfinite(loss)])
         if len(dl) >= MIN_TAIL_SAMPLES and np.ptp(dl) > 0:
-            pooled.setdefault("loss_increments", {})["pooled_over_run"] = {
-                **_stable_summary(dl),
-                "label": "pooled over the whole run: non-stationary, for reference only",
-            }
+            try:
+                pooled.setdefault("loss_increments", {})["pooled_over_run"] = {
+                    **_stable_summary(dl),
+                    "label": "pooled over the whole run: non-stationary, for reference only",
+                }
+            except ValueError as exc:
+                out.notes.append(f"pooled α-stable fit of the loss increments skipped ({exc})")
         else:
             out.notes.append("the loss is constant or too short: loss-increment fits skipped")
     else:

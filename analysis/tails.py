@@ -208,7 +208,17 @@ def fit_stable(x, max_samples: int = 100_000, seed: int = 0) -> StableFit:
         raise ValueError("all values are equal: no distribution to fit")
     if len(data) > max_samples:
         data = np.random.default_rng(seed).choice(data, max_samples, replace=False)
-    alpha, beta, loc, scale = stats.levy_stable._fitstart(data)
+    q = np.percentile(data, [5, 25, 75, 95])
+    if q[2] == q[1] or q[3] == q[0]:
+        raise ValueError(
+            "the interquartile range of the sample is 0 (mostly one repeated value): no α-stable fit"
+        )
+    try:
+        alpha, beta, loc, scale = stats.levy_stable._fitstart(data)
+    except (KeyError, IndexError, ValueError) as exc:  # McCulloch's tables: outside their range
+        raise ValueError(f"McCulloch's quantile method failed on this sample ({exc!r})") from None
+    if not np.isfinite(alpha):
+        raise ValueError("McCulloch's quantile method gave no finite α for this sample")
     return StableFit(float(alpha), float(beta), float(loc), float(scale), len(data), "mcculloch-quantiles")
 
 

@@ -120,9 +120,13 @@ def exponent_summary(single, two, lag_steps=None) -> dict:
 
     ``single``/``two``: ``exponents.PowerLawFit`` / ``TwoRegimeFit`` (or None); ``lag_steps``:
     (lags in records, lags in optimizer steps) to convert τ0."""
-    d: dict = {}
+    d: dict = dict.fromkeys(
+        ("alpha", "alpha_ci", "alpha_lag_range", "alpha_residual_rms", "alpha_noise_ratio")
+    )
     und: dict[str, str] = {}
-    if single is not None:
+    if single is None:
+        und["alpha"] = "no power-law fit (non-finite weights or too few usable lags)"
+    else:
         reason = range_reason("α", single.alpha, single.alpha_ci, 0.0, 2.0, closed=True)
         d["alpha"] = None if reason else single.alpha
         d["alpha_ci"] = None if reason or single.alpha_ci is None else list(single.alpha_ci)

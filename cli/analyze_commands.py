@@ -67,11 +67,9 @@ def analyze(
             memory_limit=limit,
             windows={t: 250 for t in toys},
         )
-        with open(f"{outdir}/index.html", "a") as f:
-            f.write(
-                "<p><a href='compare/index.html'>Comparison with the toy model "
-                "(fractal, convex, shuffled)</a></p>"
-            )
+        from trajstore.analysis.report import add_link
+
+        add_link(outdir, "compare/index.html", "Comparison with the toy model (fractal, cone, shuffled)")
     for note in result.notes:
         click.echo(f"note: {note}", err=True)
     if as_json:
