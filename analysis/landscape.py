@@ -109,8 +109,8 @@ class MSLResult:
     revisits only). ``slope`` = 2H as fitted; ``hurst`` = slope / 2 and
     ``dimension_profile`` = 2 − H (graph of a 1-D profile), both None with ``undetermined``
     giving the reason when H is outside (0, 1), its interval is wider than that range, fewer than
-    4 bins lie above the floor, or MSL − F changes by less than 2.5× over the fit range
-    (``dynamic_range``). ``floor_ratio``: MSL at the low end of the fit range over F.
+    4 bins lie above the floor, or the fitted MSL − F changes by less than 2.5× over the fit
+    range (``dynamic_range``). ``floor_ratio``: MSL at the low end of the fit range over F.
     """
 
     t_w: int
@@ -170,7 +170,8 @@ def default_fit_range(centers, counts, msl=None, floor: float | None = None, res
 
 def fit_msl(centers, msl, fit_range: tuple[float, float], floor: float = 0.0):
     """Line through (ln Δr, ln(MSL − F)) over ``fit_range``: returns (slope 2H, its 95 %
-    regression interval, number of bins, dynamic range max/min of MSL − F over the range)."""
+    regression interval, number of bins, dynamic range: the factor by which the fitted MSL − F
+    changes over the range, (Δr_last/Δr_first)^slope, which bin-to-bin noise cannot inflate)."""
     sel = (centers >= fit_range[0]) & (centers <= fit_range[1]) & (msl - floor > 0)
     if sel.sum() < MIN_FIT_BINS:
         raise ValueError(f"too few distance bins above the noise floor for an MSL fit (need {MIN_FIT_BINS})")
@@ -178,7 +179,8 @@ def fit_msl(centers, msl, fit_range: tuple[float, float], floor: float = 0.0):
     res = stats.linregress(np.log(centers[sel]), np.log(above))
     t = stats.t.ppf(0.975, sel.sum() - 2)
     ci = (float(res.slope - t * res.stderr), float(res.slope + t * res.stderr))
-    return float(res.slope), ci, int(sel.sum()), float(above.max() / above.min())
+    span = float(np.log(centers[sel][-1] / centers[sel][0]))
+    return float(res.slope), ci, int(sel.sum()), float(np.exp(res.slope * span))
 
 
 def msl_from_pairs(
@@ -218,8 +220,8 @@ def msl_from_pairs(
     if reason is None and dyn < MIN_DYNAMIC_RANGE:
         above = "above its noise floor " if floor else ""
         reason = (
-            f"too little dynamic range: MSL {above}changes only ×{dyn:.2g} over the fit range "
-            f"(need ×{MIN_DYNAMIC_RANGE:g})"
+            f"too little dynamic range: the fitted MSL {above}changes only ×{dyn:.2g} over the fit "
+            f"range (need ×{MIN_DYNAMIC_RANGE:g})"
         )
     h = None if reason else slope / 2
     return MSLResult(

@@ -62,7 +62,7 @@ DEFINITIONS = {
     "the smallest distances (null: no plateau, F < noise_floor_upper), the fit of ln(MSL − F) runs "
     "from MSL ≥ 3F to the distance below which a quarter of the pairs lie; dimension_profile = 2 − H; "
     "hurst and dimension_profile are null with the reason in undetermined when H ∉ (0, 1), its "
-    "interval is wider than (0, 1), or MSL − F changes less than 2.5× over the fit range",
+    "interval is wider than (0, 1), or the fitted MSL − F changes less than 2.5× over the fit range",
     "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
     "power-law fit of durations, Welch spectrum slope of L",
     "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
