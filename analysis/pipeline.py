@@ -55,7 +55,8 @@ DEFINITIONS = {
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
     "direction_autocorr": "mean cosine between updates k records apart",
     "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate, per window, of the "
-    "update components w_k(t+1) − w_k(t) (100 random coordinates) and of the loss increments ΔL; "
+    "update components w_k(t+1) − w_k(t) (100 random coordinates, each divided by its median |update| "
+    "before pooling, so that different scales do not mix) and of the loss increments ΔL; "
     "'pooled' values mix windows of different scale (non-stationary) and are for reference only",
     "landscape.hurst": "H from MSL(Δr) = ⟨(L_j − L_i)²⟩ = F + A·Δr^{2H} over pairs of a window "
     "(losses paired with the weights they were computed at): F (noise_floor) is the MSL plateau at "
@@ -390,8 +391,7 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
             wa.step_tail = fit_power_law_tail(lengths)
         except ValueError as exc:
             notes.append(f"window {stats.index}: no step-length tail fit ({exc})")
-    upd = stats.update_samples.ravel()
-    upd = upd[np.isfinite(upd) & (upd != 0)]
+    upd = _standardised_updates(stats.update_samples)
     samples = {"update_components": upd}
     if loss_series is not None:
         ls, lv = loss_series
@@ -403,6 +403,18 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
                 wa.stable[key] = _stable_summary(x)
             except ValueError as exc:
                 notes.append(f"window {stats.index}: no α-stable fit of the {key.replace('_', ' ')} ({exc})")
+
+
+def _standardised_updates(rows: np.ndarray) -> np.ndarray:
+    """The update components of a window's sampled coordinates (K, T−1), each coordinate divided
+    by its median |update|, pooled: coordinates move on scales that differ by orders of
+    magnitude, and pooling them raw would fit the tail of a scale mixture, not of the updates."""
+    rows = np.where(np.isfinite(rows), rows, np.nan)
+    with np.errstate(invalid="ignore"):
+        scale = np.nanmedian(np.abs(np.where(rows != 0, rows, np.nan)), axis=1) if rows.size else np.zeros(0)
+    ok = np.isfinite(scale) & (scale > 0)
+    x = (rows[ok] / scale[ok, None]).ravel()
+    return x[np.isfinite(x) & (x != 0)]
 
 
 def _stable_summary(x: np.ndarray) -> dict:

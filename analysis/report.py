@@ -604,7 +604,8 @@ def write_report(
         stable_rows=[_stable_cells(w) for w in ws if w.get("stable")],
         stable_note="Per window (the scale of the updates changes over training, so pooled fits mix "
         "distributions; summary.json's stable.*.pooled_over_run is labelled as such). Update components: "
-        "w_k(t+1) − w_k(t) of 100 random coordinates; Mohammadi's estimator on the increments in "
+        "w_k(t+1) − w_k(t) of 100 random coordinates, each divided by its median |update|; Mohammadi's "
+        "estimator on the increments in "
         "random order.",
         land_rows=land_rows,
         tensor_tw=[w["t_w"] for w in ws],
