@@ -409,9 +409,13 @@ def _standardised_updates(rows: np.ndarray) -> np.ndarray:
     """The update components of a window's sampled coordinates (K, T−1), each coordinate divided
     by its median |update|, pooled: coordinates move on scales that differ by orders of
     magnitude, and pooling them raw would fit the tail of a scale mixture, not of the updates."""
+    import warnings
+
     rows = np.where(np.isfinite(rows), rows, np.nan)
-    with np.errstate(invalid="ignore"):
-        scale = np.nanmedian(np.abs(np.where(rows != 0, rows, np.nan)), axis=1) if rows.size else np.zeros(0)
+    with warnings.catch_warnings():  # a coordinate that never moved has no scale: dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        nonzero = np.abs(np.where(rows != 0, rows, np.nan))
+        scale = np.nanmedian(nonzero, axis=1) if rows.size else np.zeros(0)
     ok = np.isfinite(scale) & (scale > 0)
     x = (rows[ok] / scale[ok, None]).ravel()
     return x[np.isfinite(x) & (x != 0)]
