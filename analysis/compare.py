@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import os
 import sys
 from pathlib import Path
@@ -22,25 +21,41 @@ from .steps import ccdf
 
 
 def compare_rows(name: str, a: Analysis, phases: dict | None = None) -> list[dict]:
-    """One table row per window: α_short, α_long, τ0, α, tail exponent, H; for a toy run also
-    the walkers' descent and near-minimum exponents (``phases``, from its metadata)."""
+    """One table row per window: the reported exponents (α_short, α_long, τ0 only where two
+    regimes are supported; None otherwise, with the reason in ``undetermined``), α, the pooled
+    step-length tail exponent and its verdict, H (None when undetermined), whether the window lies
+    in the paper's ranges; for a toy run also the walkers' descent and near-minimum exponents
+    (``phases``, from its metadata)."""
+    from .verdicts import tail_verdict
+
     tail = a.tails.get("step_length")
+    tail_v = tail_verdict(tail.to_dict()["tests"]) if tail else None
+    msl_by_tw = {m.t_w: m for m in a.msl}
     rows = []
-    for i, w in enumerate(a.windows):
-        two = w.two_regime
-        msl = a.msl[i] if i < len(a.msl) else None
+    for w in a.windows:
+        e = w.exponents()
+        msl = msl_by_tw.get(w.msd.t_w)
+        und = dict(e["undetermined"])
+        if msl is not None and msl.undetermined:
+            und["hurst"] = msl.undetermined
         rows.append(
             {
                 "run": name,
                 "t_w": w.msd.t_w,
-                "alpha_short": two.alpha_short if two else None,
-                "alpha_long": two.alpha_long if two else None,
-                "tau0": two.tau0 if two else None,
-                "alpha": w.power_law.alpha if w.power_law else None,
+                "regimes": e["regimes"],
+                "alpha_short": e["alpha_short"],
+                "alpha_long": e["alpha_long"],
+                "tau0": e["tau0"],
+                "tau0_steps": e["tau0_steps"],
+                "alpha": e["alpha"],
+                "alpha_ci": e.get("alpha_ci"),
+                "paper": {k: v["inside"] for k, v in e["paper"].items()},
                 "tail_alpha": tail.alpha if tail else None,
+                "tail_verdict": tail_v,
                 "hurst": msl.hurst if msl else None,
                 "descent_alpha": (phases or {}).get("descent", {}).get("alpha"),
                 "near_minimum_alpha": (phases or {}).get("near_minimum", {}).get("alpha"),
+                "undetermined": und,
             }
         )
     return rows
@@ -135,40 +150,80 @@ _CAPTION = (
 )
 
 
-_TOY_FIGURE = (
-    "<figure><img src='toy_phases.png' alt='toy phases'>"
-    f"<figcaption>{TOY_PHASES_CAPTION}</figcaption></figure>"
-)
+_COLUMNS = [
+    ("run", "run", "store"),
+    ("t_w", "window t_w", "optimizer step of the window's first record"),
+    ("regimes", "regimes", "one power law, or two regimes supported against it"),
+    ("alpha", "α (one power law)", "MSD exponent over all usable lags"),
+    ("alpha_short", "α short", "two-regime exponent below τ0 (only where two regimes are supported)"),
+    ("alpha_long", "α long", "two-regime exponent above τ0 (idem)"),
+    ("tau0_steps", "τ0 (steps)", "crossover lag (idem)"),
+    (
+        "paper",
+        "paper ranges",
+        "inside the paper's exponent 1 ∈ [1.01, 1.42], exponent 2 ∈ [0.60, 0.88], τ0 ∈ [45, 400]",
+    ),
+    ("tail_alpha", "step tail α", "power-law exponent of the pooled step-length tail"),
+    ("tail_verdict", "tail verdict", "likelihood-ratio verdict on the step-length tail"),
+    ("hurst", "H", "Hurst exponent of the loss landscape along the path (– : undetermined)"),
+    ("descent_alpha", "toy: descent α", "median over walkers of the descent-phase exponent"),
+    ("near_minimum_alpha", "toy: near-minimum α", "median over walkers of the near-minimum exponent"),
+]
 
 
 def _page(results, table, out: Path, with_toy_figure: bool = False) -> None:
-    cols = ["run", "t_w", "alpha_short", "alpha_long", "tau0", "alpha", "tail_alpha", "hurst"]
-    cols += ["descent_alpha", "near_minimum_alpha"]
+    import jinja2
 
-    def cell(v):
+    def cell(r, key):
+        v = r[key]
+        if key == "paper":
+            vals = [x for x in v.values() if x is not None]
+            return ("all inside" if all(vals) else f"{sum(vals)} of {len(vals)} inside") if vals else "–"
+        if key == "tail_verdict" and v:
+            return v.split(":", 1)[0]
+        if key == "tau0_steps" and v is None and r["tau0"] is not None:
+            v = r["tau0"]
         if v is None:
             return "–"
-        return f"{v:.3g}" if isinstance(v, float) else html.escape(str(v))
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
 
-    rows = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in cols) + "</tr>" for r in table)
-    def part(a: Analysis) -> str:  # a selection (trajstore.selection) says what was analysed
-        note = next((n for n in a.notes if n.startswith("selection: ")), None)
-        return f"; {html.escape(note)}" if note else ""
-
-    runs = "".join(
-        f"<li>{html.escape(lb)}: {html.escape(a.path)} ({a.n_records} records{part(a)})</li>"
-        for lb, a in results
-    )
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    page = "\n".join(
-        [
-            "<!doctype html><html><head><meta charset='utf-8'><title>trajstore comparison</title>",
-            f"<style>{_CSS}</style>",
-            "</head><body><h1>trajstore comparison</h1>",
-            f"<ul>{runs}</ul><table><tr>{head}</tr>{rows}</table>",
-            f"<figure><img src='overlay.png' alt='overlays'><figcaption>{_CAPTION}</figcaption></figure>",
-            _TOY_FIGURE if with_toy_figure else "",
-            "</body></html>",
-        ]
+    rows = [
+        [{"text": cell(r, c[0]), "why": r["undetermined"].get(c[0], "")} for c in _COLUMNS] for r in table
+    ]
+    page = (
+        jinja2.Environment(autoescape=True)
+        .from_string(_PAGE)
+        .render(
+            css=_CSS,
+            runs=[(lb, a.path, a.n_records, _selection_note(a)) for lb, a in results],
+            cols=_COLUMNS,
+            rows=rows,
+            caption=_CAPTION,
+            toy=with_toy_figure,
+            toy_caption=TOY_PHASES_CAPTION,
+        )
     )
     (out / "index.html").write_text(page)
+
+
+def _selection_note(a: Analysis) -> str:
+    """A selection (trajstore.selection) says what part of the run was analysed."""
+    return next((n for n in a.notes if n.startswith("selection: ")), "")
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>trajstore comparison</title>
+<style>{{ css }}</style></head><body><h1>trajstore comparison</h1>
+<ul>{% for lb, path, n, part in runs %}<li>{{ lb }}: {{ path }} ({{ n }} records
+{%- if part %}; {{ part }}{% endif %})</li>
+{% endfor %}</ul>
+<table><tr>{% for c in cols %}<th title="{{ c[2] }}">{{ c[1] }}</th>{% endfor %}</tr>
+{% for r in rows %}<tr>{% for v in r %}<td{% if v.why %} title="{{ v.why }}"{% endif %}>{{ v.text }}</td>
+{% endfor %}</tr>{% endfor %}</table>
+<p style="font-size:11px">{% for c in cols %}<b>{{ c[1] }}</b>: {{ c[2] }}. {% endfor %}
+Hover a "–" for the reason a value is not reported.</p>
+<figure><img src="overlay.png" alt="overlays"><figcaption>{{ caption }}</figcaption></figure>
+{% if toy %}<figure><img src="toy_phases.png" alt="toy phases">
+<figcaption>{{ toy_caption }}</figcaption></figure>{% endif %}
+</body></html>
+"""

@@ -14,12 +14,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy import optimize, stats
+from scipy import stats
 
 from trajstore import spec
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
 
 from .binning import log_binned_mean
+from .verdicts import range_reason
 from .windows import decode_reserve, prefetch, window_bounds
 
 MIN_PAIRS_PER_BIN = 20
@@ -91,75 +92,101 @@ def pair_distances(
     return np.maximum(gram, 0.0, out=gram)
 
 
+PLATEAU_FACTOR = 1.3  # leading distance bins within this factor of the smallest one: the noise plateau
+FLOOR_MARGIN = 3.0  # the fit starts where the MSL is at least this many times the floor
+MIN_DYNAMIC_RANGE = 2.5  # MSL − F must change by at least this factor over the fit range
+MIN_FIT_BINS = 4
+HURST_CI_METHOD = (
+    "regression interval on the binned points; pairs share records, so it is likely too narrow "
+    "(coverage not checked)"
+)
+
+
 @dataclass(frozen=True)
 class MSLResult:
-    """MSL(Δr) of one window and the fit MSL ∝ Δr^{2H} over ``fit_range``.
+    """MSL(Δr) of one window and the fit MSL − F ∝ Δr^{2H} over ``fit_range``.
 
-    ``hurst`` = slope / 2 with its 95 % interval; ``dimension_profile`` = 2 − H (graph of a
-    1-D profile), ``dimension_surface`` = N + 1 − H is not reported (N is huge); ``noise_floor``
-    the fitted constant F of MSL = F + A·Δr^{2H} (minibatch sampling noise adds 2σ² to every
-    ΔL²; noise-free data give F ≈ 0) and ``floor_ratio`` the MSL at the lower end of the fit
-    range over F (≫ 1: the smallest fitted scales are well above the noise).
+    ``noise_floor`` F: the plateau of the MSL at the smallest distances (minibatch sampling
+    noise adds 2σ² to every ΔL², whatever the distance), None when the smallest resolved
+    distances show no plateau (then F < ``noise_floor_upper`` = MSL of the smallest bin and
+    F = 0 is used). ``fit_range``: from the first distance bin where MSL ≥ 3F (the landscape
+    at least twice the noise), to the distance below which a quarter of the pairs lie.
+    ``resolution``: the median single-step distance of the window (smaller distances come from
+    revisits only). ``slope`` = 2H as fitted; ``hurst`` = slope / 2 and
+    ``dimension_profile`` = 2 − H (graph of a 1-D profile), both None with ``undetermined``
+    giving the reason when H is outside (0, 1), its interval is wider than that range, fewer than
+    4 bins lie above the floor, or the fitted MSL − F changes by less than 2.5× over the fit
+    range (``dynamic_range``). ``floor_ratio``: MSL at the low end of the fit range over F.
     """
 
     t_w: int
     centers: np.ndarray
     msl: np.ndarray
     counts: np.ndarray
-    slope: float
-    slope_ci: tuple[float, float]
-    hurst: float
-    hurst_ci: tuple[float, float]
-    dimension_profile: float
-    fit_range: tuple[float, float]
-    noise_floor: float
-    floor_ratio: float
+    slope: float | None
+    slope_ci: tuple[float, float] | None
+    hurst: float | None
+    hurst_ci: tuple[float, float] | None
+    dimension_profile: float | None
+    fit_range: tuple[float, float] | None
+    noise_floor: float | None
+    noise_floor_upper: float
+    floor_ratio: float | None
+    dynamic_range: float | None
+    resolution: float
+    undetermined: str | None
     contour_centers: np.ndarray
     msl_contour: np.ndarray
+    hurst_ci_method: str = HURST_CI_METHOD
 
     def to_dict(self) -> dict:
         d = asdict(self)
         for k in ("centers", "msl", "counts", "contour_centers", "msl_contour"):
             d[k] = np.asarray(d[k]).tolist()
+        for k in ("slope_ci", "hurst_ci", "fit_range"):
+            d[k] = list(d[k]) if d[k] is not None else None
         return d
 
 
-def default_fit_range(centers, counts) -> tuple[float, float]:
-    """The scaling range: from the smallest populated distance bin to the distance below which a
+def noise_floor(centers: np.ndarray, msl: np.ndarray) -> float | None:
+    """The MSL plateau at the smallest distances: the mean of the leading bins (at least 2) that
+    stay within ``PLATEAU_FACTOR`` of the smallest-distance bin; None without such a plateau
+    (the MSL already rises between the first two bins: the floor is below the resolved scales)."""
+    ref = msl[0]
+    run = 0
+    while run < len(msl) and ref / PLATEAU_FACTOR <= msl[run] <= ref * PLATEAU_FACTOR:
+        run += 1
+    return float(np.mean(msl[:run])) if run >= 2 else None
+
+
+def default_fit_range(centers, counts, msl=None, floor: float | None = None, resolution: float = 0.0):
+    """The scaling range: from the first distance bin at or above ``resolution`` whose MSL is at
+    least ``FLOOR_MARGIN`` × ``floor`` (when there is a floor), to the distance below which a
     quarter of the pairs lie (the best-sampled scales, short of the saturation at the largest
-    distances of a window); at least 4 bins."""
-    cum = np.cumsum(counts) / counts.sum()
-    hi = max(int(np.searchsorted(cum, UPPER_PAIR_QUANTILE)), 3)
-    return float(centers[0]), float(centers[min(hi, len(centers) - 1)])
+    distances of a window); at least 4 bins when the data allow."""
+    centers = np.asarray(centers, dtype=float)
+    ok = centers >= resolution
+    if msl is not None and floor is not None:
+        ok &= np.asarray(msl) >= FLOOR_MARGIN * floor
+    first = int(np.argmax(ok)) if ok.any() else len(centers) - 1
+    cum = np.cumsum(counts) / np.sum(counts)
+    hi = max(int(np.searchsorted(cum, UPPER_PAIR_QUANTILE)), first + MIN_FIT_BINS - 1)
+    return float(centers[first]), float(centers[min(hi, len(centers) - 1)])
 
 
-def fit_msl(centers, msl, fit_range: tuple[float, float]):
-    """Fit MSL(Δr) = F + A·Δr^s (F ≥ 0 the noise floor) over ``fit_range`` in log space.
-
-    Returns (s, 95 % interval of s, F). Minibatch losses carry sampling noise that adds a
-    constant 2σ² to every ΔL²; fitting it, rather than cutting the small distances, keeps the
-    best-sampled scales in the fit. Noise-free data give F ≈ 0 and a plain power law.
-    """
-    sel = (centers >= fit_range[0]) & (centers <= fit_range[1]) & (msl > 0)
-    if sel.sum() < 4:
-        raise ValueError("too few distance bins in the fit range for an MSL fit (need 4)")
-    lx, ly = np.log(centers[sel]), np.log(msl[sel])
-    plain = stats.linregress(lx, ly)
-
-    def model(x, log_f, log_a, s):
-        return np.logaddexp(log_f, log_a + s * x)
-
-    p0 = (float(ly.min() - 3), float(plain.intercept), float(np.clip(plain.slope, 0.05, 2.5)))
-    try:
-        popt, pcov = optimize.curve_fit(
-            model, lx, ly, p0=p0, bounds=([-np.inf, -np.inf, 0.0], [np.inf, np.inf, 3.0]), maxfev=20000
-        )
-        s_hat, se = float(popt[2]), float(np.sqrt(max(pcov[2, 2], 0.0)))
-        floor = float(np.exp(popt[0]))
-    except (RuntimeError, ValueError):
-        s_hat, se, floor = float(plain.slope), float(plain.stderr), 0.0
-    t = stats.t.ppf(0.975, max(sel.sum() - 3, 1))
-    return s_hat, (s_hat - t * se, s_hat + t * se), floor
+def fit_msl(centers, msl, fit_range: tuple[float, float], floor: float = 0.0):
+    """Line through (ln Δr, ln(MSL − F)) over ``fit_range``: returns (slope 2H, its 95 %
+    regression interval, number of bins, dynamic range: the factor by which the fitted MSL − F
+    changes over the range, (Δr_last/Δr_first)^slope, which bin-to-bin noise cannot inflate)."""
+    sel = (centers >= fit_range[0]) & (centers <= fit_range[1]) & (msl - floor > 0)
+    if sel.sum() < MIN_FIT_BINS:
+        raise ValueError(f"too few distance bins above the noise floor for an MSL fit (need {MIN_FIT_BINS})")
+    above = msl[sel] - floor
+    res = stats.linregress(np.log(centers[sel]), np.log(above))
+    t = stats.t.ppf(0.975, sel.sum() - 2)
+    ci = (float(res.slope - t * res.stderr), float(res.slope + t * res.stderr))
+    span = float(np.log(centers[sel][-1] / centers[sel][0]))
+    return float(res.slope), ci, int(sel.sum()), float(np.exp(res.slope * span))
 
 
 def msl_from_pairs(
@@ -179,14 +206,30 @@ def msl_from_pairs(
     centers, msl, counts = log_binned_mean(dist, dl2, min_count=MIN_PAIRS_PER_BIN)
     if len(centers) < 4:
         raise ValueError("too few populated distance bins for an MSL fit")
-    rng = fit_range or default_fit_range(centers, counts)
-    slope, ci, floor = fit_msl(centers, msl, rng)
+    step = np.sqrt(np.maximum(np.diag(d2, 1), 0))
+    resolution = float(np.median(step[step > 0])) if np.any(step > 0) else 0.0
+    floor = noise_floor(centers, msl)
+    rng = fit_range or default_fit_range(centers, counts, msl, floor)
+    slope = ci = dyn = None
+    reason = None
+    try:
+        slope, ci, _, dyn = fit_msl(centers, msl, rng, floor or 0.0)
+    except ValueError as exc:
+        reason = str(exc)
     lower = msl[centers >= rng[0]][0] if (centers >= rng[0]).any() else np.nan
     cc, mc = (np.zeros(0), np.zeros(0))
     if contour is not None:
         s = contour[ju] - contour[iu]
         cc, mc, _ = log_binned_mean(s, dl2, min_count=MIN_PAIRS_PER_BIN)
-    h = slope / 2
+    if reason is None:
+        reason = range_reason("H", slope / 2, (ci[0] / 2, ci[1] / 2), 0.0, 1.0)
+    if reason is None and dyn < MIN_DYNAMIC_RANGE:
+        above = "above its noise floor " if floor else ""
+        reason = (
+            f"too little dynamic range: the fitted MSL {above}changes only ×{dyn:.2g} over the fit "
+            f"range (need ×{MIN_DYNAMIC_RANGE:g})"
+        )
+    h = None if reason else slope / 2
     return MSLResult(
         t_w=int(steps[0]),
         centers=centers,
@@ -195,11 +238,15 @@ def msl_from_pairs(
         slope=slope,
         slope_ci=ci,
         hurst=h,
-        hurst_ci=(ci[0] / 2, ci[1] / 2),
-        dimension_profile=2 - h,
+        hurst_ci=None if reason else (ci[0] / 2, ci[1] / 2),
+        dimension_profile=None if reason else 2 - h,
         fit_range=rng,
         noise_floor=floor,
-        floor_ratio=float(lower / floor) if floor > 0 else float("inf"),
+        noise_floor_upper=float(msl[0]),
+        floor_ratio=float(lower / floor) if floor else None,
+        dynamic_range=dyn,
+        resolution=resolution,
+        undetermined=reason,
         contour_centers=cc,
         msl_contour=mc,
     )

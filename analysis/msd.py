@@ -17,7 +17,9 @@ class WindowMSD:
 
     ``msd[τ]`` = 1/(T−τ) Σ_i ‖w(i+τ) − w(i)‖² for record lags τ = 0 … T−1 (squared weight units,
     summed over all parameters); ``origins[τ]`` = T − τ; ``lag_steps[τ]`` the lag in optimizer
-    steps; ``msd_tensor[name]`` the same sum restricted to one tensor.
+    steps; ``msd_tensor[name]`` the same sum restricted to one tensor; ``msd_groups`` (G, T) the
+    same sum restricted to each of G contiguous parameter blocks (``windows.group_offsets``), the
+    units of the bootstrap over parameter blocks.
     """
 
     index: int
@@ -27,6 +29,7 @@ class WindowMSD:
     lag_steps: np.ndarray
     msd_tensor: dict[str, np.ndarray]
     finite: bool
+    msd_groups: np.ndarray | None = None
 
     @property
     def lags(self) -> np.ndarray:
@@ -53,6 +56,7 @@ def window_msd(stats: WindowStats, names: list[str]) -> WindowMSD:
         lag_steps=stats.lag_steps,
         msd_tensor=dict(zip(names, stats.msd_tensor, strict=True)),
         finite=stats.finite,
+        msd_groups=stats.msd_groups,
     )
 
 
@@ -122,9 +126,16 @@ def two_time_displacement(
 def tamsd(x: np.ndarray) -> np.ndarray:
     """Time-averaged MSD of an in-memory path ``x`` (T, d): Δr²(τ) for τ = 0 … T−1, summed over
     the d coordinates, by the same FFT sums as the out-of-core window pass (float64, centred)."""
+    return tamsd_groups(x, n_groups=1)[0]
+
+
+def tamsd_groups(x: np.ndarray, n_groups: int | None = None) -> np.ndarray:
+    """Partial TAMSDs of an in-memory path ``x`` (T, d) over the contiguous coordinate blocks of
+    ``windows.group_offsets(d, n_groups)`` (default: the window pass's blocks): (G, T), the same
+    numbers the out-of-core pass keeps in ``msd_groups``; their sum over G is ``tamsd(x)``."""
     import scipy.fft
 
-    from .windows import _msd_from_sums
+    from .windows import BOOTSTRAP_GROUPS, _msd_from_sums, group_offsets
 
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or len(x) < 2:
@@ -133,6 +144,7 @@ def tamsd(x: np.ndarray) -> np.ndarray:
     xc = (x - x.mean(axis=0)).T  # (d, T): centred per coordinate, one FFT per row
     nfft = scipy.fft.next_fast_len(2 * n, real=True)
     spec = scipy.fft.rfft(xc, n=nfft, axis=1)
-    power = (spec.real**2 + spec.imag**2).sum(axis=0, keepdims=True)
-    sq_rows = np.einsum("ij,ij->j", xc, xc)[None]
-    return _msd_from_sums(power, sq_rows, n, nfft)[0]
+    bounds = group_offsets(x.shape[1], n_groups or BOOTSTRAP_GROUPS)
+    power = np.add.reduceat(spec.real**2 + spec.imag**2, bounds[:-1], axis=0)
+    sq_rows = np.add.reduceat(xc * xc, bounds[:-1], axis=0)
+    return _msd_from_sums(power, sq_rows, n, nfft)

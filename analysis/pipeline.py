@@ -13,7 +13,16 @@ from trajstore.progress import Progress
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
 from trajstore.selection import SelectedTrajectory
 
-from .exponents import fit_power_law, fit_two_regime, local_slope, smoothed_local_slope, usable_lags
+from . import verdicts
+from .exponents import (
+    PowerLawFit,
+    TwoRegimeFit,
+    fit_exponents,
+    fit_power_law,
+    local_slope,
+    smoothed_local_slope,
+    usable_lags,
+)
 from .geometry import Geometry, geometry
 from .msd import WindowMSD, window_msd
 from .steps import Displacements, displacements
@@ -25,17 +34,38 @@ WHOLE_RUN_MAX_RECORDS = 50_000
 DEFINITIONS = {
     "t_w": "optimizer step of the first record of the window",
     "msd": "Δr²(τ) = 1/(T−τ) Σ_i ‖w(i+τ) − w(i)‖², summed over all parameters, record lag τ",
-    "alpha_short": "exponent of Δr² ∝ τ^α below the crossover τ0 (two-regime fit on log-binned lags)",
-    "alpha_long": "exponent of Δr² ∝ τ^α above the crossover τ0",
-    "tau0": "crossover lag of the two-regime fit, in records (× stride = optimizer steps)",
-    "*_ci": "95 % interval: regression interval for exponents, RSS-profile (F-test) interval for tau0",
-    "alpha": "single power-law exponent over all usable lags (T − τ ≥ T/4)",
-    "step_length": "‖w(t+1) − w(t)‖ over the run; tail fit by Clauset–Shalizi–Newman",
+    "alpha_short": "exponent of Δr² ∝ τ^α below the crossover τ0 (two-regime fit on log-binned lags); "
+    "null unless two regimes are supported against one power law (see regimes)",
+    "alpha_long": "exponent of Δr² ∝ τ^α above the crossover τ0 (null unless two regimes are supported)",
+    "tau0": "crossover lag of the two-regime fit, in records; tau0_steps the same in optimizer steps",
+    "*_ci": "95 % interval from a bootstrap over 64 blocks of parameters (each resample refits the "
+    "curve; coverage checked on exact fBm and a synthetic crossover, docs/analysis.md)",
+    "alpha": "single power-law exponent over all usable lags (T − τ ≥ T/4); alpha_lag_range the fitted lags",
+    "regimes": "'one' or 'two': whether a change of slope is supported (its 95 % interval excludes 0 "
+    "and it is at least 0.1); 'untested' without a bootstrap",
+    "verdict": "the diffusion regime of the window in words",
+    "residual_rms": "root-mean-square residual of ln Δr² about the fitted line(s) (log-binned points)",
+    "noise_ratio": "residuals in units of the bootstrap standard deviation of each binned point "
+    "(≫ 1: the curve is not one power law)",
+    "two_regime_fit": "the two-regime fit as fitted, also when it is not supported (for reference)",
+    "tensor_alpha": "single power-law exponent of each tensor's own MSD (no interval)",
+    "undetermined": "quantities reported as null, each with the reason it cannot be measured",
+    "paper": "the paper's range (Chen, Qu & Gong 2022, ResNets on CIFAR-10) and whether this run is inside",
+    "step_length": "‖w(t+1) − w(t)‖ of every window (the trailing partial window included; the one step "
+    "between consecutive windows is not); tail fit by Clauset–Shalizi–Newman with a verdict "
+    "from the likelihood-ratio tests, per window and pooled",
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
     "direction_autocorr": "mean cosine between updates k records apart",
-    "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate of increments",
+    "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate, per window, of the "
+    "update components w_k(t+1) − w_k(t) (100 random coordinates, each divided by its median |update| "
+    "before pooling, so that different scales do not mix) and of the loss increments ΔL; "
+    "'pooled' values mix windows of different scale (non-stationary) and are for reference only",
     "landscape.hurst": "H from MSL(Δr) = ⟨(L_j − L_i)²⟩ = F + A·Δr^{2H} over pairs of a window "
-    "(losses paired with the weights they were computed at); dimension_profile = 2 − H; noise_floor = F",
+    "(losses paired with the weights they were computed at): F (noise_floor) is the MSL plateau at "
+    "the smallest distances (null: no plateau, F < noise_floor_upper), the fit of ln(MSL − F) runs "
+    "from MSL ≥ 3F to the distance below which a quarter of the pairs lie; dimension_profile = 2 − H; "
+    "hurst and dimension_profile are null with the reason in undetermined when H ∉ (0, 1), its "
+    "interval is wider than (0, 1), or the fitted MSL − F changes less than 2.5× over the fit range",
     "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
     "power-law fit of durations, Welch spectrum slope of L",
     "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
@@ -47,13 +77,24 @@ DEFINITIONS = {
 @dataclass
 class WindowAnalysis:
     msd: WindowMSD
-    two_regime: Any  # TwoRegimeFit | None
-    power_law: Any  # PowerLawFit | None
+    two_regime: TwoRegimeFit | None
+    power_law: PowerLawFit | None
     slope: tuple[np.ndarray, np.ndarray]
     smooth_slope: tuple[np.ndarray, np.ndarray]
     displacements: Displacements
     geometry: Geometry
     stride: int | None
+    partial: bool = False
+    tensor_alpha: dict[str, float | None] = field(default_factory=dict)
+    step_tail: Any = None  # TailFit | None of this window's step lengths
+    stable: dict[str, Any] = field(default_factory=dict)
+
+    def exponents(self) -> dict:
+        """The MSD fits as reported (``verdicts.exponent_summary``)."""
+        lags = self.msd.lags
+        return verdicts.exponent_summary(
+            self.power_law, self.two_regime, (lags, np.nan_to_num(self.msd.lag_steps, nan=0.0))
+        )
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {
@@ -62,20 +103,27 @@ class WindowAnalysis:
             "n_records": len(self.msd.msd),
             "stride": self.stride,
             "finite": self.msd.finite,
+            "partial": self.partial,
         }
-        if self.two_regime is not None:
-            d.update(self.two_regime.to_dict())
-        if self.power_law is not None:
-            d["alpha"] = self.power_law.alpha
-            d["alpha_ci"] = list(self.power_law.alpha_ci)
+        d.update(self.exponents())
         d["msd_1"] = float(self.msd.msd[1]) if len(self.msd.msd) > 1 else None
         d["msd_last_usable"] = (
             float(self.msd.msd[usable_lags(len(self.msd.msd))[-1]]) if len(self.msd.msd) > 1 else None
         )
+        d["tensor_alpha"] = self.tensor_alpha
         d["contour_exponent"] = self.geometry.contour_exponent
         d["direction_autocorr"] = {str(k): v for k, v in self.geometry.direction_autocorr.items()}
         d["step_autocorr"] = {str(k): v for k, v in self.geometry.step_autocorr.items()}
+        d["step_length_tail"] = tail_summary(self.step_tail) if self.step_tail is not None else None
+        d["stable"] = self.stable
         return d
+
+
+def tail_summary(fit) -> dict:
+    """A tail fit as reported: its numbers and the verdict of its likelihood-ratio tests."""
+    d = fit.to_dict()
+    d["verdict"] = verdicts.tail_verdict(d["tests"])
+    return d
 
 
 @dataclass
@@ -87,7 +135,7 @@ class Analysis:
     n_params: int
     window: int
     windows: list[WindowAnalysis] = field(default_factory=list)
-    whole_run: Any = None
+    whole_run: Any = None  # WindowAnalysis-like exponents of the whole run (dict) or None
     whole_run_msd: WindowMSD | None = None
     step_lengths: np.ndarray | None = None
     tails: dict[str, Any] = field(default_factory=dict)
@@ -97,6 +145,9 @@ class Analysis:
     fluct: Any = None
     notes: list[str] = field(default_factory=list)
     toy_curves: dict | None = None  # toy stores: phase -> (lags, Δr²), for the figure
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )  # loss, lr: (steps, values)
 
     def summary(self) -> dict:
         return {
@@ -106,8 +157,8 @@ class Analysis:
             "n_params": self.n_params,
             "window": self.window,
             "windows": [w.to_dict() for w in self.windows],
-            "whole_run": self.whole_run.to_dict() if self.whole_run is not None else None,
-            "tails": {k: v.to_dict() for k, v in self.tails.items()},
+            "whole_run": self.whole_run,
+            "tails": {k: tail_summary(v) for k, v in self.tails.items()},
             "stable": {k: v for k, v in self.stable.items()},
             **{k: v for k, v in self.extra.items()},
             "notes": self.notes,
@@ -118,8 +169,9 @@ class Analysis:
 def analysis_passes(n_records: int, window: int) -> int:
     """Passes over the data :func:`analyze` makes, for its progress bar: one per window, one for
     the whole run (with more than one window), one for the landscape and fluctuations."""
-    n_windows = len(window_bounds(n_records, window))
-    return n_windows + (1 if n_windows > 1 and n_records <= WHOLE_RUN_MAX_RECORDS else 0) + 1
+    bounds = window_bounds(n_records, window, partial=True)
+    n_full = sum(1 for r0, r1 in bounds if r1 - r0 >= min(window, n_records))
+    return len(bounds) + (1 if n_full > 1 and n_records <= WHOLE_RUN_MAX_RECORDS else 0) + 1
 
 
 def analyze(
@@ -163,15 +215,27 @@ def analyze(
             f"the run has {traj.n_records} records, fewer than the window of {window}: "
             "the whole run is analysed as one window"
         )
-    bounds = window_bounds(traj.n_records, window)
+    bounds = window_bounds(traj.n_records, window, partial=True)
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < window:
+        r0, r1 = bounds[-1]
+        out.notes.append(
+            f"the trailing {r1 - r0} records (records {r0}–{r1 - 1}) do not fill a window: they are "
+            "analysed as a last, shorter window (marked partial) and included in every pooled result"
+        )
     names = traj.layout.names
     bar = progress if isinstance(progress, Progress) else None
     if bar is None:
         enabled = sys.stderr.isatty() if progress is None else bool(progress)
         total = analysis_passes(traj.n_records, window)
         bar = Progress("trajstore analyze", total=total, unit=" passes", enabled=enabled)
+    out.curves = {
+        n: traj.observable(n)
+        for n in traj.observables
+        if n in ("loss", "lr") or n.startswith(("lr_group", "lr.", "loss."))
+    }
     step_lengths = []
-    for stats in iter_windows(traj, window, memory_limit=memory_limit):
+    loss_series = traj.observable("loss") if "loss" in traj.observables else None
+    for stats in iter_windows(traj, window, memory_limit=memory_limit, partial=True):
         wm = window_msd(stats, names)
         if not stats.finite:
             out.notes.append(
@@ -180,32 +244,40 @@ def analyze(
                 "its MSD and fits are skipped"
             )
         two, single = _fits(wm, out.notes)
-        step_lengths.append(np.sqrt(np.maximum(stats.step_sq, 0)))
-        out.windows.append(
-            WindowAnalysis(
-                msd=wm,
-                two_regime=two,
-                power_law=single,
-                slope=local_slope(wm.lags, wm.msd) if len(wm.msd) > 21 else (np.zeros(0), np.zeros(0)),
-                smooth_slope=smoothed_local_slope(wm.lags[1:], wm.msd[1:]),
-                displacements=displacements(stats),
-                geometry=geometry(stats),
-                stride=stats.uniform_stride,
-            )
+        lengths = np.sqrt(np.maximum(stats.step_sq, 0))
+        lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
+        step_lengths.append(lengths)
+        wa = WindowAnalysis(
+            msd=wm,
+            two_regime=two,
+            power_law=single,
+            slope=local_slope(wm.lags, wm.msd) if len(wm.msd) > 21 else (np.zeros(0), np.zeros(0)),
+            smooth_slope=smoothed_local_slope(wm.lags[1:], wm.msd[1:]),
+            displacements=displacements(stats),
+            geometry=geometry(stats),
+            stride=stats.uniform_stride,
+            partial=stats.index > 0 and stats.n < window,
+            tensor_alpha=_tensor_alphas(wm),
         )
+        _window_tails(wa, stats, lengths, loss_series, out.notes)
+        out.windows.append(wa)
         bar.update(postfix=f"window {stats.index + 1}/{len(bounds)}")
-    if len(bounds) > 1 and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
-        whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit))
+    full = [w for w in out.windows if not w.partial]
+    if len(full) > 1 and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
+        whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit, extras=False))
         bar.update(postfix="whole run")
         out.whole_run_msd = window_msd(whole, names)
-        out.whole_run, _ = _fits(out.whole_run_msd, out.notes)
-    elif len(bounds) > 1:
+        two, single = _fits(out.whole_run_msd, out.notes)
+        lags = out.whole_run_msd.lags
+        out.whole_run = verdicts.exponent_summary(
+            single, two, (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0))
+        )
+    elif len(full) > 1:
         out.notes.append(f"whole-run fit skipped: {traj.n_records} records exceed {WHOLE_RUN_MAX_RECORDS}")
     else:
-        out.whole_run = out.windows[0].two_regime
+        out.whole_run = out.windows[0].exponents()
         out.whole_run_msd = out.windows[0].msd
     lengths = np.concatenate(step_lengths)
-    lengths = lengths[np.isfinite(lengths) & (lengths > 0)]
     out.step_lengths = lengths
     _tails(out, lengths, traj)
     _landscape(out, traj, window, memory_limit)
@@ -261,11 +333,24 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
                     traj, window, loss=loss_name, memory_limit=memory_limit, params=params, notes=out.notes
                 )
                 out.extra["landscape"] = [_msl_summary(m) for m in out.msl]
-                hs = ", ".join(f"{m.hurst:.2f} [{m.hurst_ci[0]:.2f}, {m.hurst_ci[1]:.2f}]" for m in out.msl)
-                floors = ", ".join(f"{m.noise_floor:.2g}" for m in out.msl)
+                hs = "; ".join(
+                    f"t_w = {m.t_w}: "
+                    + (
+                        f"H = {m.hurst:.2f} [{m.hurst_ci[0]:.2f}, {m.hurst_ci[1]:.2f}]"
+                        if m.hurst is not None
+                        else f"H undetermined ({m.undetermined})"
+                    )
+                    for m in out.msl
+                )
+                floors = ", ".join(
+                    f"{m.noise_floor:.2g}"
+                    if m.noise_floor is not None
+                    else f"< {m.noise_floor_upper:.2g} (no plateau)"
+                    for m in out.msl
+                )
                 out.notes.append(
-                    f"landscape: Hurst exponent H per window (95 % interval) {hs}; "
-                    f"minibatch noise floor F per window (loss²) {floors}"
+                    f"landscape: {hs}. Minibatch noise floor F per window (loss²): {floors}. "
+                    "H intervals are regression intervals (not coverage-checked)"
                 )
             except ValueError as exc:
                 out.notes.append(f"landscape analysis skipped: {exc}")
@@ -282,51 +367,125 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
 
 
 def _msl_summary(m) -> dict:
-    return {
-        "t_w": m.t_w,
-        "hurst": m.hurst,
-        "hurst_ci": list(m.hurst_ci),
-        "two_h": m.slope,
-        "dimension_profile": m.dimension_profile,
-        "fit_range": list(m.fit_range),
-        "noise_floor": m.noise_floor,
-        "floor_ratio": m.floor_ratio,
+    d = {
+        k: v
+        for k, v in m.to_dict().items()
+        if k not in ("centers", "msl", "counts", "contour_centers", "msl_contour")
     }
+    d["two_h"] = d.pop("slope")
+    d["two_h_ci"] = d.pop("slope_ci")
+    d["undetermined"] = (
+        {"hurst": m.undetermined, "dimension_profile": m.undetermined} if m.undetermined else {}
+    )
+    return d
 
 
 def _fits(wm: WindowMSD, notes: list[str]):
+    """Single and two-regime fits of one window's MSD, with bootstrap intervals over its
+    parameter blocks."""
     if not wm.finite:
         return None, None
     lags = usable_lags(len(wm.msd))
+    groups = wm.msd_groups[:, lags] if wm.msd_groups is not None else None
     try:
-        single = fit_power_law(lags, wm.msd[lags])
+        single, two = fit_exponents(lags, wm.msd[lags], msd_groups=groups, seed=wm.index)
     except ValueError as exc:
         notes.append(f"window {wm.index}: no power-law fit ({exc})")
         return None, None
-    try:
-        two = fit_two_regime(lags, wm.msd[lags])
-    except ValueError as exc:
-        notes.append(f"window {wm.index}: no two-regime fit ({exc})")
-        two = None
+    if two is None:
+        notes.append(f"window {wm.index}: no two-regime fit (too few log-binned lags)")
     return two, single
 
 
+def _tensor_alphas(wm: WindowMSD) -> dict[str, float | None]:
+    """Single power-law exponent of each tensor's own MSD over the usable lags (None: the
+    tensor did not move, or too few lags)."""
+    if not wm.finite:
+        return {}
+    lags = usable_lags(len(wm.msd))
+    out: dict[str, float | None] = {}
+    for name, m in wm.msd_tensor.items():
+        try:
+            out[name] = fit_power_law(lags, m[lags]).alpha if np.all(m[lags] > 0) else None
+        except ValueError:
+            out[name] = None
+    return out
+
+
+MIN_TAIL_SAMPLES = 50
+
+
+def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, notes: list[str]) -> None:
+    """Per window: the step-length tail fit, and α-stable fits (McCulloch) with the Mohammadi
+    estimate of the update components w_k(t+1) − w_k(t) and of the loss increments ΔL."""
+    if len(lengths) >= MIN_TAIL_SAMPLES and np.ptp(lengths) > 0:
+        try:
+            wa.step_tail = fit_power_law_tail(lengths)
+        except ValueError as exc:
+            notes.append(f"window {stats.index}: no step-length tail fit ({exc})")
+    upd = _standardised_updates(stats.update_samples)
+    samples = {"update_components": upd}
+    if loss_series is not None:
+        ls, lv = loss_series
+        sel = (ls >= stats.steps[0]) & (ls <= stats.steps[-1]) & np.isfinite(lv)
+        samples["loss_increments"] = np.diff(lv[sel])
+    for key, x in samples.items():
+        if len(x) >= MIN_TAIL_SAMPLES and np.ptp(x) > 0:
+            try:
+                wa.stable[key] = _stable_summary(x)
+            except ValueError as exc:
+                notes.append(f"window {stats.index}: no α-stable fit of the {key.replace('_', ' ')} ({exc})")
+
+
+def _standardised_updates(rows: np.ndarray) -> np.ndarray:
+    """The update components of a window's sampled coordinates (K, T−1), each coordinate divided
+    by its median |update|, pooled: coordinates move on scales that differ by orders of
+    magnitude, and pooling them raw would fit the tail of a scale mixture, not of the updates."""
+    import warnings
+
+    rows = np.where(np.isfinite(rows), rows, np.nan)
+    with warnings.catch_warnings():  # a coordinate that never moved has no scale: dropped below
+        warnings.simplefilter("ignore", RuntimeWarning)
+        nonzero = np.abs(np.where(rows != 0, rows, np.nan))
+        scale = np.nanmedian(nonzero, axis=1) if rows.size else np.zeros(0)
+    ok = np.isfinite(scale) & (scale > 0)
+    x = (rows[ok] / scale[ok, None]).ravel()
+    return x[np.isfinite(x) & (x != 0)]
+
+
+def _stable_summary(x: np.ndarray) -> dict:
+    return {**fit_stable(x).to_dict(), "mohammadi_alpha": mohammadi_alpha(x)}
+
+
 def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
+    """Pooled over the run (every window, the trailing partial one included): the step-length
+    tail fit, and α-stable fits labelled as pooled (the scale changes over training)."""
     if len(lengths) >= 10:
         out.tails["step_length"] = fit_power_law_tail(lengths)
     else:
         out.notes.append("too few finite step lengths for a tail fit")
-    incr = np.diff(lengths)
-    if len(incr) >= 50 and np.ptp(incr) > 0:
-        st = fit_stable(incr)
-        out.stable["step_length_increments"] = {**st.to_dict(), "mohammadi_alpha": mohammadi_alpha(incr)}
+    pooled: dict[str, Any] = {}
+    for key in ("update_components", "loss_increments"):
+        alphas = [w.stable[key]["alpha"] for w in out.windows if key in w.stable]
+        if alphas:
+            pooled[key] = {
+                "per_window_alpha_median": float(np.median(alphas)),
+                "per_window_alpha_range": [float(min(alphas)), float(max(alphas))],
+                "n_windows": len(alphas),
+            }
     if "loss" in traj.observables:
         _, loss = traj.observable("loss")
         dl = np.diff(loss[np.isfinite(loss)])
-        if len(dl) >= 50 and np.ptp(dl) > 0:
-            st = fit_stable(dl)
-            out.stable["loss_increments"] = {**st.to_dict(), "mohammadi_alpha": mohammadi_alpha(dl)}
+        if len(dl) >= MIN_TAIL_SAMPLES and np.ptp(dl) > 0:
+            try:
+                pooled.setdefault("loss_increments", {})["pooled_over_run"] = {
+                    **_stable_summary(dl),
+                    "label": "pooled over the whole run: non-stationary, for reference only",
+                }
+            except ValueError as exc:
+                out.notes.append(f"pooled α-stable fit of the loss increments skipped ({exc})")
         else:
             out.notes.append("the loss is constant or too short: loss-increment fits skipped")
     else:
         out.notes.append("the store has no 'loss' observable: loss analyses skipped")
+    out.stable = pooled

@@ -27,9 +27,10 @@ def _plt():
 
 
 def save(fig, path: str | os.PathLike) -> None:
-    """Lay out, write (PNG, 120 dpi) and close a figure."""
+    """Lay out, write (PNG, 120 dpi, and the same figure as SVG beside it) and close a figure."""
     fig.tight_layout()
     fig.savefig(path, dpi=120)
+    fig.savefig(Path(path).with_suffix(".svg"))
     _plt().close(fig)
 
 
@@ -39,18 +40,37 @@ def _colors(n: int):
 
 
 def fig_msd(a: Analysis, path: Path) -> None:
+    """MSD per window with its reported fit: the two-regime fit (solid, τ0 marked) where two
+    regimes are supported, else the single power law (dashed), over the fitted lags."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = plt.subplots(figsize=(6.5, 4.8))
     cols = _colors(len(a.windows))
     for w, c in zip(a.windows, cols, strict=True):
         m = w.msd
         if not m.finite:
             continue
         lags = m.lags[1:]
-        ax.loglog(lags, m.msd[1:], color=c, lw=1, label=f"t_w = {m.t_w}")
+        ax.loglog(lags, m.msd[1:], color=c, lw=1, alpha=0.8, label=f"t_w = {m.t_w}")
+        two, single = w.two_regime, w.power_law
+        if two is not None and two.supported:
+            lo, hi = two.lag_range
+            xs = np.geomspace(lo, hi, 60)
+            at0 = np.interp(np.log(two.tau0), np.log(lags), np.log(m.msd[1:]))
+            ys = np.exp(
+                at0 + np.where(xs < two.tau0, two.alpha_short, two.alpha_long) * np.log(xs / two.tau0)
+            )
+            ax.loglog(xs, ys, color=c, lw=2.2, alpha=0.6)
+            ax.axvline(two.tau0, color=c, lw=0.8, ls=":")
+            ax.plot([two.tau0], [np.exp(at0)], "o", color=c, ms=5)
+        elif single is not None:
+            lo, hi = single.lag_range
+            xs = np.geomspace(lo, hi, 30)
+            ax.loglog(xs, single.prefactor * xs**single.alpha, "--", color=c, lw=1.6, alpha=0.7)
     ax.set_xlabel("lag τ (records)")
     ax.set_ylabel("Δr²(τ)")
-    ax.set_title("Windowed time-averaged MSD")
+    ax.set_title(
+        "Windowed time-averaged MSD; reported fits (solid: two regimes, τ0 dotted; dashed: one)", fontsize=8
+    )
     if len(a.windows) <= 12:
         ax.legend(fontsize=7, loc="upper left")
     inset = ax.inset_axes([0.62, 0.1, 0.35, 0.35])
@@ -66,36 +86,72 @@ def fig_msd(a: Analysis, path: Path) -> None:
 
 
 def fig_alpha(a: Analysis, path: Path) -> None:
+    """Exponents against t_w as reported: α_short/α_long only where two regimes are supported,
+    the single-fit α elsewhere; the paper's ranges shaded."""
+    from .verdicts import PAPER
+
     plt = _plt()
-    rows = [w for w in a.windows if w.two_regime is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
-    if rows:
-        t = np.array([w.msd.t_w for w in rows])
-        for key, label, color in (("alpha_short", "α short", "C0"), ("alpha_long", "α long", "C3")):
-            v = np.array([getattr(w.two_regime, key) for w in rows])
-            ci = np.array([getattr(w.two_regime, key + "_ci") for w in rows])
-            axes[0].errorbar(
-                t, v, yerr=[v - ci[:, 0], ci[:, 1] - v], fmt="o-", color=color, label=label, ms=3
-            )
-        single = [w for w in rows if w.power_law is not None]
-        axes[0].plot(
-            [w.msd.t_w for w in single],
-            [w.power_law.alpha for w in single],
-            "s--",
-            color="0.4",
-            ms=3,
-            label="α (single fit)",
-        )
-        tau = np.array([w.two_regime.tau0 for w in rows])
-        tci = np.array([w.two_regime.tau0_ci for w in rows])
-        axes[1].errorbar(t, tau, yerr=[tau - tci[:, 0], tci[:, 1] - tau], fmt="o-", ms=3)
+    rows = [(w.msd.t_w, w.exponents()) for w in a.windows]
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    axes[0].axhspan(*PAPER["alpha_short"], color="C0", alpha=0.1, label="paper: exponent 1")
+    axes[0].axhspan(*PAPER["alpha_long"], color="C3", alpha=0.1, label="paper: exponent 2")
+    axes[1].axhspan(*PAPER["tau0_steps"], color="0.5", alpha=0.15, label="paper: τ0 (steps)")
+    for key, label, color, fmt in (
+        ("alpha_short", "α short", "C0", "o"),
+        ("alpha_long", "α long", "C3", "o"),
+        ("alpha", "α (single fit)", "0.4", "s"),
+    ):
+        pts = [(t, e[key], e[key + "_ci"]) for t, e in rows if e.get(key) is not None and e.get(key + "_ci")]
+        if pts:
+            t, v, ci = (np.array(x, dtype=float) for x in zip(*pts, strict=True))
+            axes[0].errorbar(t, v, yerr=[v - ci[:, 0], ci[:, 1] - v], fmt=fmt, color=color, label=label, ms=4)
+    taus = [(t, e.get("tau0_steps") or e["tau0"]) for t, e in rows if e.get("tau0") is not None]
+    if taus:
+        t, v = zip(*taus, strict=True)
+        axes[1].plot(t, v, "o", ms=4, label="τ0 (two regimes supported)")
     axes[0].axhline(1.0, color="k", lw=0.5, ls="--")
     axes[0].set_xlabel("t_w (step)")
-    axes[0].set_ylabel("exponent")
-    axes[0].legend(fontsize=7)
+    axes[0].set_ylabel("MSD exponent (95 % bootstrap interval)")
+    axes[0].legend(fontsize=6)
     axes[1].set_yscale("log")
     axes[1].set_xlabel("t_w (step)")
-    axes[1].set_ylabel("crossover τ0 (records)")
+    axes[1].set_ylabel("crossover τ0 (steps)")
+    axes[1].legend(fontsize=6)
+    save(fig, path)
+
+
+def fig_training(a: Analysis, path: Path) -> None:
+    """The recorded training loss and learning rate against the step."""
+    curves = a.curves
+    if not curves:
+        raise ValueError("no loss or learning-rate observables")
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.5 * len(curves), 3.4), squeeze=False)
+    for ax, (name, (steps, values)) in zip(axes[0], curves.items(), strict=True):
+        ax.plot(steps, values, lw=0.6)
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        if name.startswith("loss") and np.all(values[np.isfinite(values)] > 0):
+            ax.set_yscale("log")
+    save(fig, path)
+
+
+def fig_tensor_alpha(a: Analysis, path: Path) -> None:
+    """Single power-law exponent of each tensor's MSD against t_w."""
+    names = sorted({n for w in a.windows for n, v in w.tensor_alpha.items() if v is not None})
+    if not names:
+        raise ValueError("no per-tensor exponents")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    t = [w.msd.t_w for w in a.windows]
+    for k, n in enumerate(names):
+        v = [w.tensor_alpha.get(n) for w in a.windows]
+        ax.plot(t, [np.nan if x is None else x for x in v], ".-", lw=0.7, color=plt.cm.tab20(k % 20), label=n)
+    ax.axhline(1.0, color="k", lw=0.5, ls="--")
+    ax.set_xlabel("t_w (step)")
+    ax.set_ylabel("α of the tensor's MSD")
+    if len(names) <= 20:
+        ax.legend(fontsize=5, ncol=2)
     save(fig, path)
 
 
@@ -134,6 +190,10 @@ def fig_tail(a: Analysis, path: Path) -> None:
                 "r-",
                 label=f"power law α = {fit.alpha:.2f} ± {fit.sigma:.2f}, x_min = {fit.xmin:.3g}",
             )
+            from .verdicts import tail_kind, tail_verdict
+
+            verdict = tail_verdict(fit.to_dict()["tests"])
+            ax.set_title(f"pooled over the run; verdict: {tail_kind(verdict)}", fontsize=8)
     ax.set_xlabel("‖w(t+1) − w(t)‖")
     ax.set_ylabel("P(X ≥ x)")
     ax.legend(fontsize=7)
@@ -172,11 +232,12 @@ def fig_msl(a: Analysis, path: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     cols = _colors(len(a.msl))
     for m, c in zip(a.msl, cols, strict=True):
-        axes[0].loglog(
-            m.centers, m.msl, ".-", color=c, ms=3, lw=0.8, label=f"t_w = {m.t_w}, H = {m.hurst:.2f}"
-        )
-        lo, hi = m.fit_range
-        axes[0].axvspan(lo, hi, color=c, alpha=0.05)
+        h = f"H = {m.hurst:.2f}" if m.hurst is not None else "H undetermined"
+        axes[0].loglog(m.centers, m.msl, ".-", color=c, ms=3, lw=0.8, label=f"t_w = {m.t_w}, {h}")
+        if m.fit_range is not None:
+            axes[0].axvspan(*m.fit_range, color=c, alpha=0.05)
+        if m.noise_floor is not None:
+            axes[0].axhline(m.noise_floor, color=c, lw=0.6, ls=":")
         if len(m.contour_centers):
             axes[1].loglog(m.contour_centers, m.msl_contour, ".-", color=c, ms=3, lw=0.8)
     axes[0].set_xlabel("Δr = ‖w_j − w_i‖")
@@ -256,14 +317,25 @@ TOY_PHASES_CAPTION = (
 )
 
 FIGURES = {
-    "msd.png": (fig_msd, "MSD per window (log–log) with the local slope β(τ) inset"),
-    "exponents.png": (fig_alpha, "Two-regime exponents and crossover lag over training"),
+    "training.png": (fig_training, "Training loss and learning rate as recorded"),
+    "msd.png": (
+        fig_msd,
+        "MSD per window (log–log) with the reported fits over their lag ranges (solid: two regimes, "
+        "τ0 dotted; dashed: one power law) and the local slope β(τ) inset",
+    ),
+    "exponents.png": (
+        fig_alpha,
+        "Exponents over training as reported (two-regime values only where supported; 95 % bootstrap "
+        "intervals) and τ0; the paper's ranges shaded",
+    ),
+    "tensor_alpha.png": (fig_tensor_alpha, "MSD exponent of each tensor (layer) over training"),
     "displacements.png": (fig_steps, "Displacement-length distributions and their collapse"),
     "tail.png": (fig_tail, "Step-length CCDF with the power-law tail fit"),
     "geometry.png": (fig_geometry, "Path geometry"),
     "msl.png": (
         fig_msl,
-        "Mean squared loss difference against distance and contour length (landscape roughness)",
+        "Mean squared loss difference against distance and contour length (landscape roughness; "
+        "fit ranges shaded, noise floors dotted)",
     ),
     "fluctuations.png": (
         fig_fluctuations,
@@ -273,26 +345,170 @@ FIGURES = {
 
 
 _CSS = (
-    "body{font-family:sans-serif;max-width:1200px;margin:auto} "
-    "table{border-collapse:collapse;font-size:12px} "
-    "td,th{border:1px solid #ccc;padding:2px 6px} img{max-width:100%} figure{display:inline-block;margin:8px}"
+    "body{font-family:sans-serif;max-width:1200px;margin:auto;line-height:1.4} "
+    "table{border-collapse:collapse;font-size:12px;margin:6px 0} "
+    "td,th{border:1px solid #ccc;padding:2px 6px;vertical-align:top} th{background:#f4f4f4} "
+    "img{max-width:100%} figure{display:inline-block;margin:8px;max-width:48%} "
+    ".headline{background:#f7f7ee;padding:8px 14px;border-left:4px solid #997} "
+    ".und{color:#955} .small{font-size:11px;color:#555}"
 )
 
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>trajstore report: {{ title }}</title>
+<style>{{ css }}</style></head><body>
+<h1>trajstore report</h1>
+<p>{{ title }}: {{ n_records }} records, {{ n_params }} parameters, windows of {{ window }} records.</p>
+<h2>Findings</h2>
+<div class="headline">{% for s in headline %}<p>{{ s }}</p>{% endfor %}</div>
+<h2>Diffusion per window</h2>
+<table><tr>{% for c in diff_cols %}<th title="{{ c[2] }}">{{ c[1] }}</th>{% endfor %}</tr>
+{% for r in diff_rows %}<tr>{% for v in r %}
+<td{% if v.und %} class="und" title="{{ v.und }}"{% endif %}>{{ v.text }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p class="small">{% for c in diff_cols %}<b>{{ c[1] }}</b>: {{ c[2] }}. {% endfor %}</p>
+<h2>This run beside the paper</h2>
+<table><tr><th>window t_w</th>{% for k in paper_keys %}<th>{{ paper_labels[k] }}</th>{% endfor %}</tr>
+{% for r in paper_rows %}<tr><td>{{ r.t_w }}</td>{% for c in r.cells %}<td>{{ c }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<p class="small">Paper: Chen, Qu &amp; Gong (2022), ResNets on CIFAR-10 (depth × batch × shortcut grid). A
+two-regime value is compared only where this run supports two regimes.</p>
+<h2>Step-length tails</h2>
+<table><tr><th>sample</th><th>power-law α ± σ</th><th>x_min</th><th>points in the tail / all</th>
+<th>verdict (likelihood-ratio tests)</th></tr>
+{% for r in tail_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+{% if stable_rows %}<h2>α-stable fits per window</h2>
+<table><tr><th>window t_w</th><th>update components: α (McCulloch)</th><th>Mohammadi α</th>
+<th>loss increments ΔL: α</th><th>Mohammadi α</th></tr>
+{% for r in stable_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+<p class="small">{{ stable_note }}</p>{% endif %}
+{% if land_rows %}<h2>Landscape roughness</h2>
+<table><tr><th>window t_w</th><th>Hurst H</th><th>profile dimension 2 − H</th><th>fit range Δr</th>
+<th>noise floor F (loss²)</th><th>MSL − F dynamic range</th></tr>
+{% for r in land_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+<p class="small">H intervals are regression intervals on binned pairs (not coverage-checked).</p>{% endif %}
+{% if tensor_rows %}<h2>MSD exponent per tensor</h2>
+<table><tr><th>tensor</th>{% for t in tensor_tw %}<th>t_w = {{ t }}</th>{% endfor %}</tr>
+{% for r in tensor_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if toy_rows %}<h2>Toy walkers (distribution over walkers, never one walker)</h2>
+<table><tr><th>phase</th><th>median α</th><th>quartiles</th><th>fraction of walkers with α &gt; 1</th>
+<th>walkers</th><th>successive-step cosine</th></tr>
+{% for r in toy_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{% if grad_rows %}<h2>Gradient noise</h2>
+<table><tr><th>window t_w</th><th>α-stable α of gradient components</th></tr>
+{% for r in grad_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+<h2>Figures</h2>
+{% for f in figures %}<figure><a href="{{ f.svg }}"><img src="{{ f.png }}" alt="{{ f.caption }}"></a>
+<figcaption>{{ f.caption }} (<a href="{{ f.svg }}">SVG</a>)</figcaption></figure>
+{% endfor %}
+{% if links %}<h2>See also</h2><ul>{% for href, text in links %}
+<li><a href="{{ href }}">{{ text }}</a></li>{% endfor %}</ul>{% endif %}
+<h2>Notes</h2><ul>{% for n in notes %}<li>{{ n }}</li>{% else %}<li>none</li>{% endfor %}</ul>
+<h2>Definitions</h2><dl>{% for k, v in definitions %}<dt>{{ k }}</dt><dd>{{ v }}</dd>{% endfor %}</dl>
+</body></html>
+"""
 
-def _fmt(v) -> str:
+# (summary key, column title, definition) of the diffusion table
+DIFFUSION_COLUMNS = [
+    ("t_w", "window t_w", "optimizer step of the window's first record"),
+    ("regimes", "regimes", "one power law, or two regimes supported against it (bootstrap test)"),
+    ("alpha", "α (one power law)", "exponent of Δr² ∝ τ^α over all usable lags, 95 % bootstrap interval"),
+    ("alpha_lag_range", "lags fitted", "first and last log-binned lag of the fit (records)"),
+    (
+        "alpha_short",
+        "α short",
+        "exponent below τ0 (two-regime fit; shown only when two regimes are supported)",
+    ),
+    ("alpha_long", "α long", "exponent above τ0 (idem)"),
+    ("tau0_steps", "τ0 (steps)", "crossover lag in optimizer steps (idem)"),
+    (
+        "alpha_noise_ratio",
+        "misfit of one power law",
+        "residuals of the single fit in units of the sampling noise",
+    ),
+    ("verdict", "verdict", "the window's diffusion regime in words"),
+]
+
+
+def _num(v, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
     if isinstance(v, float):
-        return f"{v:.3g}"
-    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(x, float) for x in v):
-        return f"[{v[0]:.3g}, {v[1]:.3g}]"
-    return html.escape(str(v))
+        return f"{v:.{digits}g}"
+    return str(v)
 
 
-def write_report(a: Analysis, outdir: str | os.PathLike, extra_figures: dict | None = None) -> dict:
-    """Write summary.json, one PNG per analysis and index.html into ``outdir``; return the summary."""
+def _with_ci(v, ci) -> str:
+    if v is None:
+        return "–"
+    return f"{v:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{v:.2f}"
+
+
+def _cell(w: dict, key: str) -> dict:
+    und = (w.get("undetermined") or {}).get(key)
+    if key in ("alpha", "alpha_short", "alpha_long"):
+        text = _with_ci(w.get(key), w.get(key + "_ci"))
+    elif key == "tau0_steps":
+        v = w.get(key) if w.get(key) is not None else w.get("tau0")
+        text = _num(v)
+    elif key == "alpha_lag_range":
+        r = w.get(key)
+        text = f"{r[0]:.3g}–{r[1]:.3g}" if r else "–"
+    elif key == "alpha_noise_ratio":
+        v = w.get(key)
+        text = f"{v:.1f}×" if v is not None else "–"
+    else:
+        text = _num(w.get(key))
+    if key == "t_w" and w.get("partial"):
+        text += " (partial)"
+    if und and text == "–":
+        text = "– (one regime)" if w.get("regimes") == "one" else "undetermined"
+    return {"text": text, "und": und}
+
+
+def _paper_cell(w: dict, key: str) -> str:
+    v = w.get(key) if key != "tau0_steps" else (w.get("tau0_steps") or None)
+    inside = w["paper"][key]["inside"]
+    if v is None:
+        return "– (" + ("one regime" if w.get("regimes") == "one" else "undetermined") + ")"
+    return f"{v:.3g}: {'inside' if inside else 'outside'}"
+
+
+def _stable_cells(w: dict) -> list[str]:
+    out = [str(w["t_w"])]
+    for key in ("update_components", "loss_increments"):
+        st = (w.get("stable") or {}).get(key)
+        out += [f"{st['alpha']:.2f}", f"{st['mohammadi_alpha']:.2f}"] if st else ["–", "–"]
+    return out
+
+
+def add_link(outdir: str | os.PathLike, href: str, text: str) -> None:
+    """Add a link to the "See also" list of an existing report (valid HTML, before </body>)."""
+    page = Path(outdir) / "index.html"
+    html_text = page.read_text()
+    item = f"<li><a href='{html.escape(href)}'>{html.escape(text)}</a></li>"
+    if "<h2>See also</h2><ul>" in html_text:
+        html_text = html_text.replace("<h2>See also</h2><ul>", "<h2>See also</h2><ul>" + item, 1)
+    else:
+        html_text = html_text.replace(
+            "<h2>Notes</h2>", f"<h2>See also</h2><ul>{item}</ul>\n<h2>Notes</h2>", 1
+        )
+    page.write_text(html_text)
+
+
+def write_report(
+    a: Analysis, outdir: str | os.PathLike, extra_figures: dict | None = None, links: list | None = None
+) -> dict:
+    """Write summary.json, the figures (PNG and SVG) and index.html into ``outdir``; return the
+    summary. ``links``: (href, text) pairs listed under "See also"."""
+    import jinja2
+
+    from .headline import headline
+    from .verdicts import PAPER, PAPER_LABELS
+
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    summary = a.summary()
-    (out / "summary.json").write_text(jsonsafe.dumps(summary))  # strict: NaN/inf -> null
     figures = dict(FIGURES)
     if a.toy_curves is not None:
         figures["toy_phases.png"] = (fig_toy_phases, TOY_PHASES_CAPTION)
@@ -301,55 +517,106 @@ def write_report(a: Analysis, outdir: str | os.PathLike, extra_figures: dict | N
     for name, (fn, caption) in figures.items():
         try:
             fn(a, out / name)
-            made.append((name, caption))
+            made.append({"png": name, "svg": str(Path(name).with_suffix(".svg")), "caption": caption})
         except (ValueError, IndexError, KeyError) as exc:  # a figure the data cannot support
             a.notes.append(f"figure {name} skipped: {exc}")
-    cols = [
-        "t_w",
-        "n_records",
-        "alpha_short",
-        "alpha_short_ci",
-        "alpha_long",
-        "alpha_long_ci",
-        "tau0",
-        "tau0_ci",
-        "alpha",
-        "alpha_ci",
-        "msd_1",
-        "contour_exponent",
-    ]
-    rows = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(w.get(c))}</td>" for c in cols) + "</tr>" for w in summary["windows"]
-    )
-    tails = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v['alpha']:.3g} ± {v['sigma']:.2g}</td><td>{v['xmin']:.3g}</td>"
-        f"<td>{v['n_tail']}</td><td>{_fmt(v['tests'])}</td></tr>"
-        for k, v in summary["tails"].items()
-    )
-    figs = "".join(
-        f"<figure><img src='{n}' alt='{html.escape(c)}'><figcaption>{html.escape(c)}</figcaption></figure>"
-        for n, c in made
-    )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in a.notes)
-    defs = "".join(
-        f"<dt>{html.escape(k)}</dt><dd>{html.escape(v)}</dd>" for k, v in summary["definitions"].items()
-    )
-    title = html.escape(a.path)
-    head = "".join(f"<th>{c}</th>" for c in cols)
-    tail_head = (
-        "<tr><th>quantity</th><th>α</th><th>x_min</th><th>n tail</th><th>likelihood-ratio tests</th></tr>"
-    )
-    page = "\n".join(
+    summary = a.summary()
+    summary["headline"] = headline(summary)
+    (out / "summary.json").write_text(jsonsafe.dumps(summary))  # strict: NaN/inf -> null
+    ws = summary["windows"]
+    tails = []
+    pooled = summary["tails"].get("step_length")
+    for label, t in [("pooled over the run", pooled)] + [
+        (f"window t_w = {w['t_w']}" + (" (partial)" if w.get("partial") else ""), w.get("step_length_tail"))
+        for w in ws
+    ]:
+        if t:
+            tails.append(
+                [
+                    label,
+                    f"{t['alpha']:.3g} ± {t['sigma']:.2g}",
+                    f"{t['xmin']:.3g}",
+                    f"{t['n_tail']} / {t['n']}",
+                    t["verdict"],
+                ]
+            )
+    land = summary.get("landscape") or []
+    land_rows = [
         [
-            f"<!doctype html><html><head><meta charset='utf-8'><title>trajstore report: {title}</title>",
-            f"<style>{_CSS}</style></head><body><h1>trajstore report</h1>",
-            f"<p>{title}: {a.n_records} records, {a.n_params} parameters, windows of {a.window} records.</p>",
-            f"<h2>Diffusion exponents per window</h2><table><tr>{head}</tr>{rows}</table>",
-            f"<h2>Tail fits</h2><table>{tail_head}{tails}</table>",
-            f"<h2>Figures</h2>{figs}",
-            f"<h2>Notes</h2><ul>{notes or '<li>none</li>'}</ul>",
-            f"<h2>Definitions</h2><dl>{defs}</dl></body></html>",
+            str(m["t_w"]),
+            _with_ci(m["hurst"], m["hurst_ci"])
+            if m["hurst"] is not None
+            else "undetermined: " + m["undetermined"]["hurst"],
+            _num(m["dimension_profile"]),
+            f"{m['fit_range'][0]:.3g}–{m['fit_range'][1]:.3g}" if m["fit_range"] else "–",
+            _num(m["noise_floor"])
+            if m["noise_floor"] is not None
+            else f"no plateau (< {m['noise_floor_upper']:.3g})",
+            f"{m['dynamic_range']:.2g}×" if m.get("dynamic_range") else "–",
         ]
+        for m in land
+    ]
+    tensors = sorted({n for w in ws for n in (w.get("tensor_alpha") or {})})
+    tensor_rows = (
+        [[n] + [_num((w.get("tensor_alpha") or {}).get(n)) for w in ws] for n in tensors]
+        if len(tensors) <= 200
+        else []
+    )
+    gn = summary.get("gradient_noise")
+    grad_rows = (
+        [
+            [str(t), _num(v)]
+            for t, v in zip(gn["alpha_vs_t_w"]["t_w"], gn["alpha_vs_t_w"]["alpha"], strict=True)
+        ]
+        if gn
+        else []
+    )
+    toy_rows = [
+        [
+            phase.replace("_", " "),
+            _num(ph.get("alpha")),
+            (
+                f"{ph['alpha_quartiles'][0]:.2f}–{ph['alpha_quartiles'][1]:.2f}"
+                if ph.get("alpha_quartiles")
+                else "–"
+            ),
+            _num(ph.get("fraction_above_1")),
+            str(ph.get("n_walkers")),
+            _num(ph.get("direction_cos")),
+        ]
+        for phase, ph in (summary.get("toy_phases") or {}).items()
+    ]
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    page = env.from_string(_PAGE).render(
+        title=a.path,
+        css=_CSS,
+        n_records=a.n_records,
+        n_params=a.n_params,
+        window=a.window,
+        headline=summary["headline"],
+        diff_cols=DIFFUSION_COLUMNS,
+        diff_rows=[[_cell(w, c[0]) for c in DIFFUSION_COLUMNS] for w in ws],
+        paper_keys=list(PAPER),
+        paper_labels=PAPER_LABELS,
+        paper_rows=[
+            {"t_w": w["t_w"], "cells": [_paper_cell(w, k) for k in PAPER]} for w in ws if "paper" in w
+        ],
+        tail_rows=tails,
+        stable_rows=[_stable_cells(w) for w in ws if w.get("stable")],
+        stable_note="Per window (the scale of the updates changes over training, so pooled fits mix "
+        "distributions; summary.json's stable.*.pooled_over_run is labelled as such). Update components: "
+        "w_k(t+1) − w_k(t) of 100 random coordinates, each divided by its median |update|; Mohammadi's "
+        "estimator on the increments in "
+        "random order.",
+        land_rows=land_rows,
+        tensor_tw=[w["t_w"] for w in ws],
+        tensor_rows=tensor_rows,
+        grad_rows=grad_rows,
+        toy_rows=toy_rows,
+        figures=made,
+        links=links or [],
+        notes=a.notes,
+        definitions=list(summary["definitions"].items()),
     )
     (out / "index.html").write_text(page)
     return summary

@@ -149,7 +149,7 @@ def _lr_test(tail, xmin, alpha, alternative, discrete) -> LikelihoodRatio:
     if sd == 0:
         return LikelihoodRatio(alternative, R, 0.0, 1.0)
     p = float(special.erfc(abs(R) / (np.sqrt(2 * n) * sd)))
-    return LikelihoodRatio(alternative, R, R / (np.sqrt(n) * sd), p)
+    return LikelihoodRatio(alternative, R, float(R / (np.sqrt(n) * sd)), p)
 
 
 def _lognormal_loglik(tail, xmin) -> np.ndarray:
@@ -208,20 +208,38 @@ def fit_stable(x, max_samples: int = 100_000, seed: int = 0) -> StableFit:
         raise ValueError("all values are equal: no distribution to fit")
     if len(data) > max_samples:
         data = np.random.default_rng(seed).choice(data, max_samples, replace=False)
-    alpha, beta, loc, scale = stats.levy_stable._fitstart(data)
+    q = np.percentile(data, [5, 25, 75, 95])
+    if q[2] == q[1] or q[3] == q[0]:
+        raise ValueError(
+            "the interquartile range of the sample is 0 (mostly one repeated value): no α-stable fit"
+        )
+    try:
+        alpha, beta, loc, scale = stats.levy_stable._fitstart(data)
+    except (KeyError, IndexError, ValueError) as exc:  # McCulloch's tables: outside their range
+        raise ValueError(f"McCulloch's quantile method failed on this sample ({exc!r})") from None
+    if not np.isfinite(alpha):
+        raise ValueError("McCulloch's quantile method gave no finite α for this sample")
     return StableFit(float(alpha), float(beta), float(loc), float(scale), len(data), "mcculloch-quantiles")
 
 
-def mohammadi_alpha(x, block: int | None = None) -> float:
-    """Mohammadi et al.'s block estimator of the stable tail index of centred increments ``x``:
+def mohammadi_alpha(x, block: int | None = None, seed: int | None = 0) -> float:
+    """Mohammadi et al.'s block estimator of the stable tail index of i.i.d. increments ``x``:
     with K blocks of m samples, 1/α̂ = (mean ln|Y_k| − mean ln|X_i|) / ln m, Y_k the block sums.
-    Default m ≈ √n. Returns α̂ (clipped to (0, 2])."""
+    Default m ≈ √n. Returns α̂ (clipped to (0, 2]).
+
+    The samples are put in random order (``seed``; None keeps their order) before they are cut
+    into blocks: the estimator assumes independent samples, and block sums of consecutive values
+    of a differenced series telescope (the sum of m values of diff(L) is L(t+m) − L(t)), which
+    drives α̂ to 2 whatever the tail. Pass the increments themselves (update components, ΔL),
+    never the differences of a series that is already an increment."""
     data = np.asarray(x, dtype=float)
     data = data[np.isfinite(data)]
     n = len(data)
     m = block or int(np.sqrt(n))
     if m < 2 or n // m < 2:
         raise ValueError(f"the Mohammadi estimator needs at least 2 blocks of 2 samples (n = {n})")
+    if seed is not None:
+        data = np.random.default_rng(seed).permutation(data)
     k = n // m
     data = data[: k * m] - np.median(data)
     y = data.reshape(k, m).sum(axis=1)

@@ -1,8 +1,10 @@
 """The paper's 2-D toy model: landscapes and noisy gradient descent on them.
 
-Domain [−1, 1]², loss U = 10 − z(x, y). Landscapes: the paper's diamond–square fractal, a
-spectral-synthesis fractional-Brownian surface of chosen Hurst exponent (exact ground truth),
-a convex cone z = 1 − r/2, a Gaussian bowl z = 10·exp(−r²/2) (U = 10 − 10·exp(−r²/2)), and a
+Domain [−1, 1]², loss U = 10 − z(x, y). Landscapes: the paper's diamond–square fractal (raw, as
+the authors' generator returns it; ``diamond-square-clipped`` is the clipped copy they drew as a
+preview), a spectral-synthesis fractional-Brownian surface of chosen Hurst exponent (exact
+ground truth), the authors' convex control, a cone z = 1 − r/2, a Gaussian bowl
+z = 10·exp(−r²/2) (U = 10 − 10·exp(−r²/2), only a commented-out line in the authors' code), and a
 shuffled control. Dynamics: x ← x − η ∇U(x) + σ ξ with the gradient of the bicubic interpolant of
 the grid (axis 0 is x, axis 1 is y; the released code swapped them and used a coarse lookup).
 """
@@ -17,7 +19,7 @@ from scipy import interpolate, ndimage
 
 from .toy_phases import phase_exponents
 
-LANDSCAPES = ("diamond-square", "fbm", "cone", "bowl", "shuffled")
+LANDSCAPES = ("diamond-square", "diamond-square-clipped", "fbm", "cone", "bowl", "shuffled")
 
 
 def _check(cond: bool, message: str) -> None:
@@ -30,17 +32,19 @@ def diamond_square(
     amplitude: float = 3.0,
     decay: float = 0.5,
     seed: int = 0,
-    clip_border: bool = True,
-    floor: float | None = -0.1,
+    clip_border: bool = False,
+    floor: float | None = None,
 ) -> np.ndarray:
     """The paper's landscape z on a (2^levels + 1)² grid (1025² for 10 levels).
 
     Corners 0; at each level the diamond and square midpoints get the mean of their neighbours
     plus uniform noise of width a (in [−a/2, a/2], as the authors' generator draws
     ``(rand − 0.5)·a``), a starting at ``amplitude`` and multiplied by ``decay`` per level (0.5:
-    halved). After every level, as in the authors' generator, borders are clipped to ≤ 0 and
-    values below ``floor`` set to ``floor`` (flat plateaus), so later levels refine the clipped
-    surface. Halving per level implies H = −log2(decay) = 1 at small scales; the measured
+    halved). The default is the raw landscape the authors' generator returns (values about
+    [−1.7, 1.9]). ``clip_border=True, floor=-0.1`` gives the clipped variant: after every
+    level borders clipped to ≤ 0 and values below the floor set to it, which the authors
+    applied only to the copy they drew as a preview. Halving per level implies
+    H = −log2(decay) = 1 at small scales; the measured
     structure-function exponent is lower (see docs/analysis.md).
     """
     _check(1 <= levels <= 13, f"levels must be in 1..13 (grid 3..8193), got {levels}")
@@ -100,14 +104,16 @@ def fbm_surface(size: int = 513, hurst: float = 0.8, amplitude: float = 3.0, see
 
 
 def cone(size: int = 513) -> np.ndarray:
-    """z = 1 − r/2 (the authors' convex landscape)."""
+    """z = 1 − r/2: the authors' convex control (their "convex" file; its descent is ballistic,
+    α ≈ 1.8, so it is not a "no superdiffusion" control)."""
     x = np.linspace(-1, 1, size)
     r = np.hypot(x[:, None], x[None, :])
     return 1.0 - r / 2.0
 
 
 def bowl(size: int = 513) -> np.ndarray:
-    """z = 10·exp(−r²/2), so U = 10 − 10·exp(−r²/2)."""
+    """z = 10·exp(−r²/2), so U = 10 − 10·exp(−r²/2): a Gaussian bowl (in the authors' code only a
+    commented-out line, not their convex control)."""
     x = np.linspace(-1, 1, size)
     return 10.0 * np.exp(-(x[:, None] ** 2 + x[None, :] ** 2) / 2.0)
 
@@ -138,9 +144,11 @@ def structure_function_hurst(z: np.ndarray, max_lag: int | None = None) -> float
 def make_landscape(kind: str, *, size: int = 513, hurst: float = 0.8, seed: int = 0) -> np.ndarray:
     """z grid for a landscape name of ``LANDSCAPES``."""
     _check(kind in LANDSCAPES, f"unknown landscape {kind!r}; choose one of {', '.join(LANDSCAPES)}")
-    if kind == "diamond-square":
+    if kind in ("diamond-square", "diamond-square-clipped"):
         levels = int(round(np.log2(size - 1)))
-        _check(2**levels + 1 == size, f"diamond-square needs size 2^k + 1 (e.g. 513, 1025), got {size}")
+        _check(2**levels + 1 == size, f"{kind} needs size 2^k + 1 (e.g. 513, 1025), got {size}")
+        if kind == "diamond-square-clipped":
+            return diamond_square(levels, seed=seed, clip_border=True, floor=-0.1)
         return diamond_square(levels, seed=seed)
     if kind == "fbm":
         return fbm_surface(size, hurst, seed=seed)

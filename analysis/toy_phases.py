@@ -33,8 +33,9 @@ def descent_end(loss: np.ndarray, fraction: float = 0.1, tail: float = 0.2) -> i
 
 @dataclass
 class PhaseExponent:
-    """α of one phase: ``alpha`` the median over the walkers whose phase has at least
-    ``min_points`` positions, each fitted over lags 1 … n/4 of its own phase (n its length);
+    """α of one phase over walkers (never one walker): ``alpha`` the median over the walkers
+    whose phase has at least ``min_points`` positions, each fitted over lags 1 … n/4 of its own
+    phase (n its length);
     ``direction_cos`` the mean cosine between successive steps (< 0: steps reverse, zig-zag)."""
 
     alpha: float
@@ -47,8 +48,13 @@ class PhaseExponent:
         return asdict(self)
 
     def summary(self) -> dict:
-        """``to_dict()`` without the per-walker ``alphas``."""
-        return {k: v for k, v in self.to_dict().items() if k != "alphas"}
+        """``to_dict()`` without the per-walker ``alphas``, with their distribution instead:
+        quartiles and the fraction of walkers above 1 (superdiffusive)."""
+        d = {k: v for k, v in self.to_dict().items() if k != "alphas"}
+        a = np.asarray(self.alphas, dtype=float)
+        d["alpha_quartiles"] = [float(q) for q in np.quantile(a, [0.25, 0.75])] if len(a) else None
+        d["fraction_above_1"] = float(np.mean(a > 1)) if len(a) else None
+        return d
 
 
 def _split(pos: np.ndarray, loss: np.ndarray, fraction: float, tail: float) -> dict[str, list[np.ndarray]]:

@@ -25,9 +25,13 @@ import scipy.fft
 from trajstore.reader import Trajectory
 
 DISPLACEMENT_LAGS = tuple(2**k for k in range(9))  # 1 … 256 records
+# Parameter coordinates are cut into this many contiguous blocks of equal size, whose partial
+# MSDs are kept for the bootstrap over parameter blocks (exponents.py; docs/analysis.md).
+BOOTSTRAP_GROUPS = 64
 DIRECTION_LAGS = (1, 2, 4, 8, 16, 32)
 FRAGMENT_STEPS = 100
 FRAGMENTS_PER_WINDOW = 50
+UPDATE_SAMPLE_COORDS = 100  # coordinates per window whose update series w_k(t+1) − w_k(t) are kept
 # Bytes per (record, column) of a compute sub-block: the zero-padded float64 copy (2 × 8), its
 # complex spectrum (~16), the power (~8) and temporaries.
 _BYTES_PER_CELL = 64
@@ -58,6 +62,7 @@ class WindowStats:
     steps: np.ndarray  # (n,) int64
     msd: np.ndarray  # (n,) Δr²(τ), summed over all parameters
     msd_tensor: np.ndarray  # (n_tensors, n)
+    msd_groups: np.ndarray  # (G, n) the MSD restricted to each of G contiguous parameter blocks
     step_sq: np.ndarray  # (n-1,) ‖w(t+1) − w(t)‖²
     disp_sq: dict[int, np.ndarray]  # τ → (n−τ,) ‖w(t+τ) − w(t)‖²
     step_dot: dict[int, np.ndarray]  # k → (n−1−k,) Δw(t)·Δw(t+k)
@@ -66,6 +71,8 @@ class WindowStats:
     fragment_chord_sq: np.ndarray  # (F,) squared chord length
     finite: bool = True
     nonfinite_records: list[int] = field(default_factory=list)
+    # (K, n−1) update components w_k(t+1) − w_k(t) of K randomly chosen coordinates (extras only)
+    update_samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     @property
     def n(self) -> int:
@@ -97,15 +104,29 @@ class WindowStats:
         return int(d[0]) if len(d) and np.all(d == d[0]) else None
 
 
-def window_bounds(n_records: int, window: int) -> list[tuple[int, int]]:
-    """Consecutive, non-overlapping windows of ``window`` records; the whole run if shorter."""
+def group_offsets(n_params: int, n_groups: int = BOOTSTRAP_GROUPS) -> np.ndarray:
+    """Start offsets of ``min(n_groups, n_params)`` contiguous parameter blocks of (nearly) equal
+    size, with ``n_params`` appended: (G + 1,) int64. Coordinate p is in block g with
+    offsets[g] <= p < offsets[g + 1]."""
+    g = max(1, min(n_groups, n_params))
+    return (np.arange(g + 1, dtype=np.int64) * n_params) // g
+
+
+def window_bounds(n_records: int, window: int, *, partial: bool = False) -> list[tuple[int, int]]:
+    """Consecutive, non-overlapping windows of ``window`` records; the whole run if shorter.
+
+    ``partial``: also the trailing records that do not fill a window (as a last, shorter window,
+    if they are at least 2)."""
     if n_records < 2:
         raise ValueError(f"the store has {n_records} record(s); diffusion analyses need at least 2")
     if window < 2:
         raise ValueError(f"the window must hold at least 2 records, got {window}")
     if n_records <= window:
         return [(0, n_records)]
-    return [(s, s + window) for s in range(0, n_records - window + 1, window)]
+    out = [(s, s + window) for s in range(0, n_records - window + 1, window)]
+    if partial and n_records - out[-1][1] >= 2:
+        out.append((out[-1][1], n_records))
+    return out
 
 
 def iter_windows(
@@ -117,29 +138,36 @@ def iter_windows(
     windows: list[int] | None = None,
     extras: bool = True,
     workers: int = 1,
+    partial: bool = False,
 ) -> Iterator[WindowStats]:
     """Yield :class:`WindowStats` for each window (or the listed window indices).
 
-    ``extras=False`` computes the MSD only (displacements, dot products and fragments are left
-    empty); ``workers`` is the FFT's thread count (default 1: a second core reads ahead).
+    ``extras=False`` computes the MSD only (displacements, dot products, fragments and update
+    samples are left empty); ``workers`` is the FFT's thread count (default 1: a second core
+    reads ahead); ``partial`` adds the trailing partial window (``window_bounds``).
     """
-    bounds = window_bounds(traj.n_records, window)
+    bounds = window_bounds(traj.n_records, window, partial=partial)
     rng = np.random.default_rng(seed)
     offsets = np.array([t.offset for t in traj.layout] + [traj.n_params])
+    groups = group_offsets(traj.n_params)
     for k, (r0, r1) in enumerate(bounds):
         frag_starts = _fragment_starts(r1 - r0, rng)
         if windows is not None and k not in windows:
             continue
+        k_rng = np.random.default_rng([seed, k])
+        sample = np.sort(k_rng.choice(traj.n_params, min(traj.n_params, UPDATE_SAMPLE_COORDS), replace=False))
         yield _window_pass(
             traj,
             k,
             r0,
             r1,
             offsets,
+            groups,
             memory_limit,
             frag_starts if extras else frag_starts[:0],
             extras,
             workers,
+            sample if extras else sample[:0],
         )
 
 
@@ -177,13 +205,15 @@ def _fragment_starts(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _window_pass(
-    traj, index, r0, r1, offsets, memory_limit, frag_starts, extras=True, workers=-1
+    traj, index, r0, r1, offsets, groups, memory_limit, frag_starts, extras=True, workers=-1, sample=None
 ) -> WindowStats:
     n = r1 - r0
     n_tensors = len(offsets) - 1
     nfft = scipy.fft.next_fast_len(2 * n, real=True)
     power = np.zeros((n_tensors, nfft // 2 + 1))
     sq_rows = np.zeros((n_tensors, n))
+    g_power = np.zeros((len(groups) - 1, nfft // 2 + 1))
+    g_sq_rows = np.zeros((len(groups) - 1, n))
     step_sq = np.zeros(n - 1)
     disp = {tau: np.zeros(n - tau) for tau in DISPLACEMENT_LAGS if tau < n and extras}
     dots = {k: np.zeros(n - 1 - k) for k in DIRECTION_LAGS if k < n - 1 and extras}
@@ -191,6 +221,8 @@ def _window_pass(
     pp = np.zeros((F, FRAGMENT_STEPS + 1))
     pc = np.zeros((F, FRAGMENT_STEPS + 1))
     cc = np.zeros(F)
+    sample = np.zeros(0, dtype=np.int64) if sample is None else sample
+    updates = np.zeros((len(sample), n - 1))
     bad_rows: set[int] = set()
     # Memory: reads are whole chunks wide (every chunk decoded once per window); three float32
     # read blocks are alive at once (being read, queued, in use), the storage library holds a
@@ -198,6 +230,7 @@ def _window_pass(
     cp = traj.weights.chunks[1]
     read_cols = max(cp, (memory_limit // (48 * n)) // cp * cp)
     reserved = 3 * n * read_cols * 4 + decode_reserve(traj, n, read_cols)
+    reserved += 2 * (g_power.nbytes + g_sq_rows.nbytes)  # the blocks' sums and their MSDs
     # (at most _MAX_SUB_COLS: narrower column-wise FFTs stay in cache and run faster)
     sub_cols = max(1, min(_MAX_SUB_COLS, (memory_limit - reserved) // (n * _BYTES_PER_CELL)))
     blocks = traj.blocks(records=slice(r0, r1), memory_limit=read_cols * n * 8, split_records=False)
@@ -216,21 +249,32 @@ def _window_pass(
                 bad_rows.update((np.flatnonzero(~np.isfinite(x).all(axis=0)) + r0).tolist())
                 continue
             x -= x.mean(axis=1, keepdims=True)  # centre per coordinate: distances unchanged, round-off not
-            # Row segments of this sub-block that belong to each tensor.
-            first = int(np.searchsorted(offsets, p0, side="right")) - 1
-            last = int(np.searchsorted(offsets, p1, side="left"))
-            cuts = np.clip(offsets[first : last + 1], p0, p1) - p0
+            # Row segments of this sub-block that lie in one tensor and one parameter block.
+            cuts = np.union1d(
+                np.concatenate([[p0, p1], offsets[(offsets > p0) & (offsets < p1)]]),
+                groups[(groups > p0) & (groups < p1)],
+            )
             spec = scipy.fft.rfft(padded, axis=1, workers=workers)
             ri = spec.view(np.float64)  # (re, im) interleaved along each row
-            for t_id, a, b in zip(range(first, first + len(cuts) - 1), cuts[:-1], cuts[1:], strict=True):
-                if b > a:  # |F|² and x² summed over the tensor's rows, without temporaries
-                    power[t_id] += np.einsum("ij,ij->j", ri[a:b], ri[a:b]).reshape(-1, 2).sum(axis=1)
-                    sq_rows[t_id] += np.einsum("ij,ij->j", x[a:b], x[a:b])
+            for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+                t_id = int(np.searchsorted(offsets, a, side="right")) - 1
+                g_id = int(np.searchsorted(groups, a, side="right")) - 1
+                a, b = a - p0, b - p0
+                # |F|² and x² summed over the segment's rows, without temporaries
+                seg_power = np.einsum("ij,ij->j", ri[a:b], ri[a:b]).reshape(-1, 2).sum(axis=1)
+                seg_sq = np.einsum("ij,ij->j", x[a:b], x[a:b])
+                power[t_id] += seg_power
+                sq_rows[t_id] += seg_sq
+                g_power[g_id] += seg_power
+                g_sq_rows[g_id] += seg_sq
             del spec, ri
             if not extras:
                 continue
             d = np.diff(x, axis=1)
             step_sq += np.einsum("ij,ij->j", d, d)
+            mine = (sample >= p0) & (sample < p1)
+            if mine.any():
+                updates[mine] = d[sample[mine] - p0]
             for tau, acc in disp.items():
                 dd = x[:, tau:] - x[:, :-tau]
                 acc += np.einsum("ij,ij->j", dd, dd)
@@ -244,6 +288,7 @@ def _window_pass(
                 cc[f] += chord @ chord
     steps = traj.steps[r0:r1]
     msd_t = _msd_from_sums(power, sq_rows, n, nfft)
+    msd_g = _msd_from_sums(g_power, g_sq_rows, n, nfft)
     with np.errstate(invalid="ignore", divide="ignore"):
         perp = np.where(cc[:, None] > 0, pp - pc**2 / cc[:, None], 0.0)
     finite = not bad_rows
@@ -257,6 +302,7 @@ def _window_pass(
         steps=steps,
         msd=msd_t.sum(axis=0) if finite else nan,
         msd_tensor=msd_t if finite else np.full_like(msd_t, np.nan),
+        msd_groups=msd_g if finite else np.full_like(msd_g, np.nan),
         step_sq=step_sq if finite else nan[:-1],
         disp_sq=disp,
         step_dot=dots,
@@ -265,6 +311,7 @@ def _window_pass(
         fragment_chord_sq=cc,
         finite=finite,
         nonfinite_records=sorted(bad_rows),
+        update_samples=updates if finite else updates[:0],
     )
 
 

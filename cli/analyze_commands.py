@@ -76,11 +76,9 @@ def analyze(
             windows={t: 250 for t in toys},
             progress=not quiet,
         )
-        with open(f"{outdir}/index.html", "a") as f:
-            f.write(
-                "<p><a href='compare/index.html'>Comparison with the toy model "
-                "(fractal, convex, shuffled)</a></p>"
-            )
+        from trajstore.analysis.report import add_link
+
+        add_link(outdir, "compare/index.html", "Comparison with the toy model (fractal, cone, shuffled)")
     for note in result.notes:
         inform(f"note: {note}", quiet)
     if as_json:

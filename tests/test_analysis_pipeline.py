@@ -91,7 +91,23 @@ def test_cli_analyze_writes_report(digits_run, tmp_path):
     html = (out / "index.html").read_text()
     assert "alpha_short" in html and "msd.png" in html
     w0 = s["windows"][0]
-    assert w0["alpha_short_ci"][0] <= w0["alpha_short"] <= w0["alpha_short_ci"][1]
+    assert w0["alpha_ci"][0] <= w0["alpha"] <= w0["alpha_ci"][1]
+    assert w0["regimes"] in ("one", "two") and w0["verdict"]
+    assert w0["paper"]["alpha_short"]["paper_range"] == [1.01, 1.42]
+    assert w0["step_length_tail"]["verdict"].split(":")[0] in (
+        "power law",
+        "lognormal",
+        "exponential",
+        "inconclusive",
+    )
+    assert "update_components" in w0["stable"] and 0 < w0["stable"]["update_components"]["alpha"] <= 2
+    assert s["headline"] and "paper reports" in s["headline"][1]
+    raw = (out / "summary.json").read_text()
+    assert "np.float64" not in raw
+    for name in ("training.svg", "msd.svg", "tensor_alpha.png"):
+        assert (out / name).stat().st_size > 1000
+    html = (out / "index.html").read_text()
+    assert html.rstrip().endswith("</html>") and "This run beside the paper" in html and "Findings" in html
 
 
 def test_cli_analyze_one_record_is_one_line_error(tmp_path):
@@ -104,9 +120,13 @@ def test_real_digits_run_landscape_and_fluctuations(digits_run):
     with trajstore.open(digits_run) as t:
         a = analyze(t, window=1000, progress=False)
     s = a.summary()
-    first = s["landscape"][0]
-    assert np.isfinite(first["hurst"]) and first["hurst_ci"][0] < first["hurst"] < first["hurst_ci"][1]
-    assert first["noise_floor"] > 0 and np.isfinite(first["floor_ratio"])
+    for m in s["landscape"]:  # a number only when it is in range, else null with the reason
+        assert (m["hurst"] is None) == bool(m["undetermined"])
+        if m["hurst"] is not None:
+            assert 0 < m["hurst"] < 1 and 1 <= m["dimension_profile"] <= 2
+            assert m["hurst_ci"][0] < m["hurst"] < m["hurst_ci"][1]
+        assert m["noise_floor"] is None or (m["noise_floor"] > 0 and m["floor_ratio"] >= 3)
+        assert m["noise_floor_upper"] > 0
     assert s["loss_fluctuations"]["avalanches"] > 10
     assert np.isfinite(s["loss_fluctuations"]["spectrum_slope"])
     assert any("noise floor" in n for n in s["notes"])
@@ -123,7 +143,11 @@ def test_cli_analyze_with_toy(digits_run, tmp_path):
         "toy-cone.zarr",
         "toy-shuffled.zarr",
     ]
-    assert "compare/index.html" in (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
+    assert "compare/index.html" in page and page.rstrip().endswith("</html>")  # the link inside, not after
+    assert page.index("compare/index.html") < page.index("</body>")
+    cmp = (out / "compare" / "index.html").read_text()
+    assert "paper ranges" in cmp and "tail verdict" in cmp
     assert (out / "msl.png").exists() and (out / "fluctuations.png").exists()
 
 

@@ -101,3 +101,22 @@ def test_landscape_bad_input(tmp_path):
             w.append(s, [float(s)])
     with pytest.raises(KeyError, match="no observable 'loss'"):
         windowed_msl(trajstore.open(tmp_path / "n.zarr"))
+
+
+def test_noise_floor_is_measured_and_the_fit_starts_above_it(tmp_path):
+    """A known minibatch-like noise (σ = 0.3, so 2σ² = 0.18 on every ΔL²) on a gentle H = 0.5
+    landscape: the plateau gives the floor within 25 %, the fit range starts where MSL ≥ 3F,
+    and the exponent (too little range above the floor here) is undetermined, not a number."""
+    rng = np.random.default_rng(0)
+    n = 2**16
+    profile = 0.05 * fbm(n, 0.5, rng=rng)[:, 0]
+    x = np.clip(n // 2 + np.cumsum(np.round(rng.normal(0, 20.0, 2000))), 0, n - 1).astype(int)
+    noisy = profile[x] + rng.normal(0, 0.3, len(x))
+    r = windowed_msl(walk_store(tmp_path / "n.zarr", (x - n // 2)[:, None], noisy), window=2000)[0]
+    assert r.noise_floor == pytest.approx(0.18, rel=0.25)
+    lo = r.fit_range[0]
+    assert r.msl[r.centers >= lo][0] >= 3 * r.noise_floor
+    assert r.hurst is None and r.dimension_profile is None and "dynamic range" in r.undetermined
+    clean = windowed_msl(walk_store(tmp_path / "c.zarr", (x - n // 2)[:, None], profile[x]), window=2000)[0]
+    assert clean.noise_floor is None and clean.noise_floor_upper < 0.18 / 5  # no plateau: no floor
+
