@@ -51,12 +51,31 @@ def serve(argv: list[str], url: str, cwd: str | None = None) -> Iterator[str]:
             proc.wait()
 
 
-def http_server(root: str, *, ranges: bool = True):
-    """A static file server for ``root``: RangeHTTPServer (Range support) or plain http.server."""
+def http_server(root: str, *, ranges: bool = True, suffix: bool = True, log: str = os.devnull):
+    """A static file server for ``root``: full Range support (the counting server, logging to
+    ``log``), RangeHTTPServer (ranges but no suffix ranges, ``suffix=False``) or plain
+    http.server (no ranges)."""
     port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    if ranges and suffix:
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "counting_http_server.py")
+        return serve([sys.executable, script, str(port), root, log], url)
     module = "RangeHTTPServer" if ranges else "http.server"
-    argv = [sys.executable, "-m", module, str(port), "--bind", "127.0.0.1"]
-    return serve(argv, f"http://127.0.0.1:{port}", cwd=root)
+    return serve([sys.executable, "-m", module, str(port), "--bind", "127.0.0.1"], url, cwd=root)
+
+
+def counting_http_server(root: str, log: str):
+    """A full Range server for ``root`` that appends ``PATH BYTES`` per response to ``log``."""
+    return http_server(root, log=log)
+
+
+def bytes_sent(log: str) -> int:
+    """Total bytes the counting server sent so far."""
+    try:
+        with open(log, encoding="utf-8") as f:
+            return sum(int(line.rsplit(" ", 1)[1]) for line in f if line.strip())
+    except FileNotFoundError:
+        return 0
 
 
 def s3_server():

@@ -56,6 +56,17 @@ def test_server_without_range_support_is_named(served):
         assert "damaged" not in p.stderr and p.stderr.count("\n") == 1
 
 
+def test_server_without_suffix_ranges_is_named_for_sharded_zarr(served):
+    root, _, _, w, _ = served
+    with http_server(str(root), suffix=False) as url:  # RangeHTTPServer: no "bytes=-N"
+        p = run_cli("info", f"{url}/run.zarr")
+        assert p.returncode == 1 and "refuses suffix byte ranges" in p.stderr, p.stderr
+        assert "damaged" not in p.stderr and p.stderr.count("\n") == 1
+        for name in ("run.h5", "run.trajstore.zip"):  # single files are read by explicit ranges
+            with trajstore.open(f"{url}/{name}") as t:
+                np.testing.assert_array_equal(t.weights[5:9], w[5:9])
+
+
 def test_unreachable_and_missing_urls_are_one_line(served):
     _, url, _, _, _ = served
     p = run_cli("info", f"{url}/absent.zarr")
@@ -127,3 +138,23 @@ def test_push_open_analyze_pull_on_s3(tmp_path, monkeypatch):
         p = run_cli("analyze", "s3://lab-bucket/sweep/run.zarr", "-o", out, env=env)
         assert p.returncode == 0, p.stderr
         assert (out / "summary.json").exists()
+
+
+def test_reading_one_tensor_fetches_a_small_part_of_the_store(tmp_path):
+    from .servers import bytes_sent, counting_http_server
+
+    params = {f"layer{i}.weight": (20, 25) for i in range(40)}  # 40 tensors of 500 values
+    w, _ = write_store(
+        tmp_path / "big.zarr", n_records=256, params=params, chunk_records=64, chunk_params=500
+    )
+    on_disk = sum(p.stat().st_size for p in (tmp_path / "big.zarr").rglob("*") if p.is_file())
+    log = str(tmp_path / "bytes.log")
+    with counting_http_server(str(tmp_path), log) as url:
+        with trajstore.open(f"{url}/big.zarr") as t:
+            opened = bytes_sent(log)
+            got = t.tensor("layer3.weight")[:]
+        fetched = bytes_sent(log) - opened
+    spec = trajstore.Layout.from_params(params)["layer3.weight"]
+    np.testing.assert_array_equal(got.reshape(len(w), -1), w[:, spec.offset : spec.stop])
+    assert fetched < 0.10 * on_disk, (fetched, on_disk)
+    assert opened < 0.05 * on_disk, (opened, on_disk)

@@ -48,15 +48,23 @@ def require_fsspec(url: str):
     return fsspec
 
 
-def check_http(url: str) -> None:
+def check_http(url: str, *, suffix: bool = False) -> None:
     """For http(s) URLs: the resource exists and the server honours ``Range`` (HTTP 206).
 
-    ``url`` is a file (``.../zarr.json``, an ``.h5`` or ``.zip``). Raises a one-line error for an
-    unreachable host, 403/404, or a server that answers a range request with the whole file.
+    ``url`` is a file (``.../zarr.json``, an ``.h5`` or ``.zip``). With ``suffix``, the server
+    must also honour suffix ranges (``bytes=-N``), which zarr uses to read a shard's index.
+    Raises a one-line error for an unreachable host, 403/404, or a server that answers a range
+    request with the whole file or refuses it.
     """
     if protocol(url) not in ("http", "https"):
         return
-    request = urllib.request.Request(url, headers={"Range": "bytes=0-0"})
+    _probe_range(url, "bytes=0-0")
+    if suffix:
+        _probe_range(url, "bytes=-1")
+
+
+def _probe_range(url: str, byte_range: str) -> None:
+    request = urllib.request.Request(url, headers={"Range": byte_range})
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             status = response.status
@@ -64,6 +72,12 @@ def check_http(url: str) -> None:
     except urllib.error.HTTPError as exc:
         if exc.code == 404:
             raise StoreNotFoundError(f"{url}: HTTP 404, not found; check the URL") from None
+        if exc.code in (400, 416) and byte_range.startswith("bytes=-"):
+            raise RemoteError(
+                f"{url}: the server refuses suffix byte ranges ({byte_range}), which reading a sharded "
+                "Zarr store in place needs; serve it with nginx, Apache or S3, or download it with "
+                "'trajstore pull'"
+            ) from None
         if exc.code in (401, 403):
             raise RemoteError(
                 f"{url}: HTTP {exc.code}, access denied; check the URL and credentials"
@@ -76,7 +90,7 @@ def check_http(url: str) -> None:
         raise RemoteError(
             f"{url}: the server ignores HTTP Range requests (answered {status}, Accept-Ranges "
             f"{accepts or 'absent'}), which reading a store in place needs; serve it with a server that "
-            "supports ranges (nginx, S3, 'python -m RangeHTTPServer') or download it with 'trajstore pull'"
+            "supports ranges (nginx, Apache, S3) or download it with 'trajstore pull'"
         )
 
 

@@ -86,10 +86,8 @@ class SeriesWriter:
                 f"{g}/{spec.TIME}", (0,), "<f8", index_chunks, None, (spec.DIM_RECORD,), compression
             )
         b.set_attrs(g, {**attrs, spec.ATTR_INTEGRITY: self._index(0).to_json(), spec.ATTR_N_COMMITTED: 0})
-        # List the group at the root, so a group lost to damage is missed, not silently absent.
-        listed = b.attrs("").get(spec.ATTR_GROUPS)
-        if isinstance(listed, list) and g not in listed:
-            b.set_attrs("", {spec.ATTR_GROUPS: [*listed, g]})
+        if not g.startswith("."):  # a hidden name under construction is listed once moved
+            list_group(b, g)
 
     @classmethod
     def reopen(cls, backend: Backend, group: str) -> SeriesWriter:
@@ -224,3 +222,11 @@ class SeriesWriter:
 
     def _arrays(self) -> tuple[str, ...]:
         return (spec.VALUE, spec.STEP, spec.TIME) if self.with_time else (spec.VALUE, spec.STEP)
+
+
+def list_group(b: Backend, group: str) -> None:
+    """List ``group`` in the root attribute ``groups`` (1.1), so that a group lost to damage is
+    missed, not silently absent."""
+    listed = b.attrs("").get(spec.ATTR_GROUPS)
+    if isinstance(listed, list) and group not in listed:
+        b.set_attrs("", {spec.ATTR_GROUPS: [*listed, group]})

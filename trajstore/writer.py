@@ -20,7 +20,7 @@ from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
 from .safety import remove_quietly, remove_stale_temporaries, remove_store, temporary_sibling
-from .series import SeriesWriter
+from .series import SeriesWriter, list_group
 
 ParamsLike = int | Mapping[str, Any] | Layout
 # Series created during a run are built under this hidden group and moved into place, so a
@@ -249,6 +249,7 @@ class Writer:
         b.move(tmp, group)
         b.delete(CREATING)  # leave no trace in a store that was not interrupted
         series.group = group
+        list_group(b, group)
         return series
 
     def _vector_series(self, name: str, layout: Layout):

@@ -66,7 +66,7 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
     if reading and _is_remote(path):
         single_file = kind == "hdf5" or path.lower().endswith(".zip")
         remote.require_fsspec(path)
-        remote.check_http(path if single_file else path.rstrip("/") + "/zarr.json")
+        remote.check_http(path if single_file else path.rstrip("/") + "/zarr.json", suffix=not single_file)
         if single_file:
             fileobj = remote.open_file(path)
     if kind == "hdf5":
