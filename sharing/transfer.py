@@ -140,7 +140,8 @@ def pull(url: str, dest: str, *, workers: int = DEFAULT_WORKERS, progress: bool 
 
         with ThreadPoolExecutor(max(1, workers)) as pool:
             list(pool.map(fetch, todo))
-    if single:
+    if single:  # the file may arrive under another name: the manifest follows it
+        manifest = {**manifest, "files": [{**e, "path": os.path.basename(dest)} for e in entries]}
         with open(f"{dest}.{spec.MANIFEST_NAME}", "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1)
     else:

@@ -29,6 +29,7 @@ def served(tmp_path_factory):
     )
     write_manifest(str(root / "run.zarr"))
     write_store(root / "run.h5", n_records=60, params={"a": (40, 50), "b": (50,)}, chunk_records=16)
+    write_manifest(str(root / "run.h5"))
     pack(str(root / "run.zarr"), str(root / "run.trajstore.zip"))
     with http_server(str(root)) as url, http_server(str(root), ranges=False) as plain:
         yield root, url, plain, w, steps
@@ -67,6 +68,15 @@ def test_server_without_suffix_ranges_is_named_for_sharded_zarr(served):
                 np.testing.assert_array_equal(t.weights[5:9], w[5:9])
 
 
+@pytest.mark.parametrize("name", ["run.zarr", "run.h5", "run.trajstore.zip"])
+def test_verify_by_https_url(served, name):
+    _, url, _, _, _ = served
+    p = run_cli("verify", f"{url}/{name}")
+    assert p.returncode == 0 and "intact" in p.stdout, p.stdout + p.stderr
+    if name == "run.zarr":
+        assert "extra files were not looked for" in p.stderr
+
+
 def test_unreachable_and_missing_urls_are_one_line(served):
     _, url, _, _, _ = served
     p = run_cli("info", f"{url}/absent.zarr")
@@ -93,7 +103,10 @@ def test_pull_over_http_is_verified_and_resumable(served, tmp_path):
     p = run_cli("pull", f"{url}/run.zarr", dest, "--quiet")
     assert p.returncode == 0, p.stderr
     assert run_cli("verify", dest).returncode == 0
-    p = run_cli("pull", f"{url}/run.h5", tmp_path / "x.zarr", "--quiet")
+    p = run_cli("pull", f"{url}/run.h5", tmp_path / "copy.h5", "--quiet")
+    assert p.returncode == 0, p.stderr
+    assert run_cli("verify", tmp_path / "copy.h5").returncode == 0
+    p = run_cli("pull", f"{url}/nothing.zarr", tmp_path / "x.zarr", "--quiet")
     assert p.returncode == 1 and "has no manifest" in p.stderr
 
 
@@ -117,7 +130,7 @@ def test_push_open_analyze_pull_on_s3(tmp_path, monkeypatch):
         with trajstore.open("s3://lab-bucket/sweep/run.zarr") as t:
             np.testing.assert_array_equal(t.weights[5:50], w[5:50])
         p = run_cli("verify", "s3://lab-bucket/sweep/run.zarr", env=env)
-        # verify reads local stores; an S3 store is verified by pulling it
+        assert p.returncode == 0 and "intact" in p.stdout, p.stdout + p.stderr
         dest = tmp_path / "pulled.zarr"
         p = run_cli("pull", "s3://lab-bucket/sweep/run.zarr", dest, "--quiet", env=env)
         assert p.returncode == 0, p.stderr
@@ -134,6 +147,17 @@ def test_push_open_analyze_pull_on_s3(tmp_path, monkeypatch):
         }
         changed = [k for k in before if before[k] != after[k] and not k.endswith("manifest.json")]
         assert changed == []
+        # An object altered in the bucket, another added: verify names both (S3 can list).
+        key = "lab-bucket/sweep/run.zarr/weights/step/c/0"
+        data = bytearray(fs.cat_file(key))
+        data[-3] ^= 0xFF
+        fs.pipe_file(key, bytes(data))
+        fs.pipe_file("lab-bucket/sweep/run.zarr/stray.bin", b"x")
+        p = run_cli("verify", "s3://lab-bucket/sweep/run.zarr", env=env)
+        assert p.returncode == 1, p.stdout
+        assert "altered file weights/step/c/0" in p.stdout and "extra file stray.bin" in p.stdout, p.stdout
+        p = run_cli("push", src, "s3://lab-bucket/sweep/run.zarr", "--quiet", env=env)  # repairs it
+        assert p.returncode == 0, p.stderr
         out = tmp_path / "report"
         p = run_cli("analyze", "s3://lab-bucket/sweep/run.zarr", "-o", out, env=env)
         assert p.returncode == 0, p.stderr

@@ -176,9 +176,15 @@ def compare_files(files: StoreFiles, manifest: dict) -> list[str]:
     problems = []
     listed = {e.get("path"): e for e in manifest["files"] if isinstance(e, dict)}
     present = files.list()
+    if present is None:  # a remote folder that cannot be listed: check the files named only
+        sizes = {rel: files.size(rel) for rel in listed}
+        present = {rel: n for rel, n in sizes.items() if n is not None}
+        listed_only = True
+    else:
+        listed_only = False
     for rel in sorted(set(listed) - set(present)):
         problems.append(f"missing file {rel} (listed in the manifest)")
-    for rel in sorted(set(present) - set(listed)):
+    for rel in sorted(set(present) - set(listed)) if not listed_only else ():
         problems.append(f"extra file {rel} (not in the manifest)")
     for rel in sorted(set(listed) & set(present)):
         entry = listed[rel]
@@ -189,3 +195,81 @@ def compare_files(files: StoreFiles, manifest: dict) -> list[str]:
         elif entry.get("sha256") != sha256_of(files.open(rel)):
             problems.append(f"altered file {rel}: its SHA-256 differs from the manifest's")
     return problems
+
+
+class RemoteStoreFiles:
+    """The files of a store at an fsspec URL (``https://``, ``s3://``, ...): the same reading
+    interface as :class:`StoreFiles`. ``list()`` is ``None`` where the protocol cannot list a
+    folder (HTTP); the files the manifest names are then checked, and extra files cannot be."""
+
+    def __init__(self, url: str):
+        from .remote import protocol, require_fsspec
+
+        fsspec = require_fsspec(url)
+        self.path = url.rstrip("/")
+        self.fs, self.root = fsspec.core.url_to_fs(self.path)
+        name = self.root.rsplit("/", 1)[-1].lower()
+        self.kind = (
+            "zip" if name.endswith(".zip") else ("file" if name.endswith((".h5", ".hdf5", ".hdf")) else "dir")
+        )
+        self.listable = protocol(url) not in ("http", "https")
+
+    def _key(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def list(self) -> dict[str, int] | None:
+        if self.kind == "file":
+            return {self.root.rsplit("/", 1)[-1]: int(self.fs.info(self.root)["size"])}
+        if self.kind == "zip":
+            with zipfile.ZipFile(self.fs.open(self.root, "rb")) as z:
+                return {
+                    i.filename: i.file_size
+                    for i in z.infolist()
+                    if not i.is_dir() and i.filename != spec.MANIFEST_NAME
+                }
+        if not self.listable:
+            return None
+        found = self.fs.find(self.root, detail=True)
+        prefix = self.root.rstrip("/") + "/"
+        return {
+            k[len(prefix) :]: int(v["size"])
+            for k, v in found.items()
+            if k.startswith(prefix) and k[len(prefix) :] != spec.MANIFEST_NAME
+        }
+
+    def size(self, rel: str) -> int | None:
+        try:
+            return int(self.fs.info(self.root if self.kind == "file" else self._key(rel))["size"])
+        except (FileNotFoundError, OSError):
+            return None
+
+    def open(self, rel: str) -> IO[bytes]:
+        if self.kind == "file":
+            return self.fs.open(self.root, "rb")
+        if self.kind == "zip":
+            z = zipfile.ZipFile(self.fs.open(self.root, "rb"))
+            return _ClosingEntry(z, z.open(rel))
+        return self.fs.open(self._key(rel), "rb")
+
+    def read_manifest(self) -> dict | None:
+        try:
+            if self.kind == "zip":
+                with zipfile.ZipFile(self.fs.open(self.root, "rb")) as z:
+                    if spec.MANIFEST_NAME not in z.namelist():
+                        return None
+                    text = z.read(spec.MANIFEST_NAME)
+            else:
+                key = (
+                    f"{self.root}.{spec.MANIFEST_NAME}"
+                    if self.kind == "file"
+                    else self._key(spec.MANIFEST_NAME)
+                )
+                text = self.fs.cat_file(key)
+            manifest = json.loads(text)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            raise ManifestError(f"{self.path}: the manifest cannot be read ({exc})") from None
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+            raise ManifestError(f"{self.path}: the manifest has no 'files' list")
+        return manifest

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 
 from .digest import content_digest
 from .errors import TrajstoreError
-from .manifest import StoreFiles, compare_files
+from .manifest import RemoteStoreFiles, StoreFiles, compare_files
 from .reader import open as open_store
+from .remote import is_remote
 from .validate import validate
 
 
@@ -33,11 +34,14 @@ def verify(path: str | os.PathLike, *, content: bool = True) -> VerifyReport:
     content digest and store id the manifest states. Never raises for a damaged store."""
     path = os.fspath(path)
     report = VerifyReport(path)
-    if not os.path.exists(path):
+    remote = is_remote(path)
+    if not remote and not os.path.exists(path):
         report.problems.append(f"{path}: no such file or folder; check the path")
         return report
-    files = StoreFiles(path)
     try:
+        files = RemoteStoreFiles(path) if remote else StoreFiles(path)
+        if remote and files.kind == "dir" and not files.listable:
+            report.warnings.append("the server cannot list folders: extra files were not looked for")
         manifest = files.read_manifest()
     except TrajstoreError as exc:
         report.problems.append(str(exc))
