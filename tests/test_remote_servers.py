@@ -182,3 +182,14 @@ def test_reading_one_tensor_fetches_a_small_part_of_the_store(tmp_path):
     np.testing.assert_array_equal(got.reshape(len(w), -1), w[:, spec.offset : spec.stop])
     assert fetched < 0.10 * on_disk, (fetched, on_disk)
     assert opened < 0.05 * on_disk, (opened, on_disk)
+
+
+def test_missing_optional_package_is_a_one_line_install_hint(served, tmp_path):
+    _, url, _, _, _ = served
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    (blocker / "aiohttp.py").write_text("raise ImportError('aiohttp is not installed (test)')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    p = run_cli("info", f"{url}/run.zarr", env=env)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert "pip install 'trajstore[remote]'" in p.stderr and "aiohttp" in p.stderr
