@@ -109,16 +109,7 @@ def _copy(src: str, dst: str, kind: str, compression: str) -> None:
                 series = w._vector_series(name, group.layout)
                 _copy_series(w, name, series, group.values, group.steps, group.times)
             for name in traj.observables:
-                steps, values = traj.observable(name)
-                oattrs = traj.observable_attrs(name)
-                series = w._open_observable(
-                    f"{spec.OBSERVABLES}/{name}",
-                    oattrs.get(spec.ATTR_UNIT),
-                    oattrs.get(spec.ATTR_DESCRIPTION),
-                    oattrs.get(spec.ATTR_EVALUATED_AT, spec.POST_STEP),
-                )
-                times = _read_times(traj, name, len(steps))
-                _copy_series(w, f"{spec.OBSERVABLES}/{name}", series, values, steps, times)
+                copy_observable(w, traj, name)
             w.close()
         except BaseException:
             try:  # the temporary copy is deleted anyway; keep the first error
@@ -130,9 +121,23 @@ def _copy(src: str, dst: str, kind: str, compression: str) -> None:
         traj.close()
 
 
-def _read_times(traj, name: str, n: int):
-    """The observable's times, checked like every read (present, digests matching)."""
-    return traj.observable_times(name)
+def copy_observable(w, traj, name: str, keep=None) -> None:
+    """Copy observable ``name`` of ``traj`` (its attributes, steps, values and times, read with
+    every check) into the writer ``w``; ``keep``: a boolean mask of the records to copy."""
+    steps, values = traj.observable(name)
+    times = traj.observable_times(name)
+    if keep is not None:
+        steps, values = steps[keep], values[keep]
+        times = times[keep] if times is not None else None
+    attrs = traj.observable_attrs(name)
+    group = f"{spec.OBSERVABLES}/{name}"
+    series = w._open_observable(
+        group,
+        attrs.get(spec.ATTR_UNIT),
+        attrs.get(spec.ATTR_DESCRIPTION),
+        attrs.get(spec.ATTR_EVALUATED_AT, spec.POST_STEP),
+    )
+    _copy_series(w, group, series, values, steps, times)
 
 
 def _copy_series(w, name: str, series: SeriesWriter, values, steps, times) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import spec
-from .convert import derived_from
+from .convert import copy_observable, derived_from
 from .errors import TrajstoreError
 from .layout import Layout, TensorSpec
 from .lossy import bitround
@@ -149,18 +149,9 @@ def extract(
                 _copy_rows(
                     w, name, series, values, gsteps, times, rng.mask(gsteps), _columns(picked), keepbits
                 )
+            in_range = StepRange(rng.start, rng.stop, 1)
             for name in traj.observables:
-                osteps, ovalues = traj.observable(name)
-                keep = StepRange(rng.start, rng.stop, 1).mask(osteps)
-                attrs = traj.observable_attrs(name)
-                series = w._open_observable(
-                    f"{spec.OBSERVABLES}/{name}",
-                    attrs.get(spec.ATTR_UNIT),
-                    attrs.get(spec.ATTR_DESCRIPTION),
-                    attrs.get(spec.ATTR_EVALUATED_AT, spec.POST_STEP),
-                )
-                for s, v in zip(osteps[keep], ovalues[keep], strict=True):
-                    w._commit_if(series.append(int(s), float(v), math.nan), f"{spec.OBSERVABLES}/{name}")
+                copy_observable(w, traj, name, keep=in_range.mask(traj.observable(name)[0]))
         finally:
             w.close()
     return selection
