@@ -18,6 +18,7 @@ from .exponents import smoothed_local_slope, usable_lags
 from .pipeline import Analysis, analysis_passes, analyze
 from .report import _CSS, TOY_PHASES_CAPTION, _plt, save, toy_phase_figure
 from .steps import ccdf
+from .sweep import hyper_parameters, sweep_figure, sweep_points, varying
 
 
 def compare_rows(name: str, a: Analysis, phases: dict | None = None) -> list[dict]:
@@ -85,6 +86,7 @@ def compare(
     labels = labels or [Path(s).name for s in stores]
     results: list[tuple[str, Analysis]] = []
     phases: dict[str, dict | None] = {}
+    hypers: dict[str, dict] = {}
     total = 0
     for path in stores:  # opening reads metadata only
         with open_store(path) as traj:
@@ -95,6 +97,7 @@ def compare(
         for label, path in zip(labels, stores, strict=True):
             bar.set_description(f"trajstore compare: {label}")
             with open_store(path) as traj:
+                hypers[label] = hyper_parameters(traj)
                 toy = traj.metadata.get("toy")
                 phases[label] = toy.get("phases") if isinstance(toy, dict) else None
                 win = (windows or {}).get(path, window)
@@ -105,12 +108,17 @@ def compare(
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],
         "table": table,
     }
+    keys = varying(hypers)
+    if keys:  # a sweep: the first window's exponents against the parameter that varies
+        points = sweep_points(table, hypers, keys[0])
+        summary["sweep"] = {"parameter": keys[0], "also_varying": keys[1:], "points": points}
+        sweep_figure(points, keys[0], out / "sweep.png")
     (out / "summary.json").write_text(jsonsafe.dumps(summary))  # strict: NaN/inf -> null
     _overlays(results, out)
     toys = [(label, a.toy_curves) for label, a in results if a.toy_curves is not None]
     if toys:  # the curves analyze() computed for each toy store
         toy_phase_figure(toys, out / "toy_phases.png")
-    _page(results, table, out, with_toy_figure=bool(toys))
+    _page(results, table, out, with_toy_figure=bool(toys), sweep=summary.get("sweep"))
     return summary
 
 
@@ -171,7 +179,7 @@ _COLUMNS = [
 ]
 
 
-def _page(results, table, out: Path, with_toy_figure: bool = False) -> None:
+def _page(results, table, out: Path, with_toy_figure: bool = False, sweep: dict | None = None) -> None:
     import jinja2
 
     def cell(r, key):
@@ -200,6 +208,7 @@ def _page(results, table, out: Path, with_toy_figure: bool = False) -> None:
             rows=rows,
             caption=_CAPTION,
             toy=with_toy_figure,
+            sweep=sweep,
             toy_caption=TOY_PHASES_CAPTION,
         )
     )
@@ -223,6 +232,10 @@ _PAGE = """<!doctype html>
 <p style="font-size:11px">{% for c in cols %}<b>{{ c[1] }}</b>: {{ c[2] }}. {% endfor %}
 Hover a "–" for the reason a value is not reported.</p>
 <figure><img src="overlay.png" alt="overlays"><figcaption>{{ caption }}</figcaption></figure>
+{% if sweep %}<figure><img src="sweep.png" alt="sweep"><figcaption>The first window's MSD exponents against
+{{ sweep.parameter }}, the hyper-parameter that varies over these runs
+{%- if sweep.also_varying %} (also varying: {{ sweep.also_varying|join(", ") }}){% endif %}.</figcaption>
+</figure>{% endif %}
 {% if toy %}<figure><img src="toy_phases.png" alt="toy phases">
 <figcaption>{{ toy_caption }}</figcaption></figure>{% endif %}
 </body></html>
