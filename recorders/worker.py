@@ -129,8 +129,9 @@ class WriterThread:
         self._queue.put(_STOP)  # never blocks for long: the thread keeps taking items
         self._thread.join()
         if self._progress:
-            self._print_progress(time.monotonic())
-            self._display.close()
+            if self._error is None:  # after a failure the error line says how many records are safe
+                self._print_progress(time.monotonic())
+            self._display.close(final=self._error is None)
         return self._error
 
 

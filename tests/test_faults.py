@@ -50,7 +50,19 @@ def reference(width: int, n: int) -> np.ndarray:
 
 def record_argv(out, width: int, *extra) -> list[str]:
     return cli_argv(
-        "record", "--flush-seconds", "0.2", *extra, "-o", out, TRAIN, "--", "--width", width, "--steps", 10**7
+        "record",
+        "--quiet",
+        "--flush-seconds",
+        "0.2",
+        *extra,
+        "-o",
+        out,
+        TRAIN,
+        "--",
+        "--width",
+        width,
+        "--steps",
+        10**7,
     )
 
 
@@ -215,7 +227,7 @@ def test_convert_and_analyze_into_a_full_disk_lose_nothing(small_disk, tmp_path)
     free = os.statvfs(small_disk)
     with open(small_disk / "filler", "wb") as f:
         os.posix_fallocate(f.fileno(), 0, free.f_bavail * free.f_frsize)
-    p = cli("analyze", small, "-o", small_disk / "report", "--window", 20)
+    p = cli("analyze", small, "-o", small_disk / "report", "--window", 20, "--quiet")
     assert p.returncode == 1
     assert "No space left on device" in one_error_line(p.stderr)
     assert validate(small).valid

@@ -170,8 +170,9 @@ class Progress:
             self._bar.refresh()
             self._visible = True
 
-    def close(self) -> None:
-        """Show the final state on its own line and stop."""
+    def close(self, final: bool = True) -> None:
+        """Show the final state on its own line (unless ``final`` is false: the work failed and
+        its error says what is left) and stop."""
         if not self.enabled or self._closed:
             return
         with CONSOLE.lock:
@@ -182,12 +183,13 @@ class Progress:
                 self.stream.write("\n")
                 CONSOLE.line_open = False
             if self._bar is not None:
-                final = str(self._bar)
+                last = str(self._bar)
                 self._bar.leave = False  # tqdm clears its line (if it drew it); we end with ours
                 self._bar.close()
-                self.stream.write("\r" + final + "\n")
+                if final:
+                    self.stream.write("\r" + last + "\n")
                 self.stream.flush()
-            elif self._written != (self.n, self.postfix):  # the final state, unless just shown
+            elif final and self._written != (self.n, self.postfix):  # unless just shown
                 self._write_line()
 
     def __enter__(self) -> Progress:

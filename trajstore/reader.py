@@ -100,6 +100,24 @@ def _read_checked(backend: Backend, path: str, selection: Any) -> np.ndarray:
         ) from None
 
 
+def _retry_while_live(backend: Backend, load):
+    """``load()``, retried on a fresh view while a live HDF5 writer is updating the file (what
+    fails then is a stale view, not damage); :class:`StoreBusyError` if it keeps failing."""
+    try:
+        return load()
+    except Exception:
+        if not _live(backend):
+            raise
+    for attempt in range(_LIVE_RETRIES):
+        time.sleep(_LIVE_WAIT_SECONDS * (attempt + 1))
+        try:
+            backend.reopen()
+            return load()
+        except Exception:  # noqa: BLE001 - still changing: wait and retry
+            continue
+    raise _busy(backend.path)
+
+
 class _MissingChunk(RuntimeError):
     """A chunk under committed records is not in the file (args[0]: its index)."""
 
@@ -547,7 +565,8 @@ class Trajectory:
                 have = ", ".join(self.observables) or "none"
                 raise KeyError(f"{self.path} has no observable {name!r} (it has: {have})")
             b = self._backend
-            try:
+
+            def load():
                 attrs = b.attrs(group)
                 if not b.is_array(f"{group}/{spec.VALUE}") or not b.is_array(f"{group}/{spec.STEP}"):
                     raise InvalidStoreError(f"{self.path}: {group} lacks its value or step array")
@@ -561,6 +580,10 @@ class Trajectory:
                     if b.is_array(f"{group}/{spec.TIME}")
                     else None
                 )
+                return steps, values, times
+
+            try:
+                steps, values, times = _retry_while_live(b, load)
             except TrajstoreError:
                 raise
             except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
