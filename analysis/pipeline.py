@@ -207,6 +207,14 @@ def analyze(
             "check the store's layout (trajstore info)"
         )
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    lossy = traj.lossy
+    if lossy:  # said in the notes and summary.json: rounding changes small displacements
+        out.extra["lossy"] = lossy
+        out.notes.append(
+            f"the store is lossy: weights were rounded (BitRound) to {lossy.get('keepbits')} mantissa "
+            "bits before storage, so displacements below that resolution are rounding, not motion; "
+            "MSD exponents at short lags, step lengths and tail fits can differ from the exact run's"
+        )
     if isinstance(traj, SelectedTrajectory):  # part of a run (trajstore.selection): say which
         out.extra["selection"] = traj.summary()
         out.notes.append(f"selection: {traj.describe()}")

@@ -36,3 +36,9 @@ def one_line_errors(func: Callable) -> Callable:
             fail(str(exc.args[0]) if exc.args else type(exc).__name__)
 
     return wrapper
+
+
+def problem_line(store: str, problem: str) -> str:
+    """``STORE: problem`` for a report line, without repeating a path the problem already names."""
+    named = problem.startswith((f"{store}:", f"{store} "))
+    return problem if named else f"{store}: {problem}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 
 import click
 
@@ -38,7 +39,16 @@ def main() -> None:
     # zarr's I/O loop logs "Task was destroyed but it is pending" at exit after a failed read;
     # the one-line error already said what went wrong.
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
-    cli(prog_name="trajstore")
+    try:
+        code = cli.main(prog_name="trajstore", standalone_mode=False)
+    except click.ClickException as exc:  # a bad option or argument: one line, like every error
+        hint = f"; see '{exc.ctx.command_path} --help'" if getattr(exc, "ctx", None) else ""
+        click.echo(f"error: {exc.format_message().rstrip('.')}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import click
 
 from trajstore.errors import TrajstoreError
 
-from .errors import fail, one_line_errors
+from .errors import fail, one_line_errors, problem_line
 
 
 def parse_meta(items: tuple[str, ...]) -> dict[str, str]:
@@ -134,7 +134,7 @@ def verify(store: str, as_json: bool) -> None:
         for w in report.warnings:
             click.echo(f"warning: {w}", err=True)
         for p in report.problems:
-            click.echo(f"{store}: {p}")
+            click.echo(problem_line(store, p))
         if report.ok:
             click.echo(
                 f"{store}: intact ({report.files_checked} files match the manifest; every chunk decodes)"

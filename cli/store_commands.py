@@ -9,7 +9,7 @@ from trajstore.convert import convert as convert_store
 from trajstore.info import format_summary, summarize
 from trajstore.validate import validate as validate_store
 
-from .errors import one_line_errors
+from .errors import one_line_errors, problem_line
 from .output import emit_json, inform, json_option, quiet_option
 
 
@@ -50,7 +50,7 @@ def validate(store: str, no_checksums: bool, as_json: bool, quiet: bool) -> None
         click.echo(f"{store}: valid trajstore store")
         return
     for p in report.problems:
-        click.echo(f"{store}: {p}")
+        click.echo(problem_line(store, p))
     raise SystemExit(1)
 
 

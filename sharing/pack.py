@@ -77,6 +77,8 @@ def unpack(package: str, dest: str, *, overwrite: bool = False) -> dict:
     """Restore the directory store of ``package`` at ``dest`` and verify it against the
     package's manifest; nothing is written outside ``dest``. Returns the manifest."""
     package, dest = os.fspath(package), os.fspath(dest).rstrip("/")
+    if os.path.isdir(package):
+        raise PackError(f"{package} is a folder, not a package; unpack takes a .zip from 'trajstore pack'")
     if not zipfile.is_zipfile(package):
         raise PackError(f"{package} is not a zip file (truncated?); 'trajstore pack' writes packages")
     if os.path.exists(dest) and not overwrite:
@@ -101,8 +103,11 @@ def unpack(package: str, dest: str, *, overwrite: bool = False) -> dict:
             for info in infos:
                 target = os.path.join(tmp, *info.filename.split("/"))
                 os.makedirs(os.path.dirname(target), exist_ok=True)
-                with z.open(info) as src_f, open(target, "wb") as out_f:
-                    shutil.copyfileobj(src_f, out_f, 4 * 1024 * 1024)
+                try:
+                    with z.open(info) as src_f, open(target, "wb") as out_f:
+                        shutil.copyfileobj(src_f, out_f, 4 * 1024 * 1024)
+                except zipfile.BadZipFile as exc:
+                    raise PackError(f"{package}: entry {info.filename} is damaged ({exc})") from None
             problems = compare_files(StoreFiles(tmp), manifest)
             if problems:
                 raise PackError(

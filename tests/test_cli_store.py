@@ -104,3 +104,19 @@ def test_info_reports_nonfinite_weights(tmp_path):
     assert json.loads(run_cli("info", path, "--json", "--no-scan").stdout)["nonfinite_weights"] is None
     p = run_cli("validate", path)
     assert p.returncode == 0 and "2 non-finite values" in p.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["analyze", "x.zarr", "--memory-limit", "0"],
+        ["extract", "x.zarr", "-o", "y.zarr", "--keepbits", "99"],
+        ["info"],
+        ["nosuch-command"],
+    ],
+)
+def test_usage_errors_are_one_line_from_the_console_entry(args):
+    p = run_cli(*args)
+    assert p.returncode == 2
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], p.stderr

@@ -62,7 +62,9 @@ def test_author_forms_and_orcid_checksum():
     assert (
         parse_author("Grace Hopper <https://orcid.org/0000-0002-1694-233X>")["orcid"] == "0000-0002-1694-233X"
     )
-    with pytest.raises(DescriptionError, match="checksum"):
+    with pytest.raises(DescriptionError, match="related item 'notadoi'"):
+        normalise({"related": ["notadoi"]})
+    with pytest.raises(DescriptionError, match="check digit"):
         parse_author("Ada Lovelace <0000-0002-1825-0098>")  # last digit wrong
     with pytest.raises(DescriptionError, match="unknown description field"):
         normalise({"titel": "typo"})
@@ -520,3 +522,42 @@ def test_catalog_over_a_sweep(tmp_path):
     assert p.returncode == 0 and "lr 0.1" in p.stdout
     p = run_cli("catalog", tmp_path / "nowhere")
     assert p.returncode == 1 and "no such store or folder" in p.stderr
+
+
+def test_a_flipped_byte_in_a_package_is_named_never_a_traceback(tmp_path):
+    src = tmp_path / "run.zarr"
+    write_store(src, n_records=40)
+    pkg = tmp_path / "run.zip"
+    pack(str(src), str(pkg))
+    with zipfile.ZipFile(pkg) as z:
+        info = z.getinfo("weights/value/c/1/0")
+        start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    data = bytearray(pkg.read_bytes())
+    data[start + info.file_size // 2] ^= 0xFF  # inside the stored entry: its CRC-32 now fails
+    bad = tmp_path / "flip.zip"
+    bad.write_bytes(bytes(data))
+    p = run_cli("verify", bad)
+    assert p.returncode == 1 and "altered file weights/value/c/1/0" in p.stdout, p.stdout + p.stderr
+    assert "Traceback" not in p.stderr + p.stdout
+    for command in (["info", bad, "--scan"], ["unpack", bad, "-o", tmp_path / "u.zarr"]):
+        p = run_cli(*command)
+        assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr
+        assert p.stderr.count("\n") == 1 and "damaged" in p.stderr, p.stderr
+    with pytest.raises(trajstore.TrajstoreError, match="damaged"), trajstore.open(bad) as t:
+        t.weights[:]
+
+
+def test_analysis_of_a_lossy_store_says_so(tmp_path):
+    from trajstore.analysis.pipeline import analyze
+
+    from trajstore.extract import extract
+
+    src = tmp_path / "run.zarr"
+    write_store(src, n_records=60)
+    extract(src, tmp_path / "r.zarr", keepbits=3)
+    with trajstore.open(tmp_path / "r.zarr") as t:
+        a = analyze(t, 30, progress=False)
+    assert a.summary()["lossy"]["keepbits"] == 3
+    assert any("lossy" in n and "3 mantissa bits" in n for n in a.notes)
+    with trajstore.open(src) as t:
+        assert not any("lossy" in n for n in analyze(t, 30, progress=False).notes)

@@ -43,8 +43,8 @@ def normalise_orcid(text: str) -> str:
     m = _ORCID.match(text.strip())
     if not m or not orcid_checksum_ok(m.group(1)):
         raise DescriptionError(
-            f"{text!r} is not a valid ORCID iD; write it as 0000-0002-1825-0097 "
-            "(its last digit is a checksum)"
+            f"{text!r} is not a valid ORCID iD: four groups of four digits whose last character is a "
+            "check digit over the others; copy it from your ORCID record"
         )
     return m.group(1)
 
@@ -118,6 +118,10 @@ def _related(item: Any) -> dict[str, str]:
         raise DescriptionError(f"related item {item!r} needs an 'identifier' string (a DOI or URL)")
     identifier = item["identifier"].strip()
     kind = item.get("type") or ("DOI" if re.match(r"^(doi:)?10\.\d{4,}/", identifier) else "URL")
+    if kind == "URL" and not re.match(r"^https?://\S+$", identifier):
+        raise DescriptionError(
+            f"related item {identifier!r} is neither a DOI (10.xxxx/...) nor an http(s) URL"
+        )
     out = {
         "identifier": identifier.removeprefix("doi:"),
         "type": str(kind),

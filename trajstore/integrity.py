@@ -223,7 +223,10 @@ class StoredObjects:
             return None
         if nbytes != block.nbytes:
             return f"has {nbytes} bytes, {block.nbytes} were written (truncated or replaced?) [V43]"
-        tail = self.backend.object_tail(self.path, coords, TAIL_BYTES)
+        try:
+            tail = self.backend.object_tail(self.path, coords, TAIL_BYTES)
+        except OSError as exc:  # e.g. a package entry failing its CRC-32
+            return f"cannot be read ({exc}) [V43]"
         if block.tail is not None and tail is not None and tail_digest(tail) != block.tail:
             return "differs from what was written there (altered, swapped or moved?) [V43]"
         return None

@@ -192,8 +192,14 @@ def compare_files(files: StoreFiles, manifest: dict) -> list[str]:
             problems.append(
                 f"altered file {rel}: {present[rel]} bytes, the manifest says {entry.get('size')}"
             )
-        elif entry.get("sha256") != sha256_of(files.open(rel)):
-            problems.append(f"altered file {rel}: its SHA-256 differs from the manifest's")
+        else:
+            try:
+                digest = sha256_of(files.open(rel))
+            except (OSError, zipfile.BadZipFile) as exc:  # a package entry failing its CRC-32
+                problems.append(f"altered file {rel}: it cannot be read ({exc})")
+                continue
+            if entry.get("sha256") != digest:
+                problems.append(f"altered file {rel}: its SHA-256 differs from the manifest's")
     return problems
 
 

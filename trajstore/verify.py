@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from dataclasses import dataclass, field
 
 from .digest import content_digest
@@ -38,15 +39,16 @@ def verify(path: str | os.PathLike, *, content: bool = True) -> VerifyReport:
     if not remote and not os.path.exists(path):
         report.problems.append(f"{path}: no such file or folder; check the path")
         return report
+    unreadable = False
     try:
         files = RemoteStoreFiles(path) if remote else StoreFiles(path)
         if remote and files.kind == "dir" and not files.listable:
             report.warnings.append("the server cannot list folders: extra files were not looked for")
         manifest = files.read_manifest()
-    except TrajstoreError as exc:
+    except (TrajstoreError, OSError, zipfile.BadZipFile) as exc:
         report.problems.append(str(exc))
-        manifest = None
-    if manifest is None:
+        manifest, unreadable = None, True
+    if manifest is None and not unreadable:
         report.warnings.append(
             "no manifest: files were not checked against digests, only the chunk checksums "
             "(write one with 'trajstore manifest')"

@@ -24,22 +24,39 @@ DEFAULT_LEVEL = 1
 ZIP_SUFFIXES = (".zip",)
 
 
-class _FileZipStore(ZipStore):
-    """zarr's ZipStore over an open binary file (a remote package read by byte ranges).
+class _PackageStore(ZipStore):
+    """zarr's ZipStore for a package: read-only, over a local path or an open binary file (a
+    remote package read by byte ranges), and an entry whose bytes fail the zip's CRC-32 is an
+    ``OSError`` naming it (the reader turns it into a one-line "damaged" error) instead of
+    zipfile's own exception."""
 
-    zarr's own ZipStore opens a local path; only the opening differs, so only it is replaced.
-    """
-
-    def __init__(self, fileobj: Any, name: str):
-        super().__init__(name, mode="r")
+    def __init__(self, path: str, fileobj: Any = None):
+        super().__init__(path, mode="r")
         self._fileobj = fileobj
 
     def _sync_open(self) -> None:
+        if self._fileobj is None:
+            return super()._sync_open()
         if self._is_open:
             raise ValueError("store is already open")
         self._lock = threading.RLock()
         self._zf = zipfile.ZipFile(self._fileobj, mode="r")
         self._is_open = True
+
+    async def getsize(self, key: str) -> int:
+        """The entry's size from the zip's directory (zarr's default reads the whole entry)."""
+        if not self._is_open:
+            self._sync_open()
+        try:
+            return self._zf.getinfo(key).file_size
+        except KeyError:
+            raise FileNotFoundError(key) from None
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None):
+        try:
+            return await super().get(key, prototype, byte_range)
+        except zipfile.BadZipFile as exc:
+            raise OSError(f"package entry {key} is damaged ({exc})") from None
 
 
 # Write every chunk, all-zero ones included: a chunk of committed records that is absent from
@@ -64,7 +81,7 @@ class ZarrBackend:
             if mode != "r":
                 raise ValueError(f"{self.path} is a packed store and read-only; unpack it to change it")
             store = self._zip = (
-                ZipStore(self.path, mode="r") if fileobj is None else _FileZipStore(fileobj, self.path)
+                _PackageStore(self.path, fileobj)
             )
         self._lock_fd: int | None = None
         local_dir = self._zip is None and "://" not in self.path
