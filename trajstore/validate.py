@@ -23,6 +23,7 @@ import numpy as np
 
 from . import spec
 from .backends import Backend, backend_kind, open_backend
+from .backends.locking import is_being_written
 from .description import problems as description_problems
 from .errors import TrajstoreError
 from .integrity import IntegrityIndex, StoredObjects, digest
@@ -148,11 +149,17 @@ def _child(sender, path: str, checksums: bool) -> None:
     sender.close()
 
 
+_LIVE = "{path} is being written (a live recording); validate it when the writer has closed it"
+
+
 def _validate_here(path: str, checksums: bool) -> Report:
     report = Report(path)
     try:
         backend = open_backend(path, "r")
     except Exception as exc:  # noqa: BLE001 - a store that does not open breaks V01
+        if "://" not in path and is_being_written(path):  # a live writer, caught mid-update
+            report.problems = [_LIVE.format(path=path)]
+            return report
         report.add("V01", f"{path}: {exc}" if isinstance(exc, TrajstoreError) else f"cannot open: {exc}")
         return report
     try:
@@ -161,9 +168,7 @@ def _validate_here(path: str, checksums: bool) -> Report:
         live = getattr(backend, "is_being_written", None)
         if report.problems and live is not None and live():
             # A live HDF5 writer changes metadata under the checks: say so, never "damaged".
-            report.problems = [
-                f"{path} is being written (a live recording); validate it when the writer has closed it"
-            ]
+            report.problems = [_LIVE.format(path=path)]
     finally:
         try:
             backend.close()
