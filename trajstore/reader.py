@@ -401,7 +401,43 @@ def _committed(backend: Backend, group: str, attrs: dict, n_stored: int) -> int:
     return n
 
 
-class Trajectory:
+class WeightsAccess:
+    """The weights accessors of a trajectory, read from its ``_weights`` group (a
+    :class:`VectorGroup` or a selection of one): shared by :class:`Trajectory` and
+    :class:`trajstore.selection.SelectedTrajectory`."""
+
+    _weights: VectorGroup
+
+    @property
+    def layout(self) -> Layout:
+        return self._weights.layout
+
+    @property
+    def n_records(self) -> int:
+        return self._weights.n_records
+
+    @property
+    def n_params(self) -> int:
+        return self.layout.n_params
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self._weights.steps
+
+    @property
+    def times(self) -> np.ndarray | None:
+        return self._weights.times
+
+    @property
+    def weights(self) -> LazyArray:
+        return self._weights.values
+
+    def tensor(self, name: str) -> TensorView:
+        """Lazy (records, *shape) view of the weights of tensor ``name``."""
+        return TensorView(self.weights, self.layout[name])
+
+
+class Trajectory(WeightsAccess):
     """A read-only view of a store, the same for both back ends.
 
     ``weights[records, params]`` reads lazily; ``steps`` (n_records,) int64 optimizer steps;
@@ -463,35 +499,7 @@ class Trajectory:
         """For a derived store (converted, extracted): its source's id, content digest and operation."""
         return self.attrs.get(spec.ATTR_DERIVED_FROM)
 
-    @property
-    def layout(self) -> Layout:
-        return self._weights.layout
-
-    # -- weights -------------------------------------------------------------------------
-
-    @property
-    def n_records(self) -> int:
-        return self._weights.n_records
-
-    @property
-    def n_params(self) -> int:
-        return self.layout.n_params
-
-    @property
-    def steps(self) -> np.ndarray:
-        return self._weights.steps
-
-    @property
-    def times(self) -> np.ndarray | None:
-        return self._weights.times
-
-    @property
-    def weights(self) -> LazyArray:
-        return self._weights.values
-
-    def tensor(self, name: str) -> TensorView:
-        """Lazy (records, *shape) view of the weights of tensor ``name``."""
-        return self._weights.tensor(name)
+    # -- weights: see WeightsAccess -----------------------------------------------------
 
     @property
     def gradients(self) -> VectorGroup | None:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .layout import Layout, TensorSpec
-from .reader import DEFAULT_MEMORY_LIMIT, Block, Trajectory, VectorGroup
+from .reader import DEFAULT_MEMORY_LIMIT, Block, Trajectory, VectorGroup, WeightsAccess
 
 
 @dataclass(frozen=True)
@@ -194,7 +194,7 @@ class SelectedGroup:
         return self.values.shape[0]
 
 
-class SelectedTrajectory:
+class SelectedTrajectory(WeightsAccess):
     """The part of ``traj`` that ``selection`` picks, with a Trajectory's reading interface.
 
     Observables keep the values logged within the selected step range (one step beyond its
@@ -222,35 +222,6 @@ class SelectedTrajectory:
 
     def __getattr__(self, name: str) -> Any:  # path, attrs, metadata, provenance, lossy, ...
         return getattr(self.base, name)
-
-    @property
-    def n_records(self) -> int:
-        return self._weights.n_records
-
-    @property
-    def n_params(self) -> int:
-        return self._weights.layout.n_params
-
-    @property
-    def layout(self) -> Layout:
-        return self._weights.layout
-
-    @property
-    def weights(self) -> SelectedArray:
-        return self._weights.values
-
-    @property
-    def steps(self) -> np.ndarray:
-        return self._weights.steps
-
-    @property
-    def times(self) -> np.ndarray | None:
-        return self._weights.times
-
-    def tensor(self, name: str):
-        from .reader import TensorView
-
-        return TensorView(self.weights, self.layout[name])
 
     def observable(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in self._observables:
