@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 import weakref
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
@@ -25,21 +25,13 @@ from trajstore.errors import RecordingError, TrajstoreError
 
 from .discovery import discover_model, live_optimizers
 from .errors import RecordingRefusedError
+from .loss_capture import capture_backward_losses
+from .loss_capture import patched as _patched
 from .recorder import Recorder
 
 
 class NoOptimizerStepError(TrajstoreError):
     """The script finished without calling ``optimizer.step()``."""
-
-
-@contextmanager
-def _patched(owner, name: str, make):
-    original = getattr(owner, name)
-    setattr(owner, name, make(original))
-    try:
-        yield
-    finally:
-        setattr(owner, name, original)
 
 
 def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
@@ -70,33 +62,10 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
     for handle in (register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)):
         stack.callback(handle.remove)
 
-    def backward(original):
-        def wrapped(tensor, *args, **kwargs):
-            if tensor.numel() == 1 and tensor.requires_grad:
-                rec.log_loss(tensor)  # unscaled by the GradScaler's scale there
-            return original(tensor, *args, **kwargs)
-
-        return wrapped
-
-    stack.enter_context(_patched(torch.Tensor, "backward", backward))
+    stack.enter_context(capture_backward_losses(rec))
 
     scaler_cls = getattr(torch.amp, "GradScaler", None)
     if scaler_cls is not None:
-
-        def scale(original):
-            def wrapped(self, outputs):
-                out = original(self, outputs)
-                if isinstance(out, torch.Tensor) and self.is_enabled():
-                    # The scale as a copied device tensor: get_scale() would synchronise with the
-                    # GPU at every step, and update() later changes the scaler's tensor in place.
-                    own = getattr(self, "_scale", None)
-                    if isinstance(own, torch.Tensor):
-                        out._trajstore_scale = own.detach().reshape(()).clone()
-                    else:
-                        out._trajstore_scale = self.get_scale()
-                return out
-
-            return wrapped
 
         def step(original):
             def wrapped(self, optimizer, *args, **kwargs):
@@ -108,7 +77,6 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
 
             return wrapped
 
-        stack.enter_context(_patched(scaler_cls, "scale", scale))
         stack.enter_context(_patched(scaler_cls, "step", step))
 
     counts: dict[int, int] = {}
