@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover - depends on what is installed
             "trajstore.recorders.lightning needs PyTorch Lightning: pip install 'trajstore[lightning]'"
         ) from None
 
+from trajstore import spec
+
 from .discovery import canonical_named_tensors
 from .errors import UnsupportedPatternError
 from .integrations import (
@@ -164,7 +166,10 @@ class TrajstoreCallback(pl.Callback):
         norm = gradient_norm(optimizer)
         if norm is not None:
             name = grad_norm_name(self._names.get(id(optimizer), "opt0"), self._several)
-            rec.log(name, norm, step=rec.step + 1, **GRAD_NORM_ATTRS)
+            attrs = dict(GRAD_NORM_ATTRS)
+            if rec._stepped:  # an earlier optimizer of the iteration stepped: no record holds these weights
+                attrs["evaluated_at"] = spec.WITHIN_STEP
+            rec.log(name, norm, step=rec.step + 1, **attrs)
         self._awaiting = optimizer
 
     def _pre_step(self, optimizer, args, kwargs) -> None:

@@ -243,6 +243,8 @@ def test_two_optimizers_one_record_per_iteration(tmp_path):
         assert {"loss.disc", "loss.gen", "lr.disc.0", "lr.gen.0", "grad_norm.disc", "grad_norm.gen"} <= names
         assert "loss" not in names and "lr" not in names
         assert t.observable_attrs("loss.gen")["evaluated_at"] == "within_step"
+        assert t.observable_attrs("grad_norm.gen")["evaluated_at"] == "within_step"
+        assert t.observable_attrs("grad_norm.disc")["evaluated_at"] == "pre_step"
         assert t.observable_attrs("loss.disc").get("unit", "") == ""  # an MSE: no unit
         assert t.observable("lr.gen.0")[1].tolist() == [0.02] * 4
         assert [o["name"] for o in t.provenance["optimizers"]] == ["disc", "gen"]
@@ -260,3 +262,34 @@ def test_refusals_are_one_line(tmp_path):
         trainer([TrajstoreCallback(tmp_path / "y.zarr", optimizer_names=["a", "b"])], max_epochs=1).fit(
             module, loader(data(16))
         )
+
+
+class Overflowing(Classifier):
+    """Batch 2's loss is infinite: the GradScaler skips that step."""
+
+    def training_step(self, batch, idx):
+        loss = super().training_step(batch, idx)
+        return loss * float("inf") if idx == 2 else loss
+
+
+def test_amp_loss_unscaled_and_skipped_step_without_record(tmp_path):
+    """16-mixed with a real GradScaler (on the CPU): the loss is stored unscaled; the skipped
+    step counts (``skipped`` = 1) and has no weights record, as under trajstore record."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    module, hand = Overflowing(), HandRecord()
+    plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu"))
+    cb = TrajstoreCallback(tmp_path / "amp.zarr")
+    trainer([cb, hand], max_epochs=1, plugins=[plugin]).fit(module, loader(data(40)))
+    assert np.array_equal(hand.weights[3], hand.weights[2])  # Lightning counted the skipped step
+    with trajstore.open(tmp_path / "amp.zarr") as t:
+        assert t.steps.tolist() == [0, 1, 2, 4, 5]
+        assert np.array_equal(np.asarray(t.weights[:]), np.stack(hand.weights)[[0, 1, 2, 4, 5]])
+        assert t.observable("skipped")[0].tolist() == [3]
+        steps, loss = t.observable("loss")
+        assert t.observable_attrs("loss")["unit"] == "nats"  # seen through the scaler's product
+        w = np.asarray(t.weights[:])
+    assert steps.tolist() == [1, 2, 3, 4, 5] and np.isinf(loss[2])
+    with torch.autocast("cpu", dtype=torch.float16):  # the forward pass ran under autocast
+        for s, record in ((1, 0), (2, 1), (5, 3)):
+            assert loss[s - 1] == pytest.approx(loss_at(module, w[record], hand.windows[s - 1]), rel=1e-3)
