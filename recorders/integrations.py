@@ -8,6 +8,7 @@ Observables the callbacks add to those of ``trajstore record`` (docs/format.md 3
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -52,10 +53,15 @@ def start_recorder(
             f"the {framework} run has no optimizer when training starts: nothing to record"
         )
     rec = Recorder(None, path, **dict(options))
-    for opt, name in optimizers:
-        rec.attach(opt, name=name)
-    rec._model = module  # for provenance (model class and repr), as trajstore record does
-    rec.bind(*named)
+    try:
+        for opt, name in optimizers:
+            rec.attach(opt, name=name)
+        rec._model = module  # for provenance (model class and repr), as trajstore record does
+        rec.bind(*named)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            rec.close()  # unregisters it: a later callback in this process may record
+        raise
     return rec
 
 

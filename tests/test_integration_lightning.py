@@ -21,6 +21,8 @@ pl = require("lightning.pytorch", "lightning")
 from trajstore.recorders.errors import UnsupportedPatternError  # noqa: E402
 from trajstore.recorders.lightning import TrajstoreCallback  # noqa: E402
 
+from trajstore.errors import RecordingError  # noqa: E402
+
 
 def data(n=48, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -258,6 +260,15 @@ def test_refusals_are_one_line(tmp_path):
         with pytest.raises(UnsupportedPatternError, match="already recording") as err:
             trainer([TrajstoreCallback(tmp_path / "x.zarr")], max_epochs=1).fit(module, loader(data(16)))
     assert "\n" not in str(err.value)
+    (tmp_path / "taken.zarr").mkdir()
+    with pytest.raises(RecordingError, match="cannot record into") as err:
+        trainer([TrajstoreCallback(tmp_path / "taken.zarr")], max_epochs=1).fit(module, loader(data(16)))
+    assert "\n" not in str(err.value)
+    # Nothing of the refused recorder stays behind: the next callback records.
+    again = TrajstoreCallback(tmp_path / "taken.zarr", overwrite=True)
+    trainer([again], max_epochs=1).fit(module, loader(data(16)))
+    with trajstore.open(tmp_path / "taken.zarr") as t:
+        assert t.steps.tolist() == [0, 1, 2]
     with pytest.raises(ValueError, match="optimizer_names must give 1"):
         trainer([TrajstoreCallback(tmp_path / "y.zarr", optimizer_names=["a", "b"])], max_epochs=1).fit(
             module, loader(data(16))
