@@ -117,7 +117,7 @@ class WindowAnalysis:
         d: dict[str, Any] = {
             "index": self.msd.index,
             "t_w": self.msd.t_w,
-            "n_records": len(self.msd.msd),
+            "n_records": self.msd.n_records or len(self.msd.msd),
             "stride": self.stride,
             "finite": self.msd.finite,
             "partial": self.partial,
@@ -246,7 +246,7 @@ def analyze(
             f"starts a new one, at records {', '.join(str(s.start) for s in segments[1:])}): windows "
             "are cut at each boundary and no lag, step or increment spans one"
         )
-    if not is_regular(traj.steps):
+    if not all(is_regular(traj.steps[s]) for s in segments):
         shown = ", ".join(str(int(s)) for s in traj.steps[:8])
         out.notes.append(
             f"records are not equally spaced in optimizer steps (steps {shown}, …; a log or ranged "
@@ -433,6 +433,7 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
             except ValueError as exc:
                 out.notes.append(f"loss fluctuations skipped: {exc}")
     if traj.gradients is not None and (len(traj.segments) > 1 or not is_regular(traj.steps)):
+        # (epochs of a resumed run restart; a log schedule samples an epoch unevenly)
         out.notes.append(
             "gradient noise undetermined: epoch means of gradients need every step of one continuous "
             "segment (the records are not equally spaced, or the store has several segments)"

@@ -373,8 +373,9 @@ _PAGE = """<!doctype html>
 <table><tr><th>window t_w</th><th>records</th><th>spacing</th><th>distinct lags</th>
 <th>lags fitted (steps)</th><th>pairs per fitted lag</th><th>lags with fewer pairs (not fitted)</th></tr>
 {% for r in lag_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
-<p class="small">The MSD at a lag averages the pairs of records that lag apart within one segment; a lag is
-fitted when at least a quarter of the window's records serve as its origins (summary.json lag_pairs).</p>
+<p class="small">The MSD at a lag averages the pairs of records that lag apart within one segment. Fitted:
+equally spaced records, lags with at least T/4 pairs (T records in the window); otherwise lags whose log bin
+(10 per decade) holds T/4 pairs, up to 3/4 of the window's span in steps (summary.json lag_pairs).</p>
 {% endif %}{% if segments %}<p>Segments (a resume that did not continue the trajectory starts a new one; no
 window, lag or increment spans a boundary): {% for g in segments %}records {{ g.start_record }}–
 {{- g.stop_record - 1 }}

@@ -76,6 +76,7 @@ def analyze(
             memory_limit=limit,
             windows={t: 250 for t in toys},
             progress=not quiet,
+            selection={"trainable_only": trainable_only},
         )
         from trajstore.analysis.report import add_link
 

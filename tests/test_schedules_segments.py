@@ -118,7 +118,7 @@ def test_brownian_ranged_schedule_fits_in_steps(tmp_path):
     with trajstore.open(tmp_path / "b.zarr") as t:
         a = analyze(t, window=1000, progress=False)
     w = a.summary()["windows"][0]
-    assert w["stride"] is None and w["lag_pairs"]["lag_unit"] == "steps"
+    assert w["stride"] is None and w["lag_pairs"]["lag_unit"] == "steps" and w["n_records"] == len(steps)
     lo, hi = w["alpha_ci"]
     assert lo < 1.0 < hi and abs(w["alpha"] - 1.0) < 0.1, (w["alpha"], w["alpha_ci"])
     fitted = w["lag_pairs"]["usable_lag_steps"]
