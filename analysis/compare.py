@@ -14,7 +14,7 @@ from trajstore.reader import DEFAULT_MEMORY_LIMIT
 from trajstore.reader import open as open_store
 from trajstore.selection import select
 
-from .exponents import smoothed_local_slope, usable_lags
+from .exponents import smoothed_local_slope
 from .pipeline import Analysis, analysis_passes, analyze
 from .report import _CSS, TOY_PHASES_CAPTION, _plt, save, toy_phase_figure
 from .steps import ccdf
@@ -79,7 +79,7 @@ def compare(
     ``progress``: one bar with ETA over the passes of all stores on stderr (True; a plain line
     every few seconds when stderr is not a terminal), none (False), or only on a terminal (None).
     ``selection``: keyword arguments of :func:`trajstore.selection.select` (``steps``,
-    ``tensors``, ``exclude``) applied to every store.
+    ``tensors``, ``exclude``, ``trainable_only``) applied to every store.
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ def compare(
     for path in stores:  # opening reads metadata only
         with open_store(path) as traj:
             part = select(traj, **(selection or {}))
-            total += analysis_passes(part.n_records, (windows or {}).get(path, window))
+            total += analysis_passes(part.n_records, (windows or {}).get(path, window), part)
     enabled = sys.stderr.isatty() if progress is None else progress
     with Progress("trajstore compare", total=total, unit=" passes", enabled=enabled) as bar:
         for label, path in zip(labels, stores, strict=True):
@@ -129,9 +129,10 @@ def _overlays(results, out: Path) -> None:
         c = f"C{k}"
         m = a.whole_run_msd or a.windows[0].msd
         if m.finite and m.msd[1] > 0:
-            lags = usable_lags(len(m.msd))  # lags with enough origins only
-            axes[0].loglog(lags, m.msd[lags] / m.msd[1], color=c, label=label)
-            x, b = smoothed_local_slope(lags, m.msd[lags])
+            idx = m.usable()  # lags with enough origins (pairs) only
+            lags = m.lags[idx]
+            axes[0].loglog(lags, m.msd[idx] / m.msd[1], color=c, label=label)
+            x, b = smoothed_local_slope(lags, m.msd[idx])
             axes[1].semilogx(x, b, color=c)
         if a.step_lengths is not None and len(a.step_lengths):
             x, p = ccdf(a.step_lengths / np.median(a.step_lengths))

@@ -21,7 +21,7 @@ from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
 
 from .binning import log_binned_mean
 from .verdicts import range_reason
-from .windows import decode_reserve, prefetch, window_bounds
+from .windows import decode_reserve, prefetch, record_windows
 
 MIN_PAIRS_PER_BIN = 20
 UPPER_PAIR_QUANTILE = 0.25  # the fit range ends where this fraction of the pairs is closer
@@ -269,7 +269,7 @@ def windowed_msl(
     """
     losses = paired_losses(traj, loss)
     out, reasons = [], []
-    for k, (r0, r1) in enumerate(window_bounds(traj.n_records, window)):
+    for k, (r0, r1) in enumerate(record_windows(traj, window)):  # within segments
         d2 = pair_distances(traj, slice(r0, r1), memory_limit=memory_limit, params=params)
         step = np.sqrt(np.maximum(np.diag(d2, 1), 0))
         contour = np.concatenate([[0.0], np.cumsum(step)])

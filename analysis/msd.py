@@ -30,10 +30,33 @@ class WindowMSD:
     msd_tensor: dict[str, np.ndarray]
     finite: bool
     msd_groups: np.ndarray | None = None
+    # Records not equally spaced in steps (analysis/pairs.py): ``msd`` and the rest are indexed
+    # by these distinct step lags (``step_lags[0] = 0``), ``origins`` holds the pairs at each;
+    # None: indexed by record lag τ = 0 … T−1.
+    step_lags: np.ndarray | None = None
+    n_records: int | None = None  # records of the window (T); len(msd) when equally spaced
+    step_span: int | None = None  # with step_lags: the longest piece's steps (pairs.usable_step_lags)
 
     @property
     def lags(self) -> np.ndarray:
-        return np.arange(len(self.msd))
+        """Record lags τ = 0 … T−1, or the step lags when the records are not equally spaced."""
+        return self.step_lags if self.step_lags is not None else np.arange(len(self.msd))
+
+    @property
+    def lag_unit(self) -> str:
+        return "records" if self.step_lags is None else "steps"
+
+    def usable(self) -> np.ndarray:
+        """Indices of the lags fits use: T − τ ≥ T/4 (``exponents.usable_lags``), or for records
+        not equally spaced ``pairs.usable_step_lags`` (T/4 pairs per log bin, lag ≤ 3/4 span)."""
+        from .exponents import usable_lags
+        from .pairs import usable_step_lags
+
+        if self.step_lags is None:
+            return usable_lags(len(self.msd))
+        n = self.n_records or len(self.msd)
+        span = self.step_span if self.step_span is not None else int(self.step_lags[-1])
+        return usable_step_lags(self.step_lags, self.origins, n, span)
 
     def to_dict(self) -> dict:
         return {
@@ -48,6 +71,7 @@ class WindowMSD:
 
 
 def window_msd(stats: WindowStats, names: list[str]) -> WindowMSD:
+    pairs = stats.pairs
     return WindowMSD(
         index=stats.index,
         t_w=stats.t_w,
@@ -57,6 +81,37 @@ def window_msd(stats: WindowStats, names: list[str]) -> WindowMSD:
         msd_tensor=dict(zip(names, stats.msd_tensor, strict=True)),
         finite=stats.finite,
         msd_groups=stats.msd_groups,
+        step_lags=None if pairs is None else pairs.lags,
+        n_records=stats.n,
+        step_span=None if pairs is None else pairs.span,
+    )
+
+
+def pooled_msd(
+    traj: Trajectory,
+    pieces: list[tuple[int, int]],
+    *,
+    memory_limit: int = DEFAULT_MEMORY_LIMIT,
+    index: int = 0,
+) -> WindowMSD:
+    """The TAMSD at every step lag over the record ranges ``pieces`` (e.g. the segments of a
+    resumed run), pooling the pairs of all pieces and never pairing records of two pieces
+    (analysis/pairs.py). Indexed by step lag; ``origins`` holds the pairs at each lag."""
+    from .pairs import lag_pairs
+
+    lp = lag_pairs(traj, pieces, memory_limit=memory_limit)
+    return WindowMSD(
+        index=index,
+        t_w=int(traj.steps[pieces[0][0]]),
+        msd=lp.msd,
+        origins=lp.n_pairs,
+        lag_steps=lp.lags.astype(np.float64),
+        msd_tensor=dict(zip(traj.layout.names, lp.msd_tensor, strict=True)),
+        finite=lp.finite,
+        msd_groups=lp.msd_groups,
+        step_lags=lp.lags,
+        n_records=sum(b - a for a, b in pieces),
+        step_span=lp.span,
     )
 
 

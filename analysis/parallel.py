@@ -13,7 +13,7 @@ from trajstore.reader import DEFAULT_MEMORY_LIMIT
 from trajstore.reader import open as open_store
 
 from .msd import WindowMSD, window_msd
-from .windows import iter_windows, window_bounds
+from .windows import iter_windows, record_windows
 
 
 def _one_window(path: str, window: int, index: int, memory_limit: int) -> WindowMSD:
@@ -38,6 +38,6 @@ def windowed_msd_dask(
 
     path = os.fspath(path)
     with open_store(path) as traj:
-        n = len(window_bounds(traj.n_records, window))
+        n = len(record_windows(traj, window))
     tasks = [dask.delayed(_one_window)(path, window, k, memory_limit) for k in range(n)]
     return list(dask.compute(*tasks, scheduler=scheduler))

@@ -11,7 +11,7 @@ import numpy as np
 from trajstore import __version__
 from trajstore.progress import Progress
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
-from trajstore.selection import SelectedTrajectory
+from trajstore.selection import SelectedTrajectory, selection_summary
 
 from . import verdicts
 from .exponents import (
@@ -21,13 +21,20 @@ from .exponents import (
     fit_power_law,
     local_slope,
     smoothed_local_slope,
-    usable_lags,
 )
 from .geometry import Geometry, geometry
-from .msd import WindowMSD, window_msd
+from .msd import WindowMSD, pooled_msd, window_msd
+from .pairs import (
+    IRREGULAR_UNDETERMINED,
+    fluctuation_losses,
+    is_regular,
+    lag_summary,
+    segment_summary,
+    split_by_segments,
+)
 from .steps import Displacements, displacements
 from .tails import fit_power_law_tail, fit_stable, mohammadi_alpha
-from .windows import iter_windows, window_bounds
+from .windows import iter_windows, record_windows
 
 WHOLE_RUN_MAX_RECORDS = 50_000
 
@@ -69,6 +76,16 @@ DEFINITIONS = {
     "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
     "power-law fit of durations, Welch spectrum slope of L",
     "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
+    "lag_pairs": "per window (and whole_run): lag_unit 'records' (records equally spaced in steps: "
+    "T − τ pairs at record lag τ) or 'steps' (not equally spaced: the MSD at each step lag Δ averages "
+    "the pairs of records exactly Δ steps apart, lag_steps and n_pairs list every lag); rule and "
+    "min_pairs (= T/4): which lags are fitted (equally spaced: T/4 pairs at the lag; otherwise T/4 "
+    "pairs in the lag's log bin and lag ≤ 3/4 of the span); usable_lag_steps (first, last fitted lag, "
+    "steps) and usable_pairs (fewest, most pairs at a fitted lag)",
+    "segments": "record and step ranges of the store's segments (a resume that did not continue the "
+    "trajectory); windows, lags, step lengths and increments never span a boundary",
+    "selection": "what part of the store was analysed: steps, tensor globs, trainable_only (tensors "
+    "frozen at any analysed record left out) or not (--all), frozen_tensors (frozen at some record)",
     "toy_phases": "toy stores: per phase (descent until U ≤ U_f + 0.1 (U(0) − U_f), then near_minimum) "
     "the median over walkers of the TAMSD exponent over lags 1 … n/4; mean cosine of successive steps",
 }
@@ -100,16 +117,18 @@ class WindowAnalysis:
         d: dict[str, Any] = {
             "index": self.msd.index,
             "t_w": self.msd.t_w,
-            "n_records": len(self.msd.msd),
+            "n_records": self.msd.n_records or len(self.msd.msd),
             "stride": self.stride,
             "finite": self.msd.finite,
             "partial": self.partial,
         }
         d.update(self.exponents())
+        d["lag_pairs"] = lag_summary(self.msd)  # pairs per lag (analysis/pairs.py)
+        if self.msd.step_lags is not None:  # not equally spaced: what assumes one stride is not computed
+            d["undetermined"].update(IRREGULAR_UNDETERMINED)
+        usable = self.msd.usable()
         d["msd_1"] = float(self.msd.msd[1]) if len(self.msd.msd) > 1 else None
-        d["msd_last_usable"] = (
-            float(self.msd.msd[usable_lags(len(self.msd.msd))[-1]]) if len(self.msd.msd) > 1 else None
-        )
+        d["msd_last_usable"] = float(self.msd.msd[usable[-1]]) if len(usable) else None
         d["tensor_alpha"] = self.tensor_alpha
         d["contour_exponent"] = self.geometry.contour_exponent
         d["direction_autocorr"] = {str(k): v for k, v in self.geometry.direction_autocorr.items()}
@@ -166,12 +185,19 @@ class Analysis:
         }
 
 
-def analysis_passes(n_records: int, window: int) -> int:
+def analysis_passes(n_records: int, window: int, traj: Trajectory | None = None) -> int:
     """Passes over the data :func:`analyze` makes, for its progress bar: one per window, one for
-    the whole run (with more than one window), one for the landscape and fluctuations."""
-    bounds = window_bounds(n_records, window, partial=True)
+    the whole run (with more than one window), one for the landscape and fluctuations. ``traj``:
+    the store, whose segments each have windows of their own."""
+    segments = traj.segments if traj is not None else [slice(0, n_records)]
+    bounds = record_windows(traj, window, partial=True) if traj is not None else None
+    if bounds is None:
+        from .windows import window_bounds
+
+        bounds = window_bounds(n_records, window, partial=True)
     n_full = sum(1 for r0, r1 in bounds if r1 - r0 >= min(window, n_records))
-    return len(bounds) + (1 if n_full > 1 and n_records <= WHOLE_RUN_MAX_RECORDS else 0) + 1
+    whole = (n_full > 1 or len(segments) > 1) and n_records <= WHOLE_RUN_MAX_RECORDS
+    return len(bounds) + (1 if whole else 0) + 1
 
 
 def analyze(
@@ -195,12 +221,6 @@ def analyze(
             "record more steps"
         )
     segments = traj.segments
-    if len(segments) > 1:
-        raise ValueError(
-            f"{traj.path} holds {len(segments)} separate segments (a resume that did not continue the "
-            f"trajectory starts at record {segments[1].start}): lags across them would be meaningless, "
-            "and analysing segments separately is not supported yet"
-        )
     if traj.n_params == 0:
         raise ValueError(
             f"{traj.path} holds 0 parameters per record: there is no trajectory to analyse; "
@@ -215,16 +235,33 @@ def analyze(
             "bits before storage, so displacements below that resolution are rounding, not motion; "
             "MSD exponents at short lags, step lengths and tail fits can differ from the exact run's"
         )
-    if isinstance(traj, SelectedTrajectory):  # part of a run (trajstore.selection): say which
-        out.extra["selection"] = traj.summary()
-        out.notes.append(f"selection: {traj.describe()}")
+    selection = selection_summary(traj)  # part of a run, or frozen tensors included: say which
+    if selection is not None:
+        out.extra["selection"] = selection
+        out.notes.append(f"selection: {_describe_selection(traj, selection)}")
+    if len(segments) > 1:  # lags, windows and increments stay within a segment (analysis/pairs.py)
+        out.extra["segments"] = segment_summary(traj, segments)
+        out.notes.append(
+            f"the store holds {len(segments)} segments (a resume that did not continue the trajectory "
+            f"starts a new one, at records {', '.join(str(s.start) for s in segments[1:])}): windows "
+            "are cut at each boundary and no lag, step or increment spans one"
+        )
+    if not all(is_regular(traj.steps[s]) for s in segments):
+        shown = ", ".join(str(int(s)) for s in traj.steps[:8])
+        out.notes.append(
+            f"records are not equally spaced in optimizer steps (steps {shown}, …; a log or ranged "
+            "schedule): windows that are not get the MSD at "
+            "each step lag from the pairs that exist at it (lag_pairs in summary.json); step lengths, "
+            "displacements, path geometry and update-component fits need one stride and are "
+            "undetermined there"
+        )
     if traj.n_records < window:
         out.notes.append(
             f"the run has {traj.n_records} records, fewer than the window of {window}: "
             "the whole run is analysed as one window"
         )
-    bounds = window_bounds(traj.n_records, window, partial=True)
-    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < window:
+    bounds = record_windows(traj, window, partial=True)
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] < window and len(segments) == 1:
         r0, r1 = bounds[-1]
         out.notes.append(
             f"the trailing {r1 - r0} records (records {r0}–{r1 - 1}) do not fill a window: they are "
@@ -234,7 +271,7 @@ def analyze(
     bar = progress if isinstance(progress, Progress) else None
     if bar is None:
         enabled = sys.stderr.isatty() if progress is None else bool(progress)
-        total = analysis_passes(traj.n_records, window)
+        total = analysis_passes(traj.n_records, window, traj)
         bar = Progress("trajstore analyze", total=total, unit=" passes", enabled=enabled)
     out.curves = {
         n: traj.observable(n)
@@ -259,8 +296,12 @@ def analyze(
             msd=wm,
             two_regime=two,
             power_law=single,
-            slope=local_slope(wm.lags, wm.msd) if len(wm.msd) > 21 else (np.zeros(0), np.zeros(0)),
-            smooth_slope=smoothed_local_slope(wm.lags[1:], wm.msd[1:]),
+            slope=local_slope(wm.lags, wm.msd)
+            if len(wm.msd) > 21 and wm.step_lags is None
+            else (np.zeros(0), np.zeros(0)),
+            smooth_slope=smoothed_local_slope(wm.lags[1:], wm.msd[1:])
+            if wm.step_lags is None
+            else smoothed_local_slope(wm.lags[wm.usable()], wm.msd[wm.usable()]),
             displacements=displacements(stats),
             geometry=geometry(stats),
             stride=stats.uniform_stride,
@@ -271,16 +312,27 @@ def analyze(
         out.windows.append(wa)
         bar.update(postfix=f"window {stats.index + 1}/{len(bounds)}")
     full = [w for w in out.windows if not w.partial]
-    if len(full) > 1 and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
-        whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit, extras=False))
+    if (len(full) > 1 or len(segments) > 1) and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
         bar.update(postfix="whole run")
-        out.whole_run_msd = window_msd(whole, names)
-        two, single = _fits(out.whole_run_msd, out.notes)
-        lags = out.whole_run_msd.lags
-        out.whole_run = verdicts.exponent_summary(
-            single, two, (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0))
-        )
-    elif len(full) > 1:
+        try:
+            if len(segments) > 1:  # pairs of every segment pooled, none across a boundary
+                pieces = [(s.start, s.stop) for s in segments]
+                out.whole_run_msd = pooled_msd(traj, pieces, memory_limit=memory_limit)
+            else:
+                whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit, extras=False))
+                out.whole_run_msd = window_msd(whole, names)
+        except ValueError as exc:  # unequally spaced records too many to pair in memory
+            out.notes.append(f"whole-run fit skipped: {exc}")
+            out.whole_run_msd = out.windows[0].msd
+            out.whole_run = out.windows[0].exponents()
+        else:
+            two, single = _fits(out.whole_run_msd, out.notes)
+            lags = out.whole_run_msd.lags
+            out.whole_run = verdicts.exponent_summary(
+                single, two, (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0))
+            )
+            out.whole_run["lag_pairs"] = lag_summary(out.whole_run_msd)
+    elif len(full) > 1 or len(segments) > 1:
         out.notes.append(f"whole-run fit skipped: {traj.n_records} records exceed {WHOLE_RUN_MAX_RECORDS}")
     else:
         out.whole_run = out.windows[0].exponents()
@@ -294,6 +346,17 @@ def analyze(
     if bar is not progress:
         bar.close()
     return out
+
+
+def _describe_selection(traj: Trajectory, selection: dict) -> str:
+    if isinstance(traj, SelectedTrajectory):
+        return traj.describe()
+    frozen = selection["frozen_tensors"]
+    return (
+        f"every tensor, {len(frozen)} of them frozen at some record included (--all): "
+        + ", ".join(frozen[:5])
+        + (", …" if len(frozen) > 5 else "")
+    )
 
 
 def _toy_phases(out: Analysis, traj: Trajectory, memory_limit: int) -> None:
@@ -333,6 +396,7 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
         )
     else:
         losses = paired_losses(traj, loss_name)
+        fl_losses = fluctuation_losses(traj, losses, out.notes, loss_name)  # None: needs one stride
         if np.nanmax(losses) == np.nanmin(losses):
             out.notes.append("the loss is constant: landscape and loss-fluctuation analyses skipped")
         else:
@@ -363,11 +427,18 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
             except ValueError as exc:
                 out.notes.append(f"landscape analysis skipped: {exc}")
             try:
-                out.fluct = loss_fluctuations(losses, out.notes)
-                out.extra["loss_fluctuations"] = out.fluct.to_dict()
+                if fl_losses is not None:
+                    out.fluct = loss_fluctuations(fl_losses, out.notes)
+                    out.extra["loss_fluctuations"] = out.fluct.to_dict()
             except ValueError as exc:
                 out.notes.append(f"loss fluctuations skipped: {exc}")
-    if traj.gradients is not None and traj.gradients.n_records >= 2:
+    if traj.gradients is not None and (len(traj.segments) > 1 or not is_regular(traj.steps)):
+        # (epochs of a resumed run restart; a log schedule samples an epoch unevenly)
+        out.notes.append(
+            "gradient noise undetermined: epoch means of gradients need every step of one continuous "
+            "segment (the records are not equally spaced, or the store has several segments)"
+        )
+    elif traj.gradients is not None and traj.gradients.n_records >= 2:
         gn = gradient_noise(traj, window, memory_limit=memory_limit)
         out.extra["gradient_noise"] = gn.to_dict()
     elif traj.gradients is None:
@@ -393,10 +464,11 @@ def _fits(wm: WindowMSD, notes: list[str]):
     parameter blocks."""
     if not wm.finite:
         return None, None
-    lags = usable_lags(len(wm.msd))
-    groups = wm.msd_groups[:, lags] if wm.msd_groups is not None else None
+    idx = wm.usable()  # record lags, or step lags with enough pairs (analysis/pairs.py)
+    lags = wm.lags[idx]
+    groups = wm.msd_groups[:, idx] if wm.msd_groups is not None else None
     try:
-        single, two = fit_exponents(lags, wm.msd[lags], msd_groups=groups, seed=wm.index)
+        single, two = fit_exponents(lags, wm.msd[idx], msd_groups=groups, seed=wm.index)
     except ValueError as exc:
         notes.append(f"window {wm.index}: no power-law fit ({exc})")
         return None, None
@@ -410,11 +482,12 @@ def _tensor_alphas(wm: WindowMSD) -> dict[str, float | None]:
     tensor did not move, or too few lags)."""
     if not wm.finite:
         return {}
-    lags = usable_lags(len(wm.msd))
+    idx = wm.usable()
+    lags = wm.lags[idx]
     out: dict[str, float | None] = {}
     for name, m in wm.msd_tensor.items():
         try:
-            out[name] = fit_power_law(lags, m[lags]).alpha if np.all(m[lags] > 0) else None
+            out[name] = fit_power_law(lags, m[idx]).alpha if np.all(m[idx] > 0) else None
         except ValueError:
             out[name] = None
     return out
@@ -435,8 +508,10 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
     samples = {"update_components": upd}
     if loss_series is not None:
         ls, lv = loss_series
-        sel = (ls >= stats.steps[0]) & (ls <= stats.steps[-1]) & np.isfinite(lv)
-        samples["loss_increments"] = np.diff(lv[sel])
+        inside = (ls >= stats.steps[0]) & (ls <= stats.steps[-1])
+        sel = inside & np.isfinite(lv)
+        if is_regular(ls[inside]):  # ΔL between unequally spaced losses is not an increment
+            samples["loss_increments"] = np.diff(lv[sel])
     for key, x in samples.items():
         if len(x) >= MIN_TAIL_SAMPLES and np.ptp(x) > 0:
             try:
@@ -482,8 +557,10 @@ def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
                 "n_windows": len(alphas),
             }
     if "loss" in traj.observables:
-        _, loss = traj.observable("loss")
-        dl = np.diff(loss[np.isfinite(loss)])
+        ls, loss = traj.observable("loss")
+        # increments within each segment only, and only where the loss is logged at one stride
+        pieces = [v[np.isfinite(v)] for s, v in split_by_segments(traj, ls, loss) if is_regular(s)]
+        dl = np.concatenate([np.diff(v) for v in pieces]) if pieces else np.zeros(0)
         if len(dl) >= MIN_TAIL_SAMPLES and np.ptp(dl) > 0:
             try:
                 pooled.setdefault("loss_increments", {})["pooled_over_run"] = {

@@ -66,7 +66,8 @@ def fig_msd(a: Analysis, path: Path) -> None:
             lo, hi = single.lag_range
             xs = np.geomspace(lo, hi, 30)
             ax.loglog(xs, single.prefactor * xs**single.alpha, "--", color=c, lw=1.6, alpha=0.7)
-    ax.set_xlabel("lag τ (records)")
+    units = {w.msd.lag_unit for w in a.windows}
+    ax.set_xlabel(f"lag τ ({' or '.join(sorted(units))})")
     ax.set_ylabel("Δr²(τ)")
     ax.set_title(
         "Windowed time-averaged MSD; reported fits (solid: two regimes, τ0 dotted; dashed: one)", fontsize=8
@@ -157,7 +158,9 @@ def fig_tensor_alpha(a: Analysis, path: Path) -> None:
 
 def fig_steps(a: Analysis, path: Path) -> None:
     plt = _plt()
-    w = a.windows[0]
+    w = next((w for w in a.windows if w.displacements.lags), None)  # equally spaced windows only
+    if w is None:
+        raise ValueError("no window's records are equally spaced in steps, so no displacements at fixed lags")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     cols = _colors(len(w.displacements.lags))
     for tau, c in zip(w.displacements.lags, cols, strict=True):
@@ -251,7 +254,7 @@ def fig_msl(a: Analysis, path: Path) -> None:
 def fig_fluctuations(a: Analysis, path: Path) -> None:
     f = a.fluct
     if f is None:
-        raise ValueError("no loss fluctuations (the store has no losses)")
+        raise ValueError("no loss fluctuations (see the notes for why)")
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(15, 3.5))
     axes[0].loglog(f.dl_distribution.centers, f.dl_distribution.density, ".-", ms=3)
@@ -366,6 +369,18 @@ _PAGE = """<!doctype html>
 <td{% if v.und %} class="und" title="{{ v.und }}"{% endif %}>{{ v.text }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <p class="small">{% for c in diff_cols %}<b>{{ c[1] }}</b>: {{ c[2] }}. {% endfor %}</p>
+{% if lag_rows %}<h2>Lags and pairs</h2>
+<table><tr><th>window t_w</th><th>records</th><th>spacing</th><th>distinct lags</th>
+<th>lags fitted (steps)</th><th>pairs per fitted lag</th><th>lags with fewer pairs (not fitted)</th></tr>
+{% for r in lag_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
+<p class="small">The MSD at a lag averages the pairs of records that lag apart within one segment. Fitted:
+equally spaced records, lags with at least T/4 pairs (T records in the window); otherwise lags whose log bin
+(10 per decade) holds T/4 pairs, up to 3/4 of the window's span in steps (summary.json lag_pairs).</p>
+{% endif %}{% if segments %}<p>Segments (a resume that did not continue the trajectory starts a new one; no
+window, lag or increment spans a boundary): {% for g in segments %}records {{ g.start_record }}–
+{{- g.stop_record - 1 }}
+(steps {{ g.start_step }}–{{ g.last_step }}){% if not loop.last %}; {% endif %}{% endfor %}.</p>{% endif %}
+{% if selection_line %}<p>Selection: {{ selection_line }}</p>{% endif %}
 <h2>This run beside the paper</h2>
 <table><tr><th>window t_w</th>{% for k in paper_keys %}<th>{{ paper_labels[k] }}</th>{% endfor %}</tr>
 {% for r in paper_rows %}<tr><td>{{ r.t_w }}</td>{% for c in r.cells %}<td>{{ c }}</td>{% endfor %}</tr>
@@ -497,6 +512,24 @@ def add_link(outdir: str | os.PathLike, href: str, text: str) -> None:
     page.write_text(html_text)
 
 
+def _lag_row(w: dict) -> list[str]:
+    """A window's row of the lags-and-pairs table (summary.json ``lag_pairs``)."""
+    lp = w["lag_pairs"]
+    fitted = lp["usable_lag_steps"]
+    pairs = lp["usable_pairs"]
+    return [
+        str(w["t_w"]),
+        str(w["n_records"]),
+        f"every {w['stride']} steps"
+        if lp["equally_spaced"] and w.get("stride")
+        else "irregular (by step lag)",
+        str(lp["n_lags"]),
+        f"{fitted[0]:.4g}–{fitted[1]:.4g}" if fitted else "none",
+        f"{pairs[0]}–{pairs[1]}" if pairs else "–",
+        str(lp["n_lags"] - lp["n_usable_lags"]),
+    ]
+
+
 def write_report(
     a: Analysis, outdir: str | os.PathLike, extra_figures: dict | None = None, links: list | None = None
 ) -> dict:
@@ -596,6 +629,11 @@ def write_report(
         headline=summary["headline"],
         diff_cols=DIFFUSION_COLUMNS,
         diff_rows=[[_cell(w, c[0]) for c in DIFFUSION_COLUMNS] for w in ws],
+        lag_rows=[_lag_row(w) for w in ws if w.get("lag_pairs")],
+        segments=summary.get("segments") or [],
+        selection_line=next(
+            (n.removeprefix("selection: ") for n in a.notes if n.startswith("selection: ")), ""
+        ),
         paper_keys=list(PAPER),
         paper_labels=PAPER_LABELS,
         paper_rows=[

@@ -24,6 +24,8 @@ import scipy.fft
 
 from trajstore.reader import Trajectory
 
+from .pairs import LagPairs, is_regular, lag_pairs
+
 DISPLACEMENT_LAGS = tuple(2**k for k in range(9))  # 1 … 256 records
 # Parameter coordinates are cut into this many contiguous blocks of equal size, whose partial
 # MSDs are kept for the bootstrap over parameter blocks (exponents.py; docs/analysis.md).
@@ -73,6 +75,10 @@ class WindowStats:
     nonfinite_records: list[int] = field(default_factory=list)
     # (K, n−1) update components w_k(t+1) − w_k(t) of K randomly chosen coordinates (extras only)
     update_samples: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    # Records not equally spaced in steps (analysis/pairs.py): the MSD arrays are indexed by the
+    # distinct step lags ``pairs.lags`` (not by record lag), and the extras, which assume one
+    # stride between consecutive records, are left empty.
+    pairs: LagPairs | None = None
 
     @property
     def n(self) -> int:
@@ -84,12 +90,18 @@ class WindowStats:
 
     @property
     def origins(self) -> np.ndarray:
-        """Number of time origins averaged at each lag τ: T − τ."""
+        """Number of time origins averaged at each lag τ: T − τ (pairs at each step lag when
+        the records are not equally spaced)."""
+        if self.pairs is not None:
+            return self.pairs.n_pairs
         return self.n - np.arange(self.n)
 
     @property
     def lag_steps(self) -> np.ndarray:
-        """Mean optimizer-step difference of the pairs at each record lag (exact when strided)."""
+        """Optimizer-step difference of the pairs at each lag (exact: equally spaced records,
+        or the step lags themselves when they are not)."""
+        if self.pairs is not None:
+            return self.pairs.lags.astype(np.float64)
         csum = np.concatenate([[0], np.cumsum(self.steps, dtype=np.float64)])
         n = self.n
         tau = np.arange(n)
@@ -129,6 +141,23 @@ def window_bounds(n_records: int, window: int, *, partial: bool = False) -> list
     return out
 
 
+def record_windows(traj: Trajectory, window: int, *, partial: bool = False) -> list[tuple[int, int]]:
+    """:func:`window_bounds` within each segment of ``traj`` (``Trajectory.segments``): no window
+    straddles a resume that did not continue the trajectory; a segment shorter than ``window``
+    is one window, a segment of one record none."""
+    segments = getattr(traj, "segments", None) or [slice(0, traj.n_records)]
+    if len(segments) == 1:
+        return window_bounds(traj.n_records, window, partial=partial)
+    out = []
+    for seg in segments:
+        if seg.stop - seg.start >= 2:
+            bounds = window_bounds(seg.stop - seg.start, window, partial=partial)
+            out += [(seg.start + a, seg.start + b) for a, b in bounds]
+    if not out:
+        raise ValueError("no segment of the store holds 2 records; diffusion analyses need at least 2")
+    return out
+
+
 def iter_windows(
     traj: Trajectory,
     window: int = 1000,
@@ -144,15 +173,20 @@ def iter_windows(
 
     ``extras=False`` computes the MSD only (displacements, dot products, fragments and update
     samples are left empty); ``workers`` is the FFT's thread count (default 1: a second core
-    reads ahead); ``partial`` adds the trailing partial window (``window_bounds``).
+    reads ahead); ``partial`` adds the trailing partial window (``window_bounds``). Windows lie
+    within one segment (:func:`record_windows`); a window whose records are not equally spaced
+    in steps gets the pair-based MSD of ``analysis.pairs`` (``WindowStats.pairs``) and no extras.
     """
-    bounds = window_bounds(traj.n_records, window, partial=partial)
+    bounds = record_windows(traj, window, partial=partial)
     rng = np.random.default_rng(seed)
     offsets = np.array([t.offset for t in traj.layout] + [traj.n_params])
     groups = group_offsets(traj.n_params)
     for k, (r0, r1) in enumerate(bounds):
         frag_starts = _fragment_starts(r1 - r0, rng)
         if windows is not None and k not in windows:
+            continue
+        if not is_regular(traj.steps[r0:r1]):
+            yield _pair_window(traj, k, r0, r1, memory_limit)
             continue
         k_rng = np.random.default_rng([seed, k])
         sample = np.sort(k_rng.choice(traj.n_params, min(traj.n_params, UPDATE_SAMPLE_COORDS), replace=False))
@@ -312,6 +346,30 @@ def _window_pass(
         finite=finite,
         nonfinite_records=sorted(bad_rows),
         update_samples=updates if finite else updates[:0],
+    )
+
+
+def _pair_window(traj: Trajectory, index: int, r0: int, r1: int, memory_limit: int) -> WindowStats:
+    """A window whose records are not equally spaced: the MSD at every step lag from the pairs
+    that exist at it (analysis/pairs.py); the extras, which assume one stride, stay empty."""
+    lp = lag_pairs(traj, [(r0, r1)], memory_limit=memory_limit)
+    empty = np.zeros(0)
+    return WindowStats(
+        index=index,
+        start=r0,
+        steps=np.asarray(traj.steps[r0:r1]),
+        msd=lp.msd,
+        msd_tensor=lp.msd_tensor,
+        msd_groups=lp.msd_groups,
+        step_sq=empty,
+        disp_sq={},
+        step_dot={},
+        fragment_starts=np.zeros(0, dtype=np.int64),
+        fragment_perp_max=empty,
+        fragment_chord_sq=empty,
+        finite=lp.finite,
+        nonfinite_records=lp.nonfinite_records,
+        pairs=lp,
     )
 
 

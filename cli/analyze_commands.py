@@ -46,6 +46,7 @@ def analyze(
     steps: str | None,
     tensors: tuple[str, ...],
     exclude: tuple[str, ...],
+    trainable_only: bool,
     as_json: bool,
     quiet: bool,
     with_toy: bool,
@@ -59,7 +60,7 @@ def analyze(
     limit = memory_limit
     outdir = outdir or default_report_dir(store)
     with trajstore.open(store) as traj:
-        part = select(traj, steps, tensors, exclude)
+        part = select(traj, steps, tensors, exclude, trainable_only=trainable_only)
         result = run_analysis(part, window, memory_limit=limit, progress=not quiet)
     summary = write_report(result, outdir)
     if with_toy:
@@ -75,6 +76,7 @@ def analyze(
             memory_limit=limit,
             windows={t: 250 for t in toys},
             progress=not quiet,
+            selection={"trainable_only": trainable_only},
         )
         from trajstore.analysis.report import add_link
 

@@ -34,7 +34,16 @@ def inform(message: str, quiet: bool) -> None:
 
 
 def selection_options(func):
-    """``--steps``, ``--tensors`` and ``--exclude``: analyse part of a store (trajstore.selection)."""
+    """``--steps``, ``--tensors``, ``--exclude`` and ``--trainable-only/--all``: analyse part of a
+    store (trajstore.selection)."""
+    func = click.option(
+        "--trainable-only/--all",
+        "trainable_only",
+        default=True,
+        show_default=True,
+        help="Analyse only tensors that were trainable at every selected record (the store's "
+        "trainable change points); --all includes frozen ones.",
+    )(func)
     func = click.option(
         "--exclude",
         multiple=True,

@@ -121,7 +121,9 @@ def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
 @json_option
 @quiet_option
 @one_line_errors
-def compare(stores, outdir, window, memory_limit, steps, tensors, exclude, as_json, quiet) -> None:
+def compare(
+    stores, outdir, window, memory_limit, steps, tensors, exclude, trainable_only, as_json, quiet
+) -> None:
     """Analyse STORES side by side: table and overlays in OUT/index.html and OUT/summary.json."""
     from trajstore.analysis.compare import compare as run_compare
 
@@ -131,7 +133,7 @@ def compare(stores, outdir, window, memory_limit, steps, tensors, exclude, as_js
         window=window,
         memory_limit=memory_limit,
         progress=not quiet,
-        selection={"steps": steps, "tensors": tensors, "exclude": exclude},
+        selection={"steps": steps, "tensors": tensors, "exclude": exclude, "trainable_only": trainable_only},
     )
     if as_json:
         emit_json(summary)

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from . import spec
+from .errors import InvalidStoreError
 from .layout import Layout, TensorSpec
 from .reader import DEFAULT_MEMORY_LIMIT, Block, Trajectory, VectorGroup, WeightsAccess
 
@@ -61,20 +63,57 @@ class StepRange:
         return text + (f":{self.stride}" if self.stride > 1 else "")
 
 
+def trainable_table(traj: Trajectory, steps: np.ndarray) -> np.ndarray:
+    """(len(steps), n_tensors) bool: whether each layout tensor was trainable at the records of
+    ``steps``, from the store's ``trainable`` change points (docs/format.md 3.4: the mask of a
+    record is that of the last change point at or before its step; none: all trainable)."""
+    changes = traj.attrs.get(spec.ATTR_TRAINABLE) or []
+    n_tensors = len(traj.layout)
+    table = np.ones((len(steps), n_tensors), dtype=bool)
+    if not changes:
+        return table
+    change_steps = np.array([int(c["step"]) for c in changes], dtype=np.int64)
+    masks = [[bool(f) for f in c["trainable"]] for c in changes]
+    if any(len(m) != n_tensors for m in masks):
+        raise InvalidStoreError(
+            f"{traj.path}: a 'trainable' change point does not have one entry per tensor ({n_tensors}); "
+            "run 'trajstore validate'"
+        )
+    idx = np.searchsorted(change_steps, np.asarray(steps, dtype=np.int64), side="right") - 1
+    table[idx >= 0] = np.array(masks, dtype=bool)[idx[idx >= 0]]
+    return table
+
+
+def not_always_trainable(traj: Trajectory, steps: np.ndarray) -> list[str]:
+    """Names of the tensors that were frozen at some record of ``steps`` (layout order)."""
+    always = trainable_table(traj, steps).all(axis=0)
+    return [t.name for t, ok in zip(traj.layout, always, strict=True) if not ok]
+
+
 @dataclass(frozen=True)
 class Selection:
-    """Which records (by optimizer step) and tensors (by glob on their names) to analyse."""
+    """Which records (by optimizer step) and tensors (by glob on their names) to analyse, and
+    whether tensors that were frozen at any selected record are left out (``trainable_only``,
+    the default: a parameter is analysed only where it was trained at every analysed record)."""
 
     steps: StepRange | None = None
     tensors: tuple[str, ...] = ()  # fnmatch patterns; none = every tensor
     exclude: tuple[str, ...] = ()
+    trainable_only: bool = True
+    frozen: tuple[str, ...] = ()  # tensors frozen at some selected record (left out or included)
 
     @property
     def is_everything(self) -> bool:
-        return self.steps in (None, StepRange()) and not self.tensors and not self.exclude
+        return (
+            self.steps in (None, StepRange())
+            and not self.tensors
+            and not self.exclude
+            and not (self.trainable_only and self.frozen)
+        )
 
     def tensor_names(self, layout: Layout, path: str) -> list[str]:
-        """Names of the selected tensors in layout order; an error when a pattern matches none."""
+        """Names of the selected tensors in layout order; an error when a pattern matches none or
+        nothing is left (``trainable_only`` leaves out the tensors of ``frozen``)."""
         names = layout.names
 
         def matches(name: str, patterns: tuple[str, ...]) -> bool:
@@ -91,6 +130,15 @@ class Selection:
         chosen = [n for n in chosen if not matches(n, self.exclude)]
         if not chosen:
             raise ValueError(f"{path}: --tensors/--exclude leave no tensor to analyse")
+        if self.trainable_only:
+            kept = [n for n in chosen if n not in self.frozen]
+            if not kept:
+                raise ValueError(
+                    f"{path}: no selected tensor was trainable at every selected record (frozen at some: "
+                    f"{', '.join(chosen[:5])}{', …' if len(chosen) > 5 else ''}); analyse the steps where "
+                    "they trained with --steps, or include frozen ones with --all"
+                )
+            chosen = kept
         return chosen
 
     def to_dict(self) -> dict:
@@ -98,6 +146,8 @@ class Selection:
             "steps": None if self.steps is None else str(self.steps),
             "tensors": list(self.tensors),
             "exclude": list(self.exclude),
+            "trainable_only": self.trainable_only,
+            "frozen_tensors": list(self.frozen),
         }
 
 
@@ -223,6 +273,17 @@ class SelectedTrajectory(WeightsAccess):
     def __getattr__(self, name: str) -> Any:  # path, attrs, metadata, provenance, lossy, ...
         return getattr(self.base, name)
 
+    @property
+    def segments(self) -> list[slice]:
+        """The store's segments (``Trajectory.segments``) in the selected records' numbering."""
+        rows = self._weights.values._rows
+        seg_of = np.zeros(self.base.n_records, dtype=np.int64)
+        for k, seg in enumerate(self.base.segments):
+            seg_of[seg] = k
+        ids = seg_of[rows]
+        bounds = [0, *(np.flatnonzero(np.diff(ids)) + 1).tolist(), len(rows)]
+        return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
     def observable(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         if name not in self._observables:
             steps, values = self.base.observable(name)
@@ -237,6 +298,10 @@ class SelectedTrajectory(WeightsAccess):
         parts = [f"steps {sel.steps}"] if sel.steps is not None else []
         parts += [f"tensors {' '.join(sel.tensors)}"] if sel.tensors else []
         parts += [f"excluding {' '.join(sel.exclude)}"] if sel.exclude else []
+        if sel.frozen:
+            shown = ", ".join(sel.frozen[:5]) + (", …" if len(sel.frozen) > 5 else "")
+            what = "left out (trainable only)" if sel.trainable_only else "included (--all)"
+            parts += [f"{len(sel.frozen)} tensor(s) frozen at some selected record {what}: {shown}"]
         return (
             f"{', '.join(parts)}: {self.n_records} of {self.base.n_records} records "
             f"(steps {int(self.steps[0])}..{int(self.steps[-1])}), {len(self.layout)} of "
@@ -300,13 +365,38 @@ def select(
     steps: str | StepRange | None = None,
     tensors: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    trainable_only: bool = True,
 ) -> Trajectory | SelectedTrajectory:
     """``traj`` restricted to optimizer steps ``steps`` (``"START:STOP[:STRIDE]"``) and the
     tensors whose names match a glob of ``tensors`` (all when empty) and none of ``exclude``;
-    ``traj`` itself when nothing is restricted. One-line ValueError for a selection that is empty
-    or a pattern that matches no tensor."""
+    with ``trainable_only`` (the default) also to the tensors that were trainable at every
+    selected record (the store's ``trainable`` change points; ``False``: frozen ones too, CLI
+    ``--all``). ``traj`` itself when nothing is restricted. One-line ValueError for a selection
+    that is empty or a pattern that matches no tensor."""
     rng = StepRange.parse(steps) if isinstance(steps, str) else steps
-    selection = Selection(rng, tuple(tensors), tuple(exclude))
+    picked = traj.steps[rng.mask(traj.steps)] if rng is not None else traj.steps
+    frozen = tuple(not_always_trainable(traj, picked)) if len(picked) else ()
+    selection = Selection(rng, tuple(tensors), tuple(exclude), trainable_only, frozen)
     if selection.is_everything:
         return traj
     return SelectedTrajectory(traj, selection)
+
+
+def selection_summary(traj: Trajectory | SelectedTrajectory) -> dict | None:
+    """summary.json ``selection`` of what an analysis was given: the selection of a
+    :class:`SelectedTrajectory`; for a whole store whose tensors were not all trainable
+    throughout, the store with those tensors included (``trainable_only`` false); else None."""
+    if isinstance(traj, SelectedTrajectory):
+        return traj.summary()
+    frozen = not_always_trainable(traj, traj.steps)
+    if not frozen:
+        return None
+    return {
+        **Selection(trainable_only=False, frozen=tuple(frozen)).to_dict(),
+        "n_records": traj.n_records,
+        "n_params": traj.n_params,
+        "n_tensors": len(traj.layout),
+        "step_range": [int(traj.steps[0]), int(traj.steps[-1])],
+        "store_n_records": traj.n_records,
+        "store_n_params": traj.n_params,
+    }
