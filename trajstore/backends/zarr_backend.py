@@ -287,6 +287,19 @@ class ZarrBackend:
         buf = sync(self.root.store_path.store.get(self._store_key(key), default_buffer_prototype()))
         return None if buf is None else buf.to_bytes()
 
+    def shard_format(self, path: str):
+        """How whole shards of the 2-D array ``path`` can be written without zarr's write path
+        (:mod:`trajstore.shards`); None for a remote or read-only store or another layout."""
+        if self.readonly or self._zip is not None or not os.path.isdir(self.path):
+            return None
+        from ..shards import ShardFormat
+
+        return ShardFormat.from_metadata(self.array_metadata(path))
+
+    def object_file(self, path: str, coords: tuple[int, ...]) -> str | None:
+        """The local file of the stored object at ``coords``, or None for a remote store."""
+        return self._local_file(self.object_key(path, coords))
+
     def _store_key(self, key: str) -> str:
         prefix = self.root.store_path.path
         return f"{prefix}/{key}" if prefix else key
