@@ -17,7 +17,7 @@ from zarr.core.sync import sync
 from zarr.storage import ZipStore
 
 from ..jsonsafe import to_json
-from .base import Compression
+from .base import CODEC_PRESET_NAMES, Compression
 from .locking import writer_lock
 
 DEFAULT_LEVEL = 1
@@ -119,12 +119,14 @@ class ZarrBackend:
         level = compression.level or DEFAULT_LEVEL
         itemsize = np.dtype(dtype).itemsize
         # Bit-shuffle on time-contiguous chunks: the slowly changing high mantissa bits of one
-        # parameter become long runs. Level 1: most of the ratio at several times the speed.
-        blosc = BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle", typesize=itemsize)
+        # parameter become long runs. Default zstd level 1: most of the ratio at several times
+        # the speed; the presets trade one for the other (backends.base.CODEC_PRESETS).
+        cname, clevel = compression.blosc
+        blosc = BloscCodec(cname=cname, clevel=clevel, shuffle="bitshuffle", typesize=itemsize)
         baseline = BloscCodec(cname="zstd", clevel=level, shuffle="shuffle", typesize=itemsize)
         filters: list = []
         compressors: list = []
-        if compression.kind in ("default", "zstd"):
+        if compression.kind in ("default", "zstd", *CODEC_PRESET_NAMES):
             if len(shape) == 2:
                 # Store each chunk parameter-major: a parameter's values over time are adjacent
                 # and nearly equal, which is what byte-shuffle + zstd compresses best.
