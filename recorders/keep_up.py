@@ -33,7 +33,8 @@ class KeepUpCheck:
 
         ``produced_bytes``: bytes of records taken so far; ``waited``: seconds training waited
         for a buffer; ``dropped``: records dropped; ``written_bytes`` / ``busy``: what the
-        writer thread wrote and the seconds it was busy doing so."""
+        writer thread wrote and the seconds it was busy doing so (a writer thread that is busy
+        only part of the time yet lets training wait is starved of CPU or of the GIL)."""
         if self.warned:
             return
         now = time.monotonic()
@@ -45,13 +46,15 @@ class KeepUpCheck:
             return
         training = max(elapsed - waited, 1e-9)
         produced = produced_bytes / training / 1e6  # what training alone would produce
-        sustained = written_bytes / busy / 1e6 if busy > 0 else 0.0
+        delivered = written_bytes / elapsed / 1e6  # what the writer kept up with, waits and all
+        busy_share = min(busy / elapsed, 1.0)
         lost = f"training waited {waited:.1f} s of {elapsed:.1f} s"
         if dropped:
             lost = f"{dropped} records dropped"
         self.message = (
             f"trajstore: warning: the writer cannot keep up: training produces {produced:.0f} MB/s "
-            f"of records, the writer sustains {sustained:.0f} MB/s ({lost}); remedies: a faster "
+            f"of records, the writer delivers {delivered:.0f} MB/s, busy {busy_share:.0%} of the time "
+            f"({lost}); remedies: a faster "
             "codec preset (--codec fast), fewer records (--every K), more writer threads "
             "(--threads N) where cores are free"
         )

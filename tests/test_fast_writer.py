@@ -186,7 +186,7 @@ def test_keep_up_check_needs_waiting_or_drops(capsys):
     assert not check.warned  # 5 % of the time waiting: keeping up
     check._next = 0.0
     check.check(produced_bytes=10**9, waited=5.0, dropped=0, written_bytes=10**9, busy=8.0)
-    assert check.warned and "sustains 125 MB/s" in check.message and "produces 200 MB/s" in check.message
+    assert check.warned and "delivers 100 MB/s" in check.message and "produces 200 MB/s" in check.message
     check._next = 0.0
     check.check(produced_bytes=10**9, waited=9.0, dropped=3, written_bytes=10**9, busy=9.0)
     assert capsys.readouterr().err.count("cannot keep up") == 1
