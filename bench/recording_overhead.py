@@ -8,7 +8,10 @@ ratio of whole trials (the loop, and the loop plus closing the recorder, which d
 writer) against plain training in the same run.
 
     python bench/recording_overhead.py [--cases digits,resnet20,cnn34k,cnn141k] [--device cpu]
-        [--codec balanced] [--threads 1] [--no-record]
+        [--codec balanced] [--threads 1] [--zarr-write-path] [--no-record]
+
+``--zarr-write-path`` adds, per case, the recorder with the writer made to take zarr's own write
+path (what trajstore did before it wrote shards itself), in the same run.
 """
 
 from __future__ import annotations
@@ -21,11 +24,14 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from common import finish, load_example
 from torch import nn
 from trajstore.recorders import Recorder
+
+from trajstore import series
 
 # The wide digits CNNs of issue 13: conv(1->c1) conv(c1->c2) maxpool fc(16*c2->h) fc(h->10).
 WIDE = {"cnn34k": (4, 8, 242), "cnn141k": (8, 16, 523)}
@@ -97,6 +103,7 @@ def measure(
     schedule: str = "every:1",
     codec: str = "balanced",
     threads: int = 1,
+    zarr_path: bool = False,
 ) -> dict:
     """Step and trial times without and with recording (alternating trials).
 
@@ -112,6 +119,9 @@ def measure(
         a = timed_steps(model, opt, batches, steps, device)
         plain += a
         path = tmp / f"{name}-{trial}.zarr"
+        attach = series.SeriesWriter._attach_values
+        if zarr_path:
+            series.SeriesWriter._attach_values = zarr_write_path
         t0 = time.perf_counter()
         rec = Recorder(
             model, path, overwrite=True, progress=False, schedule=schedule, codec=codec, threads=threads
@@ -122,6 +132,7 @@ def measure(
             b = timed_steps(model, opt, batches, steps, device)
             t2 = time.perf_counter()
         t3 = time.perf_counter()
+        series.SeriesWriter._attach_values = attach
         recorded += b
         loops.append((t2 - t1) / sum(a))
         closed.append((t3 - t0) / sum(a))
@@ -138,6 +149,13 @@ def measure(
     }
 
 
+def zarr_write_path(self) -> None:
+    """SeriesWriter._attach_values as if the back end could not take whole shards."""
+    self.values = None
+    shape = (self.chunk_records,) if self.columns is None else (self.chunk_records, self.columns)
+    self.buffer = np.zeros(shape, dtype=self.dtype)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--cases", default="digits,resnet20")
@@ -148,6 +166,7 @@ def main() -> None:
     ap.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)")
     ap.add_argument("--codec", default="balanced", help="Recorder codec preset")
     ap.add_argument("--threads", type=int, default=1, help="Recorder encoder threads")
+    ap.add_argument("--zarr-write-path", action="store_true", help="also measure zarr's own write path")
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)  # training on one core, the other free for the writer
@@ -165,13 +184,17 @@ def main() -> None:
     for name in args.cases.split(","):
         default = 600 if name in WIDE else (200 if name == "digits" else (60 if device.type == "cuda" else 8))
         steps = args.steps or default
-        r = measure(name, device, args.trials, steps, tmp, args.schedule, args.codec, args.threads)
-        lines.append(
-            f"| {name} {args.schedule} | {device} | {r['n']} | {r['rate']:.0f} | {r['plain'] * 1e3:.2f} "
-            f"| {r['recorded'] * 1e3:.2f} | {r['plain'] and r['recorded'] / r['plain']:.3f} "
-            f"| {r['loop']:.3f} | {r['closed']:.3f} |"
-        )
-        print(lines[-1], flush=True)
+        for zarr_path in (False, True) if args.zarr_write_path else (False,):
+            r = measure(
+                name, device, args.trials, steps, tmp, args.schedule, args.codec, args.threads, zarr_path
+            )
+            label = f"{name} {args.schedule}" + (" (zarr write path)" if zarr_path else "")
+            lines.append(
+                f"| {label} | {device} | {r['n']} | {r['rate']:.0f} | {r['plain'] * 1e3:.2f} "
+                f"| {r['recorded'] * 1e3:.2f} | {r['plain'] and r['recorded'] / r['plain']:.3f} "
+                f"| {r['loop']:.3f} | {r['closed']:.3f} |"
+            )
+            print(lines[-1], flush=True)
     shutil.rmtree(tmp)
     lines.append("")
     lines.append(

@@ -218,3 +218,17 @@ def test_cli_record_and_convert_take_a_codec(tmp_path):
     assert np.array_equal(plain(out), plain(small))
     p = run_cli("record", "--codec", "tiny", "-o", str(tmp_path / "bad.zarr"), str(script))
     assert p.returncode != 0 and "Traceback" not in p.stderr
+
+
+def test_only_shards_spanning_every_column_are_written_directly(tmp_path):
+    from trajstore.shards import ShardFormat
+
+    path = str(tmp_path / "s.zarr")
+    write(path, trajectory(3))
+    meta = json.load(open(os.path.join(path, "weights", "value", "zarr.json")))
+    assert ShardFormat.from_metadata(meta).n_chunks == 5
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = [16, 64]  # shards one chunk column wide
+    assert ShardFormat.from_metadata(meta) is None
+    meta["chunk_grid"]["configuration"]["chunk_shape"] = [16, 320]
+    meta["codecs"][0]["configuration"]["index_location"] = "start"
+    assert ShardFormat.from_metadata(meta) is None

@@ -95,6 +95,8 @@ class ShardFormat:
             dtype = np.dtype(meta["data_type"]).newbyteorder("<")
             if shard[0] != rows or shard[1] % width or dtype.kind not in "fiu":
                 return None
+            if shard[1] // width != -(-int(shape[1]) // width):  # one shard spans every column
+                return None
             return cls(rows, width, shard[1] // width, int(shape[1]), dtype, transpose, blosc)
         except (KeyError, TypeError, ValueError, IndexError):
             return None
