@@ -116,6 +116,7 @@ class WriterThread:
                 except BaseException as exc:  # noqa: BLE001
                     self._fail(exc)
                 last_flush = now
+                self.busy += time.monotonic() - now  # a flush writes the partial block: work too
             if self._progress and now - last_progress >= 1.0 and self._display.due():
                 self._print_progress(now)  # reads the store's size: only when it is shown
                 last_progress = now
