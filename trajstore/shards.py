@@ -1,16 +1,16 @@
-"""Writing whole Zarr v3 shards of a (records, params) array at the speed of the codec.
+"""Writing whole Zarr v3 shards of a (records, params) array, nearer the speed of the codec.
 
-zarr's own write path costs several times the codec (a transposition one element at a time,
-buffer wrappers, an event loop, a copy per layer). Here a time block is kept, while its records
-arrive, in the form its shard stores: each record is copied into a small strip of records
-(one contiguous run per inner chunk), the CRC-32C digest of each chunk column (integrity index,
-docs/format.md) is continued from the strip, and every few records the strip is transposed
-into the block's inner chunks, already parameter-major. A full block is then compressed chunk
-by chunk with numcodecs' Blosc (which releases the GIL, so chunks are encoded on several
-threads at once) and written as one file, laid out exactly as zarr lays out a shard (chunks in
-Morton order, then the index with its CRC-32C), so plain zarr reads it and the bytes are those
-zarr itself would write. Only the layout trajstore creates is taken this way
-(:meth:`ShardFormat.from_metadata`); anything else goes through zarr.
+zarr's own write path spends about as long around the codec as in it (a transposition one
+element at a time, buffer wrappers, an event loop, a copy per layer; docs/scale.md). Here a
+time block is kept, while its records arrive, in the form its shard stores: each record is
+copied into a small strip of records (one contiguous run per inner chunk), the CRC-32C digest
+of each chunk column (integrity index, docs/format.md) is continued from the strip, and every
+few records the strip is transposed into the block's inner chunks, already parameter-major. A
+full block is then compressed chunk by chunk with numcodecs' Blosc (which releases the GIL, so
+chunks are encoded on several threads at once) and written as one file, laid out exactly as
+zarr lays out a shard (chunks in Morton order, then the index with its CRC-32C), so plain zarr
+reads it and the bytes are those zarr itself would write. Only the layout trajstore creates is
+taken this way (:meth:`ShardFormat.from_metadata`); anything else goes through zarr.
 """
 
 from __future__ import annotations
@@ -333,14 +333,6 @@ class ShardValues:
 
     def put(self, row: np.ndarray) -> None:
         self.block.put(row)
-
-    def rows(self) -> np.ndarray:
-        """The records put so far as (n, columns) (for a reader of the buffer; a copy)."""
-        b = self.block.finish()
-        if self.fmt.transpose:
-            b = b.transpose(0, 2, 1)
-        out = np.concatenate(list(b[:, : self.block.n, :]), axis=1) if len(b) else b
-        return np.ascontiguousarray(out[:, : self.fmt.columns])
 
     def write_now(self, k: int, tail_bytes: int) -> WrittenShard:
         """Encode and write the current block (full or not) as shard ``k`` on this thread; a
