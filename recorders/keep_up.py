@@ -13,6 +13,7 @@ import time
 
 MIN_SECONDS = 1.0  # look no earlier: the first block and the pool's start are transients
 WAITED_FRACTION = 0.10  # training waited this share of its time for the writer
+MIN_WAITED = 0.5  # and this many seconds in all (a busy machine's hiccups are not the writer)
 CHECK_SECONDS = 0.5  # between looks (the check runs on the training thread)
 
 
@@ -42,7 +43,7 @@ class KeepUpCheck:
             return
         self._next = now + CHECK_SECONDS
         elapsed = now - self._started
-        if not (waited > WAITED_FRACTION * elapsed or dropped):
+        if not ((waited > WAITED_FRACTION * elapsed and waited >= MIN_WAITED) or dropped):
             return
         training = max(elapsed - waited, 1e-9)
         produced = produced_bytes / training / 1e6  # what training alone would produce
