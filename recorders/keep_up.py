@@ -20,8 +20,9 @@ CHECK_SECONDS = 0.5  # between looks (the check runs on the training thread)
 class KeepUpCheck:
     """Watches the training thread's waits (or drops) and the writer's rate; warns once."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, enabled: bool = True):
         self.stream = stream
+        self.enabled = enabled  # False: measure, keep ``message``, print nothing
         self.warned = False
         self.message: str | None = None
         self._started = time.monotonic()
@@ -53,11 +54,12 @@ class KeepUpCheck:
         if dropped:
             lost = f"{dropped} records dropped"
         self.message = (
-            f"trajstore: warning: the writer cannot keep up: training produces {produced:.0f} MB/s "
-            f"of records, the writer delivers {delivered:.0f} MB/s, busy {busy_share:.0%} of the time "
+            f"trajstore: warning: the writer cannot keep up: training produces {produced:.3g} MB/s "
+            f"of records, the writer delivers {delivered:.3g} MB/s, busy {busy_share:.0%} of the time "
             f"({lost}); remedies: a faster "
             "codec preset (--codec fast), fewer records (--every K), more writer threads "
             "(--threads N) where cores are free"
         )
         self.warned = True
-        print(self.message, file=self.stream or sys.stderr, flush=True)
+        if self.enabled:
+            print(self.message, file=self.stream or sys.stderr, flush=True)

@@ -70,7 +70,8 @@ class Recorder:
     ``codec``: a lossless preset, ``"fast"`` (lz4), ``"balanced"`` (zstd-1, the default) or
     ``"small"`` (docs/scale.md). ``threads``: threads that compress full blocks besides the writer
     thread. When training produces records faster than the writer sustains, one line on stderr
-    says so with the measured rates and the remedies.
+    says so with the measured rates and the remedies (not with ``progress=False``; the line is
+    kept in ``keep_up.message``).
     ``model`` may be None, with ``named_parameters`` given to :meth:`bind` instead.
     """
 
@@ -117,7 +118,7 @@ class Recorder:
         self.progress = progress
         self.script = script
         self.store_options = {"compression": codec, "threads": int(threads), **(store_options or {})}
-        self.keep_up = KeepUpCheck()
+        self.keep_up = KeepUpCheck(enabled=progress is not False)
         self._produced_bytes = 0
         self.enabled = _is_writer_rank()
         self.step = 0  # training iterations so far (skipped ones included)

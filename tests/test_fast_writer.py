@@ -134,12 +134,13 @@ class TinyNet(torch.nn.Module):
 
 def train(rec_kwargs: dict, path, steps: int) -> list[np.ndarray]:
     """Train TinyNet under a Recorder; return the weights after every step, copied by hand."""
+    rec_kwargs = {"progress": False, **rec_kwargs}
     torch.manual_seed(0)
     model = TinyNet()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     x, y = torch.randn(32, 12), torch.randint(0, 3, (32,))
     seen = []
-    with Recorder(model, path, progress=False, **rec_kwargs) as rec:
+    with Recorder(model, path, **rec_kwargs) as rec:
         rec.attach(opt)
         seen.append(torch.cat([p.detach().reshape(-1) for p in model.parameters()]).numpy().copy())
         for _ in range(steps):
@@ -166,16 +167,18 @@ def test_recorder_refuses_an_unknown_codec(tmp_path):
 
 
 def test_writer_that_cannot_keep_up_is_reported_once(tmp_path, monkeypatch, capsys):
-    # A writer slowed to 30 ms per record against a training step of well under a millisecond.
-    monkeypatch.setattr(WriterThread, "slowdown_for_tests", 0.03)
+    # A writer slowed to 100 ms per record against a training step of a few milliseconds.
+    monkeypatch.setattr(WriterThread, "slowdown_for_tests", 0.1)
     path = str(tmp_path / "slow.zarr")
-    seen = train({"pool_size": 2}, path, 80)
+    seen = train({"pool_size": 2, "progress": None}, path, 30)  # None: no bar (not a terminal)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "cannot keep up" in line]
     assert len(lines) == 1, err
     for part in ("MB/s", "--codec fast", "--every", "--threads"):
         assert part in lines[0]
     assert np.array_equal(plain(path), np.stack(seen))  # it waited: nothing lost
+    quiet = train({"pool_size": 2, "progress": False}, str(tmp_path / "quiet.zarr"), 30)
+    assert "cannot keep up" not in capsys.readouterr().err and len(quiet) == 31  # progress=False
 
 
 def test_keep_up_check_needs_waiting_or_drops(capsys):
