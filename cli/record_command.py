@@ -57,6 +57,20 @@ from .share_commands import description_fields, description_options, parse_meta
     default=None,
     help="Lossy: keep this many float32 mantissa bits (recorded in the metadata).",
 )
+@click.option(
+    "--codec",
+    type=click.Choice(["fast", "balanced", "small"]),
+    default="balanced",
+    show_default=True,
+    help="Lossless codec preset: lz4 (fast), zstd-1 (balanced) or zstd-5 (small); see docs/scale.md.",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Threads that compress full blocks (beside the writer thread); more where cores are free.",
+)
 @description_options
 @quiet_option
 @click.argument("script")
@@ -75,6 +89,8 @@ def record(
     policy,
     flush_seconds,
     keepbits,
+    codec,
+    threads,
     title,
     description_text,
     authors,
@@ -137,6 +153,8 @@ def record(
         metadata=parse_meta(meta),
         store_options=store_options,
         progress=not quiet,
+        codec=codec,
+        threads=threads,
     )
     with script_output():  # progress never lands in the middle of a line the script writes
         code = run_script(script, args, rec)

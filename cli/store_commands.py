@@ -65,10 +65,16 @@ def validate(store: str, no_checksums: bool, as_json: bool, quiet: bool) -> None
     show_default=True,
     help="Codec of the destination.",
 )
+@click.option(
+    "--codec",
+    type=click.Choice(["fast", "balanced", "small"]),
+    default=None,
+    help="Lossless codec preset of the destination (as in record; overrides --compression).",
+)
 @one_line_errors
-def convert(src: str, dst: str, overwrite: bool, compression: str) -> None:
+def convert(src: str, dst: str, overwrite: bool, compression: str, codec: str | None) -> None:
     """Copy SRC into DST (Zarr <-> HDF5 by suffix), streaming, lossless, metadata kept."""
-    convert_store(src, dst, overwrite=overwrite, compression=compression)
+    convert_store(src, dst, overwrite=overwrite, compression=codec or compression)
     click.echo(f"wrote {dst}")
 
 

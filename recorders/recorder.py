@@ -19,6 +19,7 @@ from trajstore.provenance import utc_now_iso
 
 from .discovery import canonical_named_tensors, optimizer_names, unwrap
 from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
+from .keep_up import KeepUpCheck
 from .observables import loss_unit, lr_name, series_name
 from .provenance import optimizers_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
@@ -66,6 +67,11 @@ class Recorder:
     (records are skipped and counted). ``resume``: continue an existing store; the first
     weights must equal the last stored ones to ``resume_tolerance`` (max abs difference), else
     :class:`~trajstore.recorders.errors.ResumeGapError`, unless ``resume_new_segment``.
+    ``codec``: a lossless preset, ``"fast"`` (lz4), ``"balanced"`` (zstd-1, the default) or
+    ``"small"`` (docs/scale.md). ``threads``: threads that compress full blocks besides the writer
+    thread. When training produces records faster than the writer sustains, one line on stderr
+    says so with the measured rates and the remedies (not with ``progress=False``; the line is
+    kept in ``keep_up.message``).
     ``model`` may be None, with ``named_parameters`` given to :meth:`bind` instead.
     """
 
@@ -89,7 +95,15 @@ class Recorder:
         progress: bool | None = None,
         script: str | None = None,
         store_options: Mapping[str, Any] | None = None,
+        codec: str = "balanced",
+        threads: int = 1,
     ):
+        from trajstore.backends.base import CODEC_PRESET_NAMES
+
+        if codec not in CODEC_PRESET_NAMES:
+            raise ValueError(f"codec must be one of {', '.join(CODEC_PRESET_NAMES)}, got {codec!r}")
+        if int(threads) < 1:
+            raise ValueError(f"threads must be at least 1, got {threads}")
         self.path = os.fspath(path)
         self.schedule = parse_schedule(schedule) if isinstance(schedule, str) else (schedule or Every(every))
         self.record_gradients = gradients
@@ -103,7 +117,9 @@ class Recorder:
         self.flush_seconds = flush_seconds
         self.progress = progress
         self.script = script
-        self.store_options = dict(store_options or {})
+        self.store_options = {"compression": codec, "threads": int(threads), **(store_options or {})}
+        self.keep_up = KeepUpCheck(enabled=progress is not False)
+        self._produced_bytes = 0
         self.enabled = _is_writer_rank()
         self.step = 0  # training iterations so far (skipped ones included)
         self.dropped = 0
@@ -573,6 +589,7 @@ class Recorder:
             self._thread.check()
         self._note_trainable(step)
         snap = self._pool.snapshot(self._flat)
+        self._check_keep_up()
         if snap is None:
             self.dropped += 1
             if grads is not None:
@@ -584,6 +601,19 @@ class Recorder:
             else None
         )
         self._records.add((step, snap, grads, bsnap))
+
+    def _check_keep_up(self) -> None:
+        """Say once when training produces records faster than the writer sustains."""
+        self._produced_bytes += self._pool.n_values * 4
+        if not self.keep_up.warned:
+            t = self._thread
+            self.keep_up.check(
+                produced_bytes=self._produced_bytes,
+                waited=self._pool.waited,
+                dropped=self.dropped,
+                written_bytes=t.bytes_in,
+                busy=t.busy,
+            )
 
     @property
     def _record_batch(self) -> int:

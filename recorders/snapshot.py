@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,6 +57,7 @@ class SnapshotPool:
             raise ValueError(f"policy must be 'block' or 'drop', got {policy!r}")
         self.policy = policy
         self.abort = abort
+        self.waited = 0.0  # seconds ``take`` spent waiting for a buffer to come back
         self.device = device
         self.n_values = n_values
         cuda = device.type == "cuda"
@@ -67,12 +69,22 @@ class SnapshotPool:
 
     def take(self) -> torch.Tensor | None:
         if self.policy == "block":
-            while True:
-                try:
-                    return self._free.get(timeout=_POLL_SECONDS)
-                except queue.Empty:
-                    if self.abort is not None and self.abort.is_set():
-                        raise RecordingError("the store writer failed while training waited for it") from None
+            try:
+                return self._free.get_nowait()
+            except queue.Empty:
+                pass
+            started = time.monotonic()  # training now waits for the writer: counted in ``waited``
+            try:
+                while True:
+                    try:
+                        return self._free.get(timeout=_POLL_SECONDS)
+                    except queue.Empty:
+                        if self.abort is not None and self.abort.is_set():
+                            raise RecordingError(
+                                "the store writer failed while training waited for it"
+                            ) from None
+            finally:
+                self.waited += time.monotonic() - started
         try:
             return self._free.get_nowait()
         except queue.Empty:

@@ -29,6 +29,9 @@ class WriterThread:
     buffers back), and ``submit`` raises :class:`RecordingError`.
     """
 
+    # Seconds slept before each call: a test hook that makes the writer slower than training.
+    slowdown_for_tests = 0.0
+
     def __init__(
         self,
         writer,
@@ -48,6 +51,7 @@ class WriterThread:
         self._display = Progress("trajstore", unit=" records", enabled=self._progress)
         self.records = 0
         self.bytes_in = 0
+        self.busy = 0.0  # seconds spent running calls: bytes_in / busy is the rate it sustains
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="trajstore-writer", daemon=True)
         self._thread.start()
@@ -95,10 +99,14 @@ class WriterThread:
             if item is not None:
                 fn, args, discard = item
                 if self._error is None:
+                    started = time.monotonic()
                     try:
+                        if self.slowdown_for_tests:
+                            time.sleep(self.slowdown_for_tests)
                         fn(*args)
                     except BaseException as exc:  # noqa: BLE001 - reported to the training thread
                         self._fail(exc)
+                    self.busy += time.monotonic() - started
                 elif discard is not None:
                     discard(*args)
             now = time.monotonic()
@@ -108,6 +116,7 @@ class WriterThread:
                 except BaseException as exc:  # noqa: BLE001
                     self._fail(exc)
                 last_flush = now
+                self.busy += time.monotonic() - now  # a flush writes the partial block: work too
             if self._progress and now - last_progress >= 1.0 and self._display.due():
                 self._print_progress(now)  # reads the store's size: only when it is shown
                 last_progress = now

@@ -16,12 +16,16 @@ from . import spec
 from .backends import Backend, Compression
 from .chunking import SCALAR_CHUNK_RECORDS, shard_shape
 from .integrity import TAIL_BYTES, Block, IntegrityIndex, digest, tail_digest
+from .shards import EncoderPool, ShardValues
 
 
 class SeriesWriter:
     """Appends records to ``<group>/value`` (records × columns, or records) with their steps.
 
     ``columns`` is None for a scalar series (observables); the value array is then 1-D.
+    A 2-D value array in a local Zarr store is written as whole shards (:mod:`trajstore.shards`),
+    on the threads of ``pool`` when one is given (a block's commit then follows when it is
+    written); otherwise rows are buffered and written through the back end.
     """
 
     def __init__(
@@ -33,8 +37,11 @@ class SeriesWriter:
         chunk_records: int,
         chunk_cols: int | None = None,
         with_time: bool = True,
+        pool: EncoderPool | None = None,
     ):
         self.backend = backend
+        self.pool = pool
+        self.values: ShardValues | None = None
         self.group = group
         self.columns = columns
         self.dtype = np.dtype(dtype)
@@ -46,8 +53,7 @@ class SeriesWriter:
         self.n_written = 0  # records whose value/step/time are in the store (committed or not)
         self.n_committed = 0
         self.last_step: int | None = None
-        shape = (chunk_records,) if columns is None else (chunk_records, columns)
-        self.buffer = np.zeros(shape, dtype=self.dtype)
+        self.buffer: np.ndarray | None = None  # rows of the block, unless ``values`` holds them
         self.steps = np.zeros(chunk_records, dtype=np.int64)
         self.times = np.full(chunk_records, np.nan, dtype=np.float64)
         # Integrity index (format 1.1): one entry per written block, keyed by block start.
@@ -86,11 +92,12 @@ class SeriesWriter:
                 f"{g}/{spec.TIME}", (0,), "<f8", index_chunks, None, (spec.DIM_RECORD,), compression
             )
         b.set_attrs(g, {**attrs, spec.ATTR_INTEGRITY: self._index(0).to_json(), spec.ATTR_N_COMMITTED: 0})
+        self._attach_values()
         if not g.startswith("."):  # a hidden name under construction is listed once moved
             list_group(b, g)
 
     @classmethod
-    def reopen(cls, backend: Backend, group: str) -> SeriesWriter:
+    def reopen(cls, backend: Backend, group: str, pool: EncoderPool | None = None) -> SeriesWriter:
         """Continue an existing series after its last committed record."""
         value = f"{group}/{spec.VALUE}"
         shape = backend.shape(value)
@@ -103,7 +110,9 @@ class SeriesWriter:
             chunks[0],
             chunks[1] if len(chunks) == 2 else None,
             with_time=backend.exists(f"{group}/{spec.TIME}"),
+            pool=pool,
         )
+        series._attach_values()
         attrs = backend.attrs(group)
         n = int(attrs.get(spec.ATTR_N_COMMITTED, 0))
         series.n_committed = series.n_written = n
@@ -117,7 +126,12 @@ class SeriesWriter:
         series.n_buf = n - series.block_start
         if series.n_buf:  # the committed part of a partial block goes back into the buffer
             sl = slice(series.block_start, n)
-            series.buffer[: series.n_buf] = backend.read(value, sl)
+            rows = backend.read(value, sl)
+            if series.values is not None:
+                for row in rows:
+                    series.values.put(row)
+            else:
+                series.buffer[: series.n_buf] = rows
             series.steps[: series.n_buf] = backend.read(f"{group}/{spec.STEP}", sl)
             if series.with_time:
                 series.times[: series.n_buf] = backend.read(f"{group}/{spec.TIME}", sl)
@@ -127,6 +141,23 @@ class SeriesWriter:
             series.last_step = int(backend.read(f"{group}/{spec.STEP}", slice(n - 1, n))[0])
         return series
 
+    def _attach_values(self) -> None:
+        """Whole shards where the back end takes them (same layout, local Zarr), else a row buffer."""
+        fmt = None
+        shard_format = getattr(self.backend, "shard_format", None)
+        if self.columns is not None and shard_format is not None:
+            fmt = shard_format(f"{self.group}/{spec.VALUE}")
+        if fmt is not None and fmt.records == self.chunk_records and fmt.columns == self.columns:
+            self.values = ShardValues(fmt, self._shard_file, self.pool)
+            self.buffer = None
+        else:
+            self.values = None
+            shape = (self.chunk_records,) if self.columns is None else (self.chunk_records, self.columns)
+            self.buffer = np.zeros(shape, dtype=self.dtype)
+
+    def _shard_file(self, k: int) -> str:
+        return self.backend.object_file(f"{self.group}/{spec.VALUE}", (k, 0))
+
     # -- appending -----------------------------------------------------------------------
 
     @property
@@ -134,13 +165,19 @@ class SeriesWriter:
         return self.block_start + self.n_buf
 
     def append(self, step: int, value, time: float) -> bool:
-        """Buffer one record; return True when this filled a block that was then written."""
+        """Buffer one record; return True when a block was written by this call (the one it
+        filled, or with encoder threads one they finished since)."""
         if self.last_step is not None and step <= self.last_step:
             raise ValueError(
                 f"{self.group}: step {step} is not after the last recorded step {self.last_step}; "
                 "steps must increase"
             )
-        self.buffer[self.n_buf] = value
+        written = self.n_written
+        if self.values is not None:
+            self._collect(wait=False)
+            self.values.put(np.asarray(value, dtype=self.dtype))
+        else:
+            self.buffer[self.n_buf] = value
         self.steps[self.n_buf] = step
         self.times[self.n_buf] = time
         self.n_buf += 1
@@ -149,11 +186,21 @@ class SeriesWriter:
             self.write_pending()
             self.block_start += self.chunk_records
             self.n_buf = 0
-            return True
-        return False
+        return self.n_written > written
+
+    def _collect(self, wait: bool) -> None:
+        """Account for blocks the encoder threads have written (``wait``: all of them)."""
+        for item, written in self.values.finished(wait):
+            if self.blocks is not None:
+                tail = tail_digest(written.tail)
+                self.blocks[item.start] = Block(item.start, item.stop, item.digests, written.nbytes, tail)
+            self.n_written = item.stop
 
     def write_pending(self) -> None:
-        """Write the buffered records (a full or partial block) to the store, uncommitted."""
+        """Write the buffered records (a full or partial block) to the store, uncommitted.
+        With encoder threads a full block is handed to them and counted as written later."""
+        if self.values is not None:
+            self._collect(wait=True)
         end = self.block_start + self.n_buf
         if end <= self.n_written and self.n_buf < self.chunk_records:
             return
@@ -164,7 +211,21 @@ class SeriesWriter:
             new = math.ceil(end / self.chunk_records) * self.chunk_records
             for name in self._arrays():
                 b.resize(f"{g}/{name}", new)
-        if self.n_buf:
+        if self.n_buf and self.values is not None:
+            b.write(f"{g}/{spec.STEP}", self.block_start, self.steps[: self.n_buf])
+            if self.with_time:
+                b.write(f"{g}/{spec.TIME}", self.block_start, self.times[: self.n_buf])
+            full = self.n_buf == self.chunk_records
+            digests = self._digests()
+            k = self.block_start // self.chunk_records
+            if full and self.pool is not None:
+                self.values.hand_off(k, self.block_start, end, digests, TAIL_BYTES)
+                return  # counted as written once the encoder threads have written it
+            written = self.values.write_now(k, TAIL_BYTES)
+            if self.blocks is not None:
+                nbytes, tail = (written.nbytes, tail_digest(written.tail)) if full else (None, None)
+                self.blocks[self.block_start] = Block(self.block_start, end, digests, nbytes, tail)
+        elif self.n_buf:
             b.write(f"{g}/{spec.VALUE}", self.block_start, self.buffer[: self.n_buf])
             b.write(f"{g}/{spec.STEP}", self.block_start, self.steps[: self.n_buf])
             if self.with_time:
@@ -179,12 +240,7 @@ class SeriesWriter:
         A full block is never rewritten, so its stored object's size and tail are recorded too
         (when the block is exactly one object: a Zarr shard spanning every column)."""
         k = self.n_buf
-        digests = {
-            spec.VALUE: digest(self.buffer[:k], width=self.chunk_cols),
-            spec.STEP: digest(self.steps[:k]),
-        }
-        if self.with_time:
-            digests[spec.TIME] = digest(self.times[:k])
+        digests = self._digests()
         nbytes = tail = None
         value = f"{self.group}/{spec.VALUE}"
         grid = self.backend.object_grid(value)
@@ -195,6 +251,23 @@ class SeriesWriter:
                 nbytes = self.backend.object_nbytes(value, coords)
                 tail = tail_digest(raw)
         return Block(self.block_start, self.block_start + k, digests, nbytes, tail)
+
+    def _digests(self) -> dict[str, int]:
+        """Digest of each array over the buffered records (docs/format.md, integrity index)."""
+        k = self.n_buf
+        if self.values is not None:
+            value = self.values.block.digest()
+        else:
+            value = digest(self.buffer[:k], width=self.chunk_cols)
+        digests = {spec.VALUE: value, spec.STEP: digest(self.steps[:k])}
+        if self.with_time:
+            digests[spec.TIME] = digest(self.times[:k])
+        return digests
+
+    def abandon(self) -> None:
+        """After a failure: wait for blocks in flight, count none of them (never raises)."""
+        if self.values is not None:
+            self.values.abandon()
 
     def _index(self, n: int) -> IntegrityIndex:
         arrays = (spec.VALUE, spec.STEP, spec.TIME) if self.with_time else (spec.VALUE, spec.STEP)

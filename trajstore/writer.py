@@ -21,6 +21,7 @@ from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
 from .safety import remove_quietly, remove_stale_temporaries, remove_store, temporary_sibling
 from .series import SeriesWriter, list_group
+from .shards import EncoderPool
 
 ParamsLike = int | Mapping[str, Any] | Layout
 # Series created during a run are built under this hidden group and moved into place, so a
@@ -51,8 +52,12 @@ class Writer:
         keepbits: int | None,
         created_epoch: float,
         buffers_layout: Layout | None,
+        threads: int = 0,
     ):
         self._backend = backend
+        # Threads that encode full blocks in the background (trajstore.shards); 0: the caller.
+        self.threads = int(threads)
+        self._pool = EncoderPool(self.threads) if self.threads > 0 else None
         self.layout = layout
         self.buffers_layout = buffers_layout
         self.path = backend.path
@@ -190,6 +195,7 @@ class Writer:
                 s.trim()
         finally:
             self._closed = True
+            self._stop_threads()
             self._backend.close()
 
     def abort(self) -> None:
@@ -199,6 +205,7 @@ class Writer:
             return
         self._closed = True
         try:
+            self._stop_threads()
             self._backend.close()
         except Exception:  # noqa: BLE001 - the write error that led here is the one to report
             pass
@@ -214,6 +221,14 @@ class Writer:
         self.close()
 
     # -- internals -----------------------------------------------------------------------
+
+    def _stop_threads(self) -> None:
+        """Let the encoder threads finish what they hold (never counted after a failure)."""
+        for s in self._series.values():
+            s.abandon()
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def _check_open(self) -> None:
         if self._closed:
@@ -256,7 +271,7 @@ class Writer:
         series = self._series.get(name)
         if series is None:
             tc, pc = choose_chunks(layout.n_params, 4, self._chunk_records, self._chunk_params)
-            series = SeriesWriter(self._backend, name, layout.n_params, "<f4", tc, pc)
+            series = SeriesWriter(self._backend, name, layout.n_params, "<f4", tc, pc, pool=self._pool)
             self._publish(name, series, {spec.ATTR_LAYOUT: layout.to_json()})
             self._series[name] = series
         return series
@@ -292,6 +307,7 @@ def create(
     buffers: ParamsLike | None = None,
     keepbits: int | None = None,
     dataset: Mapping[str, Any] | None = None,
+    threads: int = 0,
 ) -> Writer:
     """Create (or continue) a trajectory store and return its :class:`Writer`.
 
@@ -305,8 +321,13 @@ def create(
     ``buffers``: the layout of non-trainable buffers, when they will be recorded.
     ``keepbits``: lossy BitRound to this many float32 mantissa bits (recorded in the metadata).
     ``dataset``: the dataset description (title, authors, license, ...; see
-    :mod:`trajstore.description`).
+    :mod:`trajstore.description`). ``threads``: threads that compress full blocks in the
+    background while the next block fills (Zarr; 0: on the calling thread, each block committed
+    as it fills; with threads a block is committed at the first ``append`` after it is written,
+    or at ``flush``). The store is the same either way.
     """
+    if int(threads) < 0:
+        raise ValueError(f"threads must be 0 or more, got {threads}")
     path = os.fspath(path)
     if mode not in ("x", "w", "a"):
         raise ValueError(f"mode must be 'x', 'w' or 'a', got {mode!r}")
@@ -317,7 +338,7 @@ def create(
     description = normalise_description(dataset) if dataset else None
     exists = os.path.exists(path)
     if exists and mode == "a":
-        return _reopen(path, kind, layout, comp, keepbits)
+        return _reopen(path, kind, layout, comp, keepbits, threads)
     if exists and mode == "x":
         raise StoreExistsError(f"{path} exists; pass overwrite (mode='w') or append (mode='a')")
     if exists:
@@ -372,12 +393,14 @@ def create(
         return w
     b.close()
     os.rename(build, path)
-    w = _reopen(path, kind, layout, comp, keepbits)
+    w = _reopen(path, kind, layout, comp, keepbits, threads)
     w._chunk_records, w._chunk_params = chunk_records, chunk_params  # for groups created later
     return w
 
 
-def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None) -> Writer:
+def _reopen(
+    path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None, threads: int = 0
+) -> Writer:
     if kind == "zarr" and os.path.isdir(path):
         remove_stale_temporaries(path)  # left by a writer killed in the middle of a file write
     b = open_backend(path, "r+", kind)
@@ -404,10 +427,11 @@ def _reopen(path: str, kind: str, layout: Layout, comp: Compression, keepbits: i
             keepbits=lossy.get("keepbits", keepbits),
             created_epoch=parse_iso(attrs.get(spec.ATTR_CREATED, "")),
             buffers_layout=buffers_layout,
+            threads=threads,
         )
         for name in spec.VECTOR_GROUPS:
             if b.exists(name):
-                w._series[name] = SeriesWriter.reopen(b, name)
+                w._series[name] = SeriesWriter.reopen(b, name, w._pool)
         for name in b.groups(spec.OBSERVABLES):
             group = f"{spec.OBSERVABLES}/{name}"
             w._series[group] = SeriesWriter.reopen(b, group)

@@ -19,18 +19,37 @@ class Compression:
 
     ``kind``: ``"default"`` (the recommended lossless codec of the backend), ``"none"`` (checksums
     only), ``"no-transpose"`` (Zarr: Blosc without the time-contiguous transpose; a baseline),
-    ``"zstd"`` (HDF5: Blosc-zstd through hdf5plugin, readable only where hdf5plugin is installed).
+    ``"zstd"`` (HDF5: Blosc-zstd through hdf5plugin, readable only where hdf5plugin is installed),
+    or a preset of :data:`CODEC_PRESETS` (``"fast"``, ``"balanced"`` = ``"default"``, ``"small"``;
+    docs/scale.md gives their measured ratio and speed).
     ``level``: compression level (Blosc/zstd 1-9, deflate 1-9).
     """
 
     kind: str = "default"
     level: int | None = None
 
-    KINDS = ("default", "none", "no-transpose", "zstd")
+    KINDS = ("default", "none", "no-transpose", "zstd", "fast", "balanced", "small")
 
     def __post_init__(self) -> None:
         if self.kind not in self.KINDS:
             raise ValueError(f"unknown compression {self.kind!r}; choose one of {', '.join(self.KINDS)}")
+
+    @property
+    def blosc(self) -> tuple[str, int]:
+        """(cname, clevel) of the Blosc codec of a Zarr array: a preset's, ``level`` first."""
+        cname, level = CODEC_PRESETS.get(self.kind, CODEC_PRESETS["balanced"])
+        return cname, self.level or level
+
+
+# Lossless presets (Zarr: Blosc + bit-shuffle over parameter-major chunks; all read by plain
+# zarr). HDF5 keeps deflate: "small" raises its level (HDF5_SMALL_LEVEL), the others use level 1.
+CODEC_PRESETS: dict[str, tuple[str, int]] = {
+    "fast": ("lz4", 5),
+    "balanced": ("zstd", 1),
+    "small": ("zstd", 5),
+}
+CODEC_PRESET_NAMES = tuple(CODEC_PRESETS)
+HDF5_SMALL_LEVEL = 6
 
 
 class Backend(Protocol):

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import UnsafePathError
 from ..jsonsafe import to_json
-from .base import Compression, decode_attr, encode_attr
+from .base import CODEC_PRESET_NAMES, HDF5_SMALL_LEVEL, Compression, decode_attr, encode_attr
 from .locking import is_being_written, writer_lock
 
 DEFAULT_LEVEL = 4
@@ -135,8 +135,8 @@ class HDF5Backend:
 
     def create_array(self, path, shape, dtype, chunks, shards, dims, compression: Compression):
         kwargs: dict[str, Any] = {"fletcher32": True}
-        level = compression.level or DEFAULT_LEVEL
-        if compression.kind in ("default", "no-transpose"):
+        level = compression.level or (HDF5_SMALL_LEVEL if compression.kind == "small" else DEFAULT_LEVEL)
+        if compression.kind in ("default", "no-transpose", *CODEC_PRESET_NAMES):
             kwargs.update(shuffle=True, compression="gzip", compression_opts=level)
         elif compression.kind == "zstd":
             import hdf5plugin  # optional: readers then need hdf5plugin too

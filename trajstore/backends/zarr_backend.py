@@ -17,7 +17,7 @@ from zarr.core.sync import sync
 from zarr.storage import ZipStore
 
 from ..jsonsafe import to_json
-from .base import Compression
+from .base import CODEC_PRESET_NAMES, Compression
 from .locking import writer_lock
 
 DEFAULT_LEVEL = 1
@@ -119,12 +119,14 @@ class ZarrBackend:
         level = compression.level or DEFAULT_LEVEL
         itemsize = np.dtype(dtype).itemsize
         # Bit-shuffle on time-contiguous chunks: the slowly changing high mantissa bits of one
-        # parameter become long runs. Level 1: most of the ratio at several times the speed.
-        blosc = BloscCodec(cname="zstd", clevel=level, shuffle="bitshuffle", typesize=itemsize)
+        # parameter become long runs. Default zstd level 1: most of the ratio at several times
+        # the speed; the presets trade one for the other (backends.base.CODEC_PRESETS).
+        cname, clevel = compression.blosc
+        blosc = BloscCodec(cname=cname, clevel=clevel, shuffle="bitshuffle", typesize=itemsize)
         baseline = BloscCodec(cname="zstd", clevel=level, shuffle="shuffle", typesize=itemsize)
         filters: list = []
         compressors: list = []
-        if compression.kind in ("default", "zstd"):
+        if compression.kind in ("default", "zstd", *CODEC_PRESET_NAMES):
             if len(shape) == 2:
                 # Store each chunk parameter-major: a parameter's values over time are adjacent
                 # and nearly equal, which is what byte-shuffle + zstd compresses best.
@@ -286,6 +288,19 @@ class ZarrBackend:
                 return None
         buf = sync(self.root.store_path.store.get(self._store_key(key), default_buffer_prototype()))
         return None if buf is None else buf.to_bytes()
+
+    def shard_format(self, path: str):
+        """How whole shards of the 2-D array ``path`` can be written without zarr's write path
+        (:mod:`trajstore.shards`); None for a remote or read-only store or another layout."""
+        if self.readonly or self._zip is not None or not os.path.isdir(self.path):
+            return None
+        from ..shards import ShardFormat
+
+        return ShardFormat.from_metadata(self.array_metadata(path))
+
+    def object_file(self, path: str, coords: tuple[int, ...]) -> str | None:
+        """The local file of the stored object at ``coords``, or None for a remote store."""
+        return self._local_file(self.object_key(path, coords))
 
     def _store_key(self, key: str) -> str:
         prefix = self.root.store_path.path
