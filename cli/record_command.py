@@ -11,6 +11,7 @@ from .errors import fail, one_line_errors
 from .output import inform, quiet_option
 from .params import POSITIVE_SECONDS
 from .share_commands import description_fields, description_options, parse_meta
+from .sketch_options import sketch_options, sketch_recorder_options
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -57,6 +58,7 @@ from .share_commands import description_fields, description_options, parse_meta
     default=None,
     help="Lossy: keep this many float32 mantissa bits (recorded in the metadata).",
 )
+@sketch_options
 @description_options
 @quiet_option
 @click.argument("script")
@@ -75,6 +77,10 @@ def record(
     policy,
     flush_seconds,
     keepbits,
+    sketch,
+    sample,
+    sketch_seed,
+    full,
     title,
     description_text,
     authors,
@@ -137,6 +143,7 @@ def record(
         metadata=parse_meta(meta),
         store_options=store_options,
         progress=not quiet,
+        sketch=sketch_recorder_options(sketch, sample, sketch_seed, full),
     )
     with script_output():  # progress never lands in the middle of a line the script writes
         code = run_script(script, args, rec)

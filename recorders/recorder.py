@@ -22,6 +22,7 @@ from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
 from .observables import loss_unit, lr_name, series_name
 from .provenance import optimizers_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
+from .sketch import SketchOptions
 from .snapshot import SnapshotPool
 from .worker import Batch, WriterThread
 
@@ -67,6 +68,9 @@ class Recorder:
     weights must equal the last stored ones to ``resume_tolerance`` (max abs difference), else
     :class:`~trajstore.recorders.errors.ResumeGapError`, unless ``resume_new_segment``.
     ``model`` may be None, with ``named_parameters`` given to :meth:`bind` instead.
+    ``sketch``: :class:`~trajstore.recorders.sketch.SketchOptions` (1.2): a CountSketch of
+    dimension K and/or a sample of M parameters per record, computed on the device; the full
+    weights then only when ``full=True``.
     """
 
     def __init__(
@@ -89,8 +93,13 @@ class Recorder:
         progress: bool | None = None,
         script: str | None = None,
         store_options: Mapping[str, Any] | None = None,
+        sketch: SketchOptions | None = None,
     ):
         self.path = os.fspath(path)
+        # (1.2) a sketch and/or sample of the weights, with or without them in full (recorders/sketch.py)
+        self.sketch = sketch or SketchOptions()
+        self.sketch.check(gradients=gradients, buffers=buffers, resume=resume)
+        self._sketcher = None
         self.schedule = parse_schedule(schedule) if isinstance(schedule, str) else (schedule or Every(every))
         self.record_gradients = gradients
         self.record_buffers = buffers
@@ -211,10 +220,19 @@ class Recorder:
         n = sum(p.numel() for p in self._params)
         nb = sum(b.numel() for b in self._buffers)
         if self.pool_size is None:  # small models get deep pools, so records can travel in batches
-            record_bytes = 4 * (n * (2 if self.record_gradients else 1) + nb)
+            full = n if self.sketch.full_weights else 0
+            record_bytes = 4 * (full + (n if self.record_gradients else 0) + nb) + self.sketch.record_bytes()
             self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
         self._records.size = max(1, self.pool_size // 2)  # the other half stays free for training
-        self._pool = SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
+        n_full = n if self.sketch.full_weights else 0
+        self._pool = SnapshotPool(n_full, device, self.pool_size, self.policy, self._failed)
+        if self.sketch.active:
+            from .sketch import attach
+
+            sizes = [p.numel() for p in self._params]
+            self._sketcher, self._sketch_recording = attach(
+                self.sketch, writer, sizes, device, self.pool_size, self.policy, self._failed
+            )
         self._grad_pool = (
             SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
             if self.record_gradients
@@ -572,18 +590,18 @@ class Recorder:
                 grads.release()
             self._thread.check()
         self._note_trainable(step)
-        snap = self._pool.snapshot(self._flat)
-        if snap is None:
+        snap = self._pool.snapshot(self._flat) if self.sketch.full_weights else None
+        sk = self._sketcher.snapshot(self._flat) if self._sketcher is not None else None
+        if (snap is None and self.sketch.full_weights) or (sk is None and self._sketcher is not None):
             self.dropped += 1
-            if grads is not None:
-                grads.release()
+            _release_records([(step, snap, grads, sk)])
             return
         bsnap = (
             self._buf_pool.snapshot(SnapshotPool.flat_views(self._buffers))
             if self._buf_pool is not None
             else None
         )
-        self._records.add((step, snap, grads, bsnap))
+        self._records.add((step, snap, grads, bsnap, sk))
 
     @property
     def _record_batch(self) -> int:
@@ -606,18 +624,23 @@ class Recorder:
                 _release_records(batch[i + 1 :])  # give the rest back to their pools
                 raise
 
-    def _append(self, step: int, snap, grads, bsnap) -> None:
+    def _append(self, step: int, snap, grads, bsnap, sk=None) -> None:
         try:
-            self._writer.append(
-                step,
-                snap.ready(),
-                gradients=grads.ready() if grads is not None else None,
-                buffers=bsnap.ready() if bsnap is not None else None,
-            )
+            if snap is not None:
+                self._writer.append(
+                    step,
+                    snap.ready(),
+                    gradients=grads.ready() if grads is not None else None,
+                    buffers=bsnap.ready() if bsnap is not None else None,
+                )
+                self._thread.bytes_in += snap.buffer.numel() * 4
+            if sk is not None:
+                sketch, sample = sk.ready()
+                self._sketch_recording.append(step, sketch=sketch, sample=sample)
+                self._thread.bytes_in += self.sketch.record_bytes()
             self._thread.records += 1
-            self._thread.bytes_in += snap.buffer.numel() * 4
         finally:
-            for s in (snap, grads, bsnap):
+            for s in (snap, grads, bsnap, sk):
                 if s is not None:
                     s.release()
 
