@@ -6,11 +6,14 @@
   (and the time-averaged MSD at every lag) has a relative standard deviation of at most
   √(2/K) (trajstore.sketch); the MSD is run through the same windowed pass as a full store, with
   the K sketch coordinates in place of the N parameters.
-* The exponent intervals come from the usual bootstrap over 64 blocks of coordinates, here
-  blocks of sketch buckets. Bucket block g holds the sketch of a random 1/64 of the parameters
-  (those the hash sent there) plus that block's own share of the sketch's cross terms; the
-  cross terms of different blocks are uncorrelated with mean zero and add up to the sketch's
-  error, so resampling blocks carries the sketch's variance into the interval.
+* The exponent intervals come from the usual bootstrap over 64 blocks of coordinates. The
+  hash sends contiguous parameter block g (the block a full store's bootstrap resamples) to
+  bucket block g only, so a bucket block is the sketch of that parameter block plus its own
+  share of the sketch's error; the shares of different blocks are independent with mean zero
+  and add up to the sketch's error, so resampling blocks carries the sketch's variance into the
+  interval, and the verdicts (one or two regimes) rest on the same units as for a full store.
+  The per-lag standard deviation of the MSD is bounded by √(Σ_g (2/K_g) MSD_g²) (K_g buckets
+  of block g), between √(2/K)·MSD (blocks moving alike) and √(2G/K)·MSD (one block moving).
 * Step lengths ‖w(t+1) − w(t)‖ and the update components w_k(t+1) − w_k(t) (α-stable fits)
   come from the sample: ‖Δw‖² is estimated as (N/M) Σ_{k ∈ sample} Δw_k², and the components
   are real parameters (a sketch coordinate is a signed sum of ~N/K parameters, Gaussian by
@@ -33,17 +36,19 @@ from trajstore.sketch import (
     has_sketch,
     relative_std_bound,
     sample_of,
+    sketch_blocks,
     sketch_view,
 )
 
 from . import pipeline
-from .windows import UPDATE_SAMPLE_COORDS, window_bounds
+from .exponents import usable_lags
+from .windows import UPDATE_SAMPLE_COORDS, group_offsets, window_bounds
 
 INTERVALS = (
-    "bootstrap over 64 blocks of sketch coordinates: each block is the sketch of a random 1/64 of "
-    "the parameters plus its own share of the sketch's error, so the sketch's variance is inside "
-    "the interval; the blocks are random subsets of parameters, not the contiguous parameter blocks "
-    "a full store's bootstrap resamples"
+    "bootstrap over the 64 blocks of sketch coordinates, which are the sketches of the 64 contiguous "
+    "parameter blocks a full store's bootstrap resamples (the hash keeps each parameter block in its "
+    "own bucket block): the same units, each carrying its own independent share of the sketch's "
+    "error, so the sketch's variance is inside the interval"
 )
 
 
@@ -107,14 +112,18 @@ def analyze_sketch(
         out.stable.pop("update_components", None)
         sources["step_length"] = "sketch"
         sources["update_components"] = "not available (no sample: record with --sample M)"
-    bound = relative_std_bound(k)
+    blocks = sketch_blocks(n, k)
+    bound = relative_std_bound(k, blocks)
+    per_window = [_window_std_bound(w.msd, k, blocks) for w in out.windows]
     out.extra["sketch"] = {
         "method": view.spec.to_json()["method"],
         "dim": k,
         "seed": view.spec.seed,
         "n_params": n,
         "full_weights_in_store": full_weights(traj),
+        "blocks": blocks,
         "msd_relative_std_bound": bound,
+        "msd_relative_std_bound_per_window": per_window,
         "intervals": INTERVALS,
         "sources": sources,
         "sample": sample_info,
@@ -123,9 +132,10 @@ def analyze_sketch(
     out.notes.insert(
         0,
         f"analysed from a CountSketch of dimension K = {k} of the {n} parameters: MSD, exponents, "
-        f"displacements, geometry and landscape distances are sketch estimates (relative standard "
-        f"deviation of each squared distance and MSD value ≤ √(2/K) = {bound:.3f}; the exponent "
-        "intervals include the sketch's variance); per-tensor exponents are not available; step "
+        "displacements, geometry and landscape distances are sketch estimates (relative standard "
+        f"deviation of the MSD at usable lags ≤ {_fmt(per_window)} per window, at most {bound:.3f} "
+        "for any squared distance; the exponent intervals include the sketch's variance); "
+        "per-tensor exponents are not available; step "
         + (
             f"lengths and update components come from the sample of {len(sample.indices)} parameters"
             if sample_info
@@ -178,3 +188,30 @@ def _from_sample(out: pipeline.Analysis, view, sample: Sample, window: int) -> d
             [float(np.quantile(r, 0.25)), float(np.quantile(r, 0.75))] if len(r) else None
         ),
     }
+
+
+def msd_std_bound(msd_groups: np.ndarray, dim: int, blocks: int) -> np.ndarray | None:
+    """Upper bound (T,) on the standard deviation of a sketched MSD at each lag, from the MSDs
+    of its G bucket blocks (G, T): Var = Σ_g (2/K_g)(‖D_g‖²_F − Σ_a D_aa²) ≤ Σ_g (2/K_g) MSD_g²,
+    as ‖D_g‖_F ≤ tr D_g = MSD_g for the PSD matrix D_g = 1/(T−τ) Σ_i d_i d_iᵀ of block g.
+    None when the groups are not the sketch's blocks."""
+    b_off = group_offsets(dim, blocks)
+    if msd_groups is None or msd_groups.shape[0] != blocks:
+        return None
+    k_g = np.diff(b_off).astype(np.float64)
+    return np.sqrt(np.sum((2.0 / k_g)[:, None] * np.clip(msd_groups, 0, None) ** 2, axis=0))
+
+
+def _window_std_bound(wm, dim: int, blocks: int) -> float | None:
+    """Largest relative std bound of one window's sketched MSD over its usable lags."""
+    sd = msd_std_bound(wm.msd_groups, dim, blocks)
+    lags = usable_lags(len(wm.msd))
+    lags = lags[lags > 0]
+    if sd is None or not len(lags) or not np.all(wm.msd[lags] > 0):
+        return None
+    return float(np.max(sd[lags] / wm.msd[lags]))
+
+
+def _fmt(values: list) -> str:
+    known = [v for v in values if v is not None]
+    return f"{max(known):.3f}" if known else "unknown"

@@ -76,7 +76,7 @@ class DeviceSketcher:
             if dim > 2**31 - 1:
                 raise ValueError("sketch dimension must be below 2^31 on a device")
             for a, b in zip(offsets[:-1], offsets[1:], strict=True):
-                bucket, sign = countsketch_hash(int(a), int(b), seed, dim)
+                bucket, sign = countsketch_hash(int(a), int(b), seed, dim, n)
                 self._tables.append(
                     (
                         torch.from_numpy(bucket.astype(np.int32)).to(device),

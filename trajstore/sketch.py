@@ -2,10 +2,12 @@
 
 A **sketch** is a CountSketch of the flat parameter vector w ∈ R^N into R^K (docs/format.md,
 section 3.7): parameter i goes to bucket h(i) ∈ [0, K) with sign s(i) = ±1, both from a seeded
-64-bit hash of its flat index, and y_k = Σ_{i: h(i)=k} s(i)·w_i. It is linear, so
-y(t+τ) − y(t) is the sketch of the displacement, and E‖S d‖² = ‖d‖² for every vector d, with
-Var ‖S d‖² = (2/K)(‖d‖⁴ − Σ_i d_i⁴) ≤ (2/K)‖d‖⁴: a relative standard deviation of at most
-√(2/K) (2.2 % at K = 4096) for any squared distance, whatever N is.
+64-bit hash of its flat index, and y_k = Σ_{i: h(i)=k} s(i)·w_i. The N parameters are cut into
+G = 64 contiguous blocks and block g is hashed into its own K/G buckets only (so analyses can
+resample the same parameter blocks as on a full store). It is linear, so y(t+τ) − y(t) is the
+sketch of the displacement, and E‖S d‖² = ‖d‖² for every vector d, with
+Var ‖S d‖² = Σ_g (2/K_g)(‖d_g‖⁴ − Σ_{i∈g} d_i⁴): a relative standard deviation between √(2/K)
+(blocks moving alike; 2.2 % at K = 4096) and √(2G/K) (all motion in one block).
 
 A **sample** holds the exact values of M parameters chosen uniformly at random without
 replacement (their flat indices stored), in the stored dtype of the weights.
@@ -42,6 +44,7 @@ SKETCH_HASH = "splitmix64"
 SAMPLE_METHOD = "uniform_without_replacement"
 DIM_SAMPLE = "sample"
 MAX_SKETCH_DIM = 1 << 31  # the hash maps into [0, K) for K ≤ 2^32; memory sets a lower bound
+BLOCKS = 64  # = analysis.windows.BOOTSTRAP_GROUPS: parameter blocks sketched separately
 _HASH_CHUNK = 1 << 22  # flat indices hashed at once (bounded temporaries for huge models)
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -63,27 +66,51 @@ def splitmix64(x: np.ndarray | int) -> np.ndarray:
         return z ^ (z >> np.uint64(31))
 
 
-def countsketch_hash(start: int, stop: int, seed: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bucket (int64 in [0, dim)) and sign (int8, ±1) of flat indices ``start … stop − 1``.
+def sketch_blocks(n_params: int, dim: int) -> int:
+    """G, the number of blocks: parameter block g (flat indices ⌊g·N/G⌋ … ⌊(g+1)·N/G⌋ − 1) is
+    sketched into bucket block g (buckets ⌊g·K/G⌋ … ⌊(g+1)·K/G⌋ − 1) only, so the analysis's
+    bootstrap over 64 contiguous parameter blocks resamples the same units from a sketch."""
+    return max(1, min(BLOCKS, n_params, dim))
 
-    key = splitmix64(seed); z_i = splitmix64(i ⊕ key); bucket = ((z_i ≫ 32)·dim) ≫ 32;
-    sign = +1 when the lowest bit of z_i is 0, else −1 (docs/format.md 3.7)."""
+
+def countsketch_hash(
+    start: int, stop: int, seed: int, dim: int, n_params: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bucket (int64 in [0, dim)) and sign (int8, ±1) of flat indices ``start … stop − 1`` of a
+    vector of ``n_params`` (default ``stop``) parameters.
+
+    key = splitmix64(seed); z_i = splitmix64(i ⊕ key); with G = :func:`sketch_blocks`, i in
+    parameter block g = ⌊G·i / N⌋ rounded so that ⌊g·N/G⌋ ≤ i < ⌊(g+1)·N/G⌋, bucket block
+    [a_g, a_{g+1}) with a_g = ⌊g·K/G⌋ and K_g = a_{g+1} − a_g:
+    bucket = a_g + (((z_i ≫ 32)·K_g) ≫ 32); sign = +1 when the lowest bit of z_i is 0, else −1
+    (docs/format.md 3.7)."""
     _check_dim(dim)
+    n = stop if n_params is None else int(n_params)
+    g_count = sketch_blocks(n, dim)
     key = splitmix64(np.uint64(seed))
-    z = splitmix64(np.arange(start, stop, dtype=np.uint64) ^ key)
-    bucket = (((z >> np.uint64(32)) * np.uint64(dim)) >> np.uint64(32)).astype(np.int64)
+    i = np.arange(start, stop, dtype=np.uint64)
+    z = splitmix64(i ^ key)
+    p_off = (np.arange(g_count + 1, dtype=np.int64) * n) // g_count
+    b_off = (np.arange(g_count + 1, dtype=np.int64) * dim) // g_count
+    g = np.searchsorted(p_off, i.astype(np.int64), side="right") - 1
+    width = (b_off[1:] - b_off[:-1]).astype(np.uint64)[g]
+    bucket = b_off[g] + (((z >> np.uint64(32)) * width) >> np.uint64(32)).astype(np.int64)
     sign = (1 - 2 * (z & np.uint64(1)).astype(np.int8)).astype(np.int8)
     return bucket, sign
 
 
-def sketch_vector(w: np.ndarray, seed: int, dim: int, offset: int = 0) -> np.ndarray:
-    """The CountSketch (dim,) float64 of the flat vector ``w`` (the parameters at flat indices
-    ``offset …``), accumulated in float64: the reference the recorder's device code matches."""
+def sketch_vector(
+    w: np.ndarray, seed: int, dim: int, n_params: int | None = None, offset: int = 0
+) -> np.ndarray:
+    """The CountSketch (dim,) float64 of the flat vector ``w``: the parameters at flat indices
+    ``offset …`` of a vector of ``n_params`` (default ``len(w)``), accumulated in float64: the
+    reference the recorder's device code matches."""
     w = np.asarray(w)
+    n_params = len(w) if n_params is None else n_params
     out = np.zeros(dim, dtype=np.float64)
     for a in range(0, len(w), _HASH_CHUNK):
         b = min(a + _HASH_CHUNK, len(w))
-        bucket, sign = countsketch_hash(offset + a, offset + b, seed, dim)
+        bucket, sign = countsketch_hash(offset + a, offset + b, seed, dim, n_params)
         out += np.bincount(bucket, weights=w[a:b].astype(np.float64) * sign, minlength=dim)
     return out
 
@@ -97,10 +124,13 @@ def sample_indices(n_params: int, size: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n_params, size=size, replace=False)).astype(np.int64)
 
 
-def relative_std_bound(dim: int) -> float:
-    """Upper bound √(2/K) on the relative standard deviation of any squared distance (and of a
-    time-averaged MSD, a sum of squared distances) estimated from a K-dimensional CountSketch."""
-    return math.sqrt(2.0 / dim)
+def relative_std_bound(dim: int, blocks: int = 1) -> float:
+    """Upper bound on the relative standard deviation of any squared distance (and of a
+    time-averaged MSD, a sum of squared distances) estimated from a K-dimensional CountSketch
+    of G blocks: √(2/K) for G = 1; √(2G/K) in the worst case, all motion in one block of K/G
+    buckets; √(2/K) again when the blocks move alike. The analysis reports the data's own
+    bound from each block's MSD (trajstore.analysis.sketch.msd_std_bound)."""
+    return math.sqrt(2.0 * blocks / dim)
 
 
 def _check_dim(dim: int) -> None:
@@ -124,6 +154,7 @@ class SketchSpec:
             "method": SKETCH_METHOD,
             "hash": SKETCH_HASH,
             "dim": self.dim,
+            "blocks": sketch_blocks(self.n_params, self.dim),
             "seed": self.seed,
             "n_params": self.n_params,
             "of": spec.WEIGHTS,
@@ -170,6 +201,8 @@ def sketch_attr_problem(value: object, n_params: int | None, columns: int | None
         return f"n_params is {n!r}, not a positive integer"
     if value.get("of") != spec.WEIGHTS:
         return f"of is {value.get('of')!r}, not 'weights'"
+    if value.get("blocks") != sketch_blocks(n, dim):
+        return f"blocks is {value.get('blocks')!r}, not min(64, n_params, dim) = {sketch_blocks(n, dim)}"
     if columns is not None and columns != dim:
         return f"dim is {dim} but value has {columns} columns"
     if n_params is not None and n != n_params:
@@ -300,7 +333,7 @@ class SketchRecording:
         """Compute the sketch and the sample of the flat vector ``weights`` (n_params,) with numpy
         and append them (e.g. to sketch an existing full store)."""
         weights = np.asarray(weights)
-        sk = sketch_vector(weights, self.sketch.seed, self.sketch.dim) if self.sketch else None
+        sk = sketch_vector(weights, self.sketch.seed, self.sketch.dim, self.n_params) if self.sketch else None
         sa = weights[self.indices] if self.sample else None
         self.append(step, sketch=sk, sample=sa, time=time)
 
