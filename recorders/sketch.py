@@ -129,8 +129,8 @@ class DeviceSketcher:
         if self._acc is not None:
             self._acc.zero_()
             for f, (bucket, sign) in zip(flat, self._tables, strict=True):
-                # float64 from the start: the product is exact and the sums keep 53 bits
-                self._acc.index_add_(0, bucket, f.to(torch.float64) * sign)
+                # a sign flip is exact in the weights' dtype; the sums are float64 (53 bits)
+                self._acc.index_add_(0, bucket, (f * sign).to(torch.float64))
             sk = self._acc
         sa = None
         if self._gather:
