@@ -258,3 +258,17 @@ def test_format_doc_sketch_example_runs(both, tmp_path, monkeypatch):
         full_msd_1 = np.mean(np.sum(np.diff(w, axis=0) ** 2, axis=1))
         assert np.array_equal(ns["idx"], sample_of(t).indices)
     assert abs(ns["msd_1"] / full_msd_1 - 1) < 0.1  # a sketch estimate of the same quantity
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_device_sketcher_on_cuda_equals_the_numpy_definition():
+    torch.manual_seed(0)
+    tensors = [torch.randn(3000, 70, device="cuda"), torch.randn(5, device="cuda")]
+    flat = [t.view(-1) for t in tensors]
+    sk = DeviceSketcher([f.numel() for f in flat], torch.device("cuda"), dim=1024, seed=2, sample_size=500)
+    snap = sk.snapshot(flat)
+    y, s = snap.ready()
+    w = torch.cat(flat).cpu().numpy()
+    assert np.allclose(y, sketch_vector(w, 2, 1024), rtol=1e-12, atol=1e-12)
+    assert np.array_equal(s, w[sk.indices])
+    snap.release()
