@@ -216,6 +216,11 @@ def test_cli_sketch_only_record_and_analyze(tmp_path):
         assert t.n_records == 0 and t.attrs["full_weights"] is False
         assert sketch_view(t).n_records == 121 and sample_of(t).values.shape == (121, 64)
     assert validate(out).valid, validate(out).problems
+    from trajstore.info import format_summary, summarize
+
+    with trajstore.open(out) as t:
+        assert "CountSketch K = 128 (seed 0): 121 records" in format_summary(summarize(t))
+        assert "no full weights" in format_summary(summarize(t))
     p = run_cli("analyze", out, "-o", tmp_path / "rep", "--window", 60, "--quiet")
     assert p.returncode == 0, p.stderr
     summary = json.loads((tmp_path / "rep" / "summary.json").read_text())

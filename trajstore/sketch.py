@@ -435,3 +435,24 @@ def sample_of(traj: Trajectory) -> Sample:
     if problem:
         raise InvalidStoreError(f"{traj.path}: {path}: {problem} [V63]")
     return Sample(index, group.values, group.steps, attrs["seed"], attrs["n_params"])
+
+
+def sketch_summary(traj: Trajectory) -> dict | None:
+    """What ``trajstore info`` says about the (1.2) sketch and sample, or None without them."""
+    b = traj._backend
+    if not (b.exists(SKETCH) or b.exists(SAMPLE)):
+        return None
+    out: dict[str, Any] = {"full_weights": full_weights(traj)}
+    parts = []
+    for name, key, size in ((SKETCH, ATTR_SKETCH, "dim"), (SAMPLE, ATTR_SAMPLE, "size")):
+        if not b.exists(name):
+            continue
+        attrs = b.attrs(name)
+        desc = attrs.get(key) if isinstance(attrs.get(key), dict) else {}
+        n = attrs.get(spec.ATTR_N_COMMITTED)
+        out[name] = {"records": n, size: desc.get(size), "seed": desc.get("seed")}
+        label = "CountSketch K" if name == SKETCH else "sample M"
+        parts.append(f"{label} = {desc.get(size)} (seed {desc.get('seed')}): {n} records")
+    parts.append("full weights recorded" if out["full_weights"] else "no full weights (sketch-only store)")
+    out["text"] = "; ".join(parts)
+    return out
