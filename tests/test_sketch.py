@@ -227,6 +227,16 @@ def test_cli_sketch_only_record_and_analyze(tmp_path):
     assert summary["n_params"] == 641 and summary["sketch"]["full_weights_in_store"] is False
     assert summary["sketch"]["sources"]["update_components"] == "sample"
     assert "CountSketch" in summary["notes"][0]
+    from trajstore.convert import convert
+
+    conv = tmp_path / "conv.zarr"
+    convert(out, conv)  # HDF5 → Zarr keeps the sketch, the sample and what they mean
+    assert validate(conv).valid, validate(conv).problems
+    with trajstore.open(out) as a, trajstore.open(conv) as c:
+        assert c.attrs["full_weights"] is False and c.spec_version == "1.2"
+        assert np.array_equal(sketch_view(a).weights[:], sketch_view(c).weights[:])
+        assert np.array_equal(sample_of(a).values[:], sample_of(c).values[:])
+        assert np.array_equal(sample_of(a).indices, sample_of(c).indices)
     p = run_cli("analyze", out, "--steps", "0:50", "-o", tmp_path / "rep2")
     assert p.returncode != 0 and "sketch" in p.stderr and "Traceback" not in p.stderr
 

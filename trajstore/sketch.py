@@ -269,6 +269,7 @@ class SketchRecording:
         sample_size: int | None = None,
         sample_seed: int = 0,
         full_weights: bool = True,
+        sample_index: np.ndarray | None = None,
     ):
         if sketch_dim is None and sample_size is None:
             raise ValueError("a sketch recording needs a sketch dimension, a sample size, or both")
@@ -288,7 +289,10 @@ class SketchRecording:
             self.sketch = SketchSpec(int(sketch_dim), int(sketch_seed), self.n_params)
             self._series(SKETCH, int(sketch_dim), "<f8", {ATTR_SKETCH: self.sketch.to_json()})
         if sample_size is not None:
-            self.indices = sample_indices(self.n_params, int(sample_size), int(sample_seed))
+            if sample_index is None:
+                self.indices = sample_indices(self.n_params, int(sample_size), int(sample_seed))
+            else:  # a copy of a stored sample (convert): its indices, whoever drew them
+                self.indices = np.asarray(sample_index, dtype=np.int64)
             self.sample = SampleSpec(int(sample_size), int(sample_seed), self.n_params, digest(self.indices))
             dtype = b.dtype(f"{spec.WEIGHTS}/{spec.VALUE}").str
             self._series(SAMPLE, int(sample_size), dtype, {ATTR_SAMPLE: self.sample.to_json()})
@@ -391,6 +395,7 @@ class Sample:
     steps: np.ndarray
     seed: int
     n_params: int
+    times: np.ndarray | None = None
 
     @property
     def n_records(self) -> int:
@@ -434,7 +439,30 @@ def sample_of(traj: Trajectory) -> Sample:
     problem = index_problem(index, attrs["size"], traj.n_params, attrs["index_crc32c"])
     if problem:
         raise InvalidStoreError(f"{traj.path}: {path}: {problem} [V63]")
-    return Sample(index, group.values, group.steps, attrs["seed"], attrs["n_params"])
+    return Sample(index, group.values, group.steps, attrs["seed"], attrs["n_params"], group.times)
+
+
+def copy_sketch(writer: Any, traj: Trajectory, copy_series) -> None:
+    """Copy the sketch and sample of ``traj`` (if any) into the store of ``writer`` (convert):
+    same projection, indices, steps, values and times. ``copy_series(writer, name, series,
+    values, steps, times)`` appends the records (trajstore.convert)."""
+    if not (has_sketch(traj) or has_sample(traj)):
+        return
+    sk = sketch_view(traj) if has_sketch(traj) else None
+    sa = sample_of(traj) if has_sample(traj) else None
+    SketchRecording(
+        writer,
+        sketch_dim=sk.spec.dim if sk else None,
+        sketch_seed=sk.spec.seed if sk else 0,
+        sample_size=len(sa.indices) if sa else None,
+        sample_seed=sa.seed if sa else 0,
+        full_weights=full_weights(traj),
+        sample_index=sa.indices if sa else None,
+    )
+    if sk is not None:
+        copy_series(writer, SKETCH, writer._series[SKETCH], sk.weights, sk.steps, sk.times)
+    if sa is not None:
+        copy_series(writer, SAMPLE, writer._series[SAMPLE], sa.values, sa.steps, sa.times)
 
 
 def sketch_summary(traj: Trajectory) -> dict | None:
