@@ -662,13 +662,13 @@ class Recorder:
             self._unregister()
         error = None
         if self._thread is not None:
-            if self._stepped:  # the run ended inside an iteration: no record for it, but say so
-                partial = {
-                    "iteration": self.step + 1,
-                    "stepped": [self._opt_names.get(id(o), "?") for o in self._stepped],
-                }
-                self._submit(lambda: self._writer.set_metadata(trajstore_partial_last_iteration=partial))
             try:
+                if self._stepped:  # the run ended inside an iteration: no record for it, but say so
+                    partial = {
+                        "iteration": self.step + 1,
+                        "stepped": [self._opt_names.get(id(o), "?") for o in self._stepped],
+                    }
+                    self._submit(lambda: self._writer.set_metadata(trajstore_partial_last_iteration=partial))
                 self._records.flush()
                 self._scalars.flush()
                 if self.dropped:
