@@ -37,6 +37,12 @@ from .paths import default_report_dir
     help="Also simulate the default toy runs (fractal, convex, shuffled) "
     "and compare the store with them in OUT/compare/.",
 )
+@click.option(
+    "--from-sketch",
+    is_flag=True,
+    help="(1.2) Analyse the store's sketch (and sample) even when it holds the full weights "
+    "(a store without full weights always is).",
+)
 @one_line_errors
 def analyze(
     store: str,
@@ -50,6 +56,7 @@ def analyze(
     as_json: bool,
     quiet: bool,
     with_toy: bool,
+    from_sketch: bool,
 ) -> None:
     """Run every analysis STORE allows; write summary.json, figures and index.html to OUT."""
     from trajstore.analysis.pipeline import analyze as run_analysis
@@ -59,9 +66,18 @@ def analyze(
 
     limit = memory_limit
     outdir = outdir or default_report_dir(store)
+    from trajstore.analysis.sketch import analyze_sketch, uses_sketch
+
     with trajstore.open(store) as traj:
-        part = select(traj, steps, tensors, exclude, trainable_only=trainable_only)
-        result = run_analysis(part, window, memory_limit=limit, progress=not quiet)
+        if uses_sketch(traj, from_sketch):  # (1.2) a sketch store: MSD from the sketch, steps from the sample
+            if steps or tensors or exclude:
+                raise ValueError(
+                    "--steps/--tensors/--exclude do not apply to a sketch: a sketch mixes every tensor"
+                )
+            result = analyze_sketch(traj, window, memory_limit=limit, progress=not quiet)
+        else:
+            part = select(traj, steps, tensors, exclude, trainable_only=trainable_only)
+            result = run_analysis(part, window, memory_limit=limit, progress=not quiet)
     summary = write_report(result, outdir)
     if with_toy:
         from trajstore.analysis.compare import compare

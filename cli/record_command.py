@@ -11,6 +11,7 @@ from .errors import fail, one_line_errors
 from .output import inform, quiet_option
 from .params import POSITIVE_SECONDS
 from .share_commands import description_fields, description_options, parse_meta
+from .sketch_options import sketch_options, sketch_recorder_options
 
 
 @click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
@@ -71,6 +72,7 @@ from .share_commands import description_fields, description_options, parse_meta
     show_default=True,
     help="Threads that compress full blocks (beside the writer thread); more where cores are free.",
 )
+@sketch_options
 @description_options
 @quiet_option
 @click.argument("script")
@@ -91,6 +93,10 @@ def record(
     keepbits,
     codec,
     threads,
+    sketch,
+    sample,
+    sketch_seed,
+    full,
     title,
     description_text,
     authors,
@@ -155,6 +161,7 @@ def record(
         progress=not quiet,
         codec=codec,
         threads=threads,
+        sketch=sketch_recorder_options(sketch, sample, sketch_seed, full),
     )
     with script_output():  # progress never lands in the middle of a line the script writes
         code = run_script(script, args, rec)

@@ -23,6 +23,7 @@ from .keep_up import KeepUpCheck
 from .observables import loss_unit, lr_name, series_name
 from .provenance import optimizers_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
+from .sketch import SketchOptions
 from .snapshot import SnapshotPool
 from .worker import Batch, WriterThread
 
@@ -73,6 +74,9 @@ class Recorder:
     says so with the measured rates and the remedies (not with ``progress=False``; the line is
     kept in ``keep_up.message``).
     ``model`` may be None, with ``named_parameters`` given to :meth:`bind` instead.
+    ``sketch``: :class:`~trajstore.recorders.sketch.SketchOptions` (1.2): a CountSketch of
+    dimension K and/or a sample of M parameters per record, computed on the device; the full
+    weights then only when ``full=True``.
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Recorder:
         store_options: Mapping[str, Any] | None = None,
         codec: str = "balanced",
         threads: int = 1,
+        sketch: SketchOptions | None = None,
     ):
         from trajstore.backends.base import CODEC_PRESET_NAMES
 
@@ -105,6 +110,10 @@ class Recorder:
         if int(threads) < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.path = os.fspath(path)
+        # (1.2) a sketch and/or sample of the weights, with or without them in full (recorders/sketch.py)
+        self.sketch = sketch or SketchOptions()
+        self.sketch.check(gradients=gradients, buffers=buffers, resume=resume)
+        self._sketcher = None
         self.schedule = parse_schedule(schedule) if isinstance(schedule, str) else (schedule or Every(every))
         self.record_gradients = gradients
         self.record_buffers = buffers
@@ -227,10 +236,19 @@ class Recorder:
         n = sum(p.numel() for p in self._params)
         nb = sum(b.numel() for b in self._buffers)
         if self.pool_size is None:  # small models get deep pools, so records can travel in batches
-            record_bytes = 4 * (n * (2 if self.record_gradients else 1) + nb)
+            full = n if self.sketch.full_weights else 0
+            record_bytes = 4 * (full + (n if self.record_gradients else 0) + nb) + self.sketch.record_bytes()
             self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
         self._records.size = max(1, self.pool_size // 2)  # the other half stays free for training
-        self._pool = SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
+        n_full = n if self.sketch.full_weights else 0
+        self._pool = SnapshotPool(n_full, device, self.pool_size, self.policy, self._failed)
+        if self.sketch.active:
+            from .sketch import attach
+
+            sizes = [p.numel() for p in self._params]
+            self._sketcher, self._sketch_recording = attach(
+                self.sketch, writer, sizes, device, self.pool_size, self.policy, self._failed
+            )
         self._grad_pool = (
             SnapshotPool(n, device, self.pool_size, self.policy, self._failed)
             if self.record_gradients
@@ -588,19 +606,20 @@ class Recorder:
                 grads.release()
             self._thread.check()
         self._note_trainable(step)
-        snap = self._pool.snapshot(self._flat)
-        self._check_keep_up()
-        if snap is None:
+        snap = self._pool.snapshot(self._flat) if self.sketch.full_weights else None
+        sk = self._sketcher.snapshot(self._flat) if self._sketcher is not None else None
+        if self.sketch.full_weights:
+            self._check_keep_up()
+        if (snap is None and self.sketch.full_weights) or (sk is None and self._sketcher is not None):
             self.dropped += 1
-            if grads is not None:
-                grads.release()
+            _release_records([(step, snap, grads, sk)])
             return
         bsnap = (
             self._buf_pool.snapshot(SnapshotPool.flat_views(self._buffers))
             if self._buf_pool is not None
             else None
         )
-        self._records.add((step, snap, grads, bsnap))
+        self._records.add((step, snap, grads, bsnap, sk))
 
     def _check_keep_up(self) -> None:
         """Say once when training produces records faster than the writer sustains."""
@@ -636,18 +655,23 @@ class Recorder:
                 _release_records(batch[i + 1 :])  # give the rest back to their pools
                 raise
 
-    def _append(self, step: int, snap, grads, bsnap) -> None:
+    def _append(self, step: int, snap, grads, bsnap, sk=None) -> None:
         try:
-            self._writer.append(
-                step,
-                snap.ready(),
-                gradients=grads.ready() if grads is not None else None,
-                buffers=bsnap.ready() if bsnap is not None else None,
-            )
+            if snap is not None:
+                self._writer.append(
+                    step,
+                    snap.ready(),
+                    gradients=grads.ready() if grads is not None else None,
+                    buffers=bsnap.ready() if bsnap is not None else None,
+                )
+                self._thread.bytes_in += snap.buffer.numel() * 4
+            if sk is not None:
+                sketch, sample = sk.ready()
+                self._sketch_recording.append(step, sketch=sketch, sample=sample)
+                self._thread.bytes_in += self.sketch.record_bytes()
             self._thread.records += 1
-            self._thread.bytes_in += snap.buffer.numel() * 4
         finally:
-            for s in (snap, grads, bsnap):
+            for s in (snap, grads, bsnap, sk):
                 if s is not None:
                     s.release()
 
@@ -669,13 +693,13 @@ class Recorder:
             self._unregister()
         error = None
         if self._thread is not None:
-            if self._stepped:  # the run ended inside an iteration: no record for it, but say so
-                partial = {
-                    "iteration": self.step + 1,
-                    "stepped": [self._opt_names.get(id(o), "?") for o in self._stepped],
-                }
-                self._submit(lambda: self._writer.set_metadata(trajstore_partial_last_iteration=partial))
             try:
+                if self._stepped:  # the run ended inside an iteration: no record for it, but say so
+                    partial = {
+                        "iteration": self.step + 1,
+                        "stepped": [self._opt_names.get(id(o), "?") for o in self._stepped],
+                    }
+                    self._submit(lambda: self._writer.set_metadata(trajstore_partial_last_iteration=partial))
                 self._records.flush()
                 self._scalars.flush()
                 if self.dropped:

@@ -93,6 +93,27 @@ def _unknown_codec(meta):
             c["name"] = "adler32"
 
 
+def _sketch_store(path, step_shift=0):
+    """(1.2) A store with its full weights, a sketch and a sample of every record (the sketch
+    ``step_shift`` steps off the weights: a store that breaks V66 as written)."""
+    from trajstore.sketch import SketchRecording
+
+    w, steps = write_store(path, n_records=40, chunk_records=8)
+    with trajstore.open(path) as t:
+        layout = t.layout
+    with trajstore.create(path, layout, mode="a") as wr:
+        rec = SketchRecording(wr, sketch_dim=16, sample_size=10, sketch_seed=1)
+        for i, s in enumerate(steps):
+            rec.append_weights(int(s) + step_shift, w[i])
+
+
+def _zarr_set(node, index, value):
+    def edit(path):
+        zarr.open_group(path, mode="r+")[node][index] = value
+
+    return edit
+
+
 # rule -> (suffix, how to break exactly that rule)
 BREAK = {
     "V01": (".zarr", lambda p: _attr(p, "", "spec_name", "trajstorx")),
@@ -136,7 +157,45 @@ BREAK = {
     "V50": (".zarr", lambda p: _attr(p, "", "dataset", {"authors": "Ada"})),
     "V51": (".h5", lambda p: _attr(p, "", "store_id", "not-a-uuid")),
     "V52": (".zarr", lambda p: _attr(p, "", "derived_from", {"store_id": None})),
+    # (1.2) sketch recording: made by _sketch_store (MAKERS), then broken
+    "V60": (
+        ".zarr",
+        lambda p: _attr(p, "sketch", "sketch", {**_read_attr(p, "sketch", "sketch"), "hash": "md5"}),
+    ),
+    "V61": (
+        ".h5",
+        lambda p: _attr(
+            p, "sketch", "layout", [{"name": "s", "shape": [16], "dtype": "float64", "offset": 0, "size": 16}]
+        ),
+    ),
+    "V62": (
+        ".h5",
+        lambda p: _attr(p, "sample", "sample", {**_read_attr(p, "sample", "sample"), "method": "strata"}),
+    ),
+    "V63": (".zarr", _zarr_set("sample/index", 0, 10**6)),
+    "V64": (
+        ".zarr",
+        lambda p: _attr(
+            p, "sample", "layout", [{"name": "x", "shape": [10], "dtype": "float32", "offset": 0, "size": 10}]
+        ),
+    ),
+    "V65": (".zarr", lambda p: _attr(p, "", "full_weights", "yes")),
+    "V66": (".zarr", None),  # written with the sketch one step off the weights, see MAKERS
+    "V67": (".h5", lambda p: _attr(p, "", "spec_version", "1.1")),
 }
+
+MAKERS = {
+    "V14": _gradients_store,
+    **{f"V6{i}": _sketch_store for i in range(8)},
+    "V66": lambda p: _sketch_store(p, step_shift=1),
+}
+
+
+def _read_attr(path, group, key):
+    if str(path).endswith(".zarr"):
+        return dict(zarr.open_group(path, mode="r")[group].attrs[key])
+    with h5py.File(path, "r", locking=False) as f:
+        return json.loads(f[group].attrs[key])
 
 
 def _h5_delete(path, name):
@@ -165,11 +224,11 @@ def test_every_rule_in_the_spec_is_checked_and_tested():
 def test_breaking_one_rule_is_named(tmp_path, rule):
     suffix, breaker = BREAK[rule]
     path = tmp_path / f"s{suffix}"
-    if rule == "V14":
-        _gradients_store(path)
+    if breaker is None:
+        MAKERS[rule](path)
     else:
-        write_store(path, n_records=40, chunk_records=8)
-        assert validate(path).valid
+        (MAKERS.get(rule) or (lambda p: write_store(p, n_records=40, chunk_records=8)))(path)
+        assert validate(path).valid, validate(path).problems
         breaker(path)
     report = validate(path)
     assert rule in report.rules_broken, report.problems

@@ -110,6 +110,9 @@ def _copy(src: str, dst: str, kind: str, compression: str) -> None:
                 _copy_series(w, name, series, group.values, group.steps, group.times)
             for name in traj.observables:
                 copy_observable(w, traj, name)
+            from .sketch import copy_sketch  # (1.2)
+
+            copy_sketch(w, traj, _copy_series)
             w.close()
         except BaseException:
             try:  # the temporary copy is deleted anyway; keep the first error

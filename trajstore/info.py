@@ -43,6 +43,11 @@ def summarize(traj: Trajectory, *, scan_nonfinite: bool | None = None) -> dict:
         "provenance": traj.provenance,
         "metadata": traj.metadata,
     }
+    from .sketch import sketch_summary
+
+    sketched = sketch_summary(traj)
+    if sketched is not None:  # (1.2) a sketch and/or sample of the weights
+        out["sketch"] = sketched
     for name in traj.observables:
         steps, values = traj.observable(name)
         attrs = traj.observable_attrs(name)
@@ -78,6 +83,8 @@ def format_summary(s: dict) -> str:
         f"size         {mb(s['bytes_on_disk'])} on disk, {mb(s['raw_weight_bytes'])} raw weights"
         + (f", ratio {s['compression_ratio']:.2f}" if s["compression_ratio"] else ""),
     ]
+    if s.get("sketch"):
+        lines.append(f"sketch       {s['sketch']['text']}")
     if s.get("gradients"):
         lines.append(f"gradients    {s['gradients']} records")
     if s.get("buffers"):

@@ -69,6 +69,20 @@ RULES: dict[str, str] = {
     "V50": "(1.1) dataset, when present, is a well-formed dataset description",
     "V51": "(1.1) store_id, when present, is a UUID",
     "V52": "(1.1) derived_from, when present, is an object with a string 'operation'",
+    # (1.2) sketch recording: checked in trajstore.sketch_rules
+    "V60": "(1.2) the sketch group's 'sketch' attribute describes the CountSketch (method, hash, dim = "
+    "columns, seed, n_params = the weights' parameters)",
+    "V61": "(1.2) sketch/value is float64 and the sketch layout is one tensor 'sketch' of [dim]",
+    "V62": "(1.2) the sample group's 'sample' attribute is well-formed (method, size = columns, seed, "
+    "n_params = the weights' parameters, index_crc32c)",
+    "V63": "(1.2) sample/index is int64 (size,) ['sample'], strictly increasing within 0 … n_params − 1, "
+    "matching index_crc32c",
+    "V64": "(1.2) sample/value has the dtype of weights/value and the layout one tensor 'sample' of [size]",
+    "V65": "(1.2) full_weights, when present, is a boolean; false only with a sketch or sample and no "
+    "committed weights records",
+    "V66": "(1.2) sketch and sample records are at the same steps (and at the weights' steps when the "
+    "weights are recorded in full)",
+    "V67": "(1.2) a store with a sketch or sample declares spec_version 1.2 or later",
 }
 
 
@@ -246,6 +260,9 @@ def _validate(b: Backend, r: Report, checksums: bool) -> None:
     if version >= (1, 1):
         with _guard(r, "V45", "root"):
             _check_group_list(b, attrs, r)
+    from . import sketch_rules  # (1.2) sketch and sample groups
+
+    sketch_rules.check(b, attrs, layouts, r, checksums, version)
 
 
 def _check_root_attrs(attrs: dict, r: Report) -> None:

@@ -173,7 +173,13 @@ class Writer:
         self._check_open()
         if key not in spec.RECORDING_ATTRS:
             raise ValueError(f"{key!r} is not a recording attribute; use one of {spec.RECORDING_ATTRS}")
-        self._backend.set_attrs("", {key: value, spec.ATTR_SPEC_VERSION: spec.SPEC_VERSION})
+        version = self._backend.attrs("").get(spec.ATTR_SPEC_VERSION)
+        try:  # raise a 1.0 store to this version; never lower a newer one (1.2: a sketch store)
+            keep = spec.parse_version(version) > spec.parse_version(spec.SPEC_VERSION)
+        except ValueError:
+            keep = False
+        version = version if keep else spec.SPEC_VERSION
+        self._backend.set_attrs("", {key: value, spec.ATTR_SPEC_VERSION: version})
 
     def flush(self) -> None:
         """Write every buffered record and commit it: the store is valid and complete after this."""
