@@ -365,6 +365,13 @@ class SketchView(WeightsAccess):
     def __getattr__(self, name: str) -> Any:  # path, attrs, observables, observable, lossy, ...
         return getattr(self.base, name)
 
+    @property
+    def attrs(self) -> dict:
+        """The store's root attributes, less those that describe the weights' tensors one by one
+        (the sketch mixes every tensor into one; a frozen one adds nothing to a displacement)."""
+        per_tensor = {spec.ATTR_TRAINABLE, getattr(spec, "ATTR_TENSOR_MODULES", "tensor_modules")}
+        return {k: v for k, v in self.base.attrs.items() if k not in per_tensor}
+
     def blocks(self, records=None, params=None, **kwargs):
         """As :meth:`Trajectory.blocks`, over the sketch's records and coordinates."""
         if kwargs.pop("group", spec.WEIGHTS) != spec.WEIGHTS:
