@@ -136,6 +136,7 @@ BREAK = {
     "V50": (".zarr", lambda p: _attr(p, "", "dataset", {"authors": "Ada"})),
     "V51": (".h5", lambda p: _attr(p, "", "store_id", "not-a-uuid")),
     "V52": (".zarr", lambda p: _attr(p, "", "derived_from", {"store_id": None})),
+    "V90": (".h5", lambda p: _attr(p, "", "tensor_modules", ["Conv2d"])),  # one entry for 4 tensors
 }
 
 
