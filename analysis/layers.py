@@ -71,9 +71,16 @@ class LayerKind:
     role: str
     module: str | None
     source: str
+    n_params: int = 0
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "role": self.role, "module": self.module, "source": self.source}
+        return {
+            "kind": self.kind,
+            "role": self.role,
+            "module": self.module,
+            "source": self.source,
+            "n_params": self.n_params,
+        }
 
 
 def kind_of_module(module_class: str) -> str:
@@ -104,10 +111,12 @@ def classify(
         prefix, _, leaf = n.rpartition(".")
         role = leaf if leaf in ("weight", "bias") else (leaf or n)
         recorded = modules[i] if modules is not None and i < len(modules) else None
+        size = int(np.prod(shapes[i])) if len(shapes[i]) else 1
         if isinstance(recorded, str) and recorded:
-            out[n] = LayerKind(kind_of_module(recorded), role, recorded, "recorded module")
+            out[n] = LayerKind(kind_of_module(recorded), role, recorded, "recorded module", size)
             continue
-        out[n] = LayerKind(_kind_from_shape(n, prefix, by_module[prefix]), role, None, "name and shape")
+        kind = _kind_from_shape(n, prefix, by_module[prefix])
+        out[n] = LayerKind(kind, role, None, "name and shape", size)
     return out
 
 
@@ -305,6 +314,7 @@ def window_layers(wm, kinds: dict[str, LayerKind], *, n_boot: int = N_BOOT) -> d
         layers[name] = {
             "kind": k.kind if k else "other",
             "role": k.role if k else name,
+            "n_params": k.n_params if k else None,
             "n_blocks": int(g.shape[0]) if g is not None else 0,
             **entry,
         }

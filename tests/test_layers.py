@@ -208,3 +208,87 @@ def test_window_layers_of_a_store(tmp_path):
     assert types["linear"]["alpha_ci"] is not None  # the frozen bias carries 0 % of the MSD
     assert "held fixed" in types["linear"]["ci_method"]
     assert types["norm"]["alpha"] == pytest.approx(layers["bn.weight"]["alpha"])
+
+
+def test_recorder_writes_module_classes_readable_by_plain_h5py(tmp_path):
+    """A real recording: the (1.2) tensor_modules attribute names each tensor's module class,
+    the store validates, plain h5py reads it, and the analysis uses it (source: recorded)."""
+    import json
+
+    import h5py
+    import torch
+    from torch import nn
+    from trajstore.analysis.layers import store_kinds
+    from trajstore.recorders import Recorder
+
+    from trajstore.validate import validate
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    path = tmp_path / "r.h5"
+    x, y = torch.randn(8, 1, 6, 6), torch.randint(0, 3, (8,))
+    with Recorder(model, path, progress=False) as rec:
+        rec.attach(opt)
+        for _ in range(5):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert validate(path).valid
+    with h5py.File(path, "r") as f:
+        assert f.attrs["spec_version"] == "1.2"
+        modules = json.loads(f.attrs["tensor_modules"])
+    assert modules == ["Conv2d", "Conv2d", "BatchNorm2d", "BatchNorm2d", "Linear", "Linear"]
+    with trajstore.open(path) as t:
+        kinds = store_kinds(t)
+    assert [kinds[n].kind for n in ("0.weight", "1.bias", "3.weight")] == ["conv", "norm", "linear"]
+    assert {k.source for k in kinds.values()} == {"recorded module"}
+
+
+def test_analyze_and_compare_report_layers(tmp_path):
+    """summary.json (of analyze and of compare) holds the per-layer sections and matches
+    the schemas; the report has the per-layer figure and tables with readable column names; the
+    comparison has one row per layer, window and run."""
+    import json
+
+    from trajstore.analysis.compare import compare
+    from trajstore.analysis.pipeline import analyze
+    from trajstore.analysis.report import write_report
+
+    from trajstore import jsonsafe
+
+    from .test_cli_output import assert_matches
+
+    rng = np.random.default_rng(2)
+    for name in ("a.zarr", "b.zarr"):
+        write(tmp_path / name, synthetic_paths(240, rng).astype(np.float32))
+    out = tmp_path / "rep"
+    with trajstore.open(tmp_path / "a.zarr") as t:
+        write_report(analyze(t, 120, progress=False), out)
+    s = json.loads((out / "summary.json").read_text())
+    assert_matches("analyze", s)
+    assert s["layer_kinds"]["source"] == "name and shape"
+    assert s["layer_kinds"]["tensors"]["bn.weight"]["kind"] == "norm"
+    w0 = s["windows"][0]
+    assert set(w0["layers"]) == set(TRUTH) and {"conv", "norm", "linear", "weight", "bias"} <= set(
+        w0["layer_types"]
+    )
+    conv = w0["layers"]["conv.weight"]
+    assert conv["n_params"] == 96 and conv["n_blocks"] == 32 and conv["alpha_ci"] is not None
+    assert w0["layers"]["fc.bias"]["alpha_ci"] is None and w0["layers"]["fc.bias"]["undetermined"]["alpha_ci"]
+    assert (out / "layers.png").stat().st_size > 1000 and (out / "layers.svg").exists()
+    html = (out / "index.html").read_text()
+    assert "Diffusion exponent per layer" in html and "α at t_w = 0" in html and "layer type" in html
+    assert f"{conv['alpha']:.2f} [{conv['alpha_ci'][0]:.2f}, {conv['alpha_ci'][1]:.2f}]" in html
+    cmp = tmp_path / "cmp"
+    compare([str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")], cmp, window=120, progress=False)
+    doc = jsonsafe.loads_strict((cmp / "summary.json").read_text())
+    assert_matches("compare", doc)
+    rows = doc["layer_table"]
+    # 2 runs × 2 windows × (4 tensors + 5 types)
+    assert len(rows) == 2 * 2 * 9
+    row = next(r for r in rows if r["run"] == "b.zarr" and r["layer"] == "norm" and r["t_w"] == 120)
+    b_norm = doc["runs"][1]["summary"]["windows"][1]["layer_types"]["norm"]
+    assert row["alpha"] == b_norm["alpha"] and row["by"] == "kind"
+    page = (cmp / "index.html").read_text()
+    assert "Diffusion exponent per layer, run by run" in page and "α: a.zarr" in page
