@@ -49,6 +49,7 @@ FIXED_SHARE = 0.01  # a tensor too small to resample may be held fixed below thi
 SMALL_SHARE = 0.25  # tensors of 2 … 15 blocks are resampled in a type only below this share
 # Module classes (torch.nn and common libraries) → layer kind; matched on the class name.
 _MODULE_KINDS = (
+    (re.compile(r"^Conv1D$"), "linear"),  # transformers' GPT-2 "Conv1D" is a linear layer
     (re.compile(r"Conv|conv"), "conv"),
     (re.compile(r"Norm|norm"), "norm"),
     (re.compile(r"Embedding|embedding"), "embedding"),
@@ -258,12 +259,14 @@ def fit_strata(
     *,
     n_boot: int = N_BOOT,
     seed: int = 0,
+    two_regime: bool = True,
 ) -> dict:
     """The reported exponents (``verdicts.exponent_summary``: α with its interval, the
     two-regime values only where supported, verdict, ``undetermined`` reasons) of one MSD curve
     ``msd`` at record ``lags``, with intervals from a (stratified) bootstrap over ``strata``
     (each (G_s, len(lags)), summing to ``msd``; None: no interval). ``lag_steps`` (lags, steps)
-    converts τ0 to optimizer steps. Adds ``ci_method``."""
+    converts τ0 to optimizer steps; ``two_regime=False`` skips the two-regime fit (coverage
+    studies of α). Adds ``ci_method``."""
     msd = np.asarray(msd, dtype=float)
     if not np.any(msd > 0):
         d = {k: None for k in _KEEP}
@@ -285,7 +288,7 @@ def fit_strata(
         d["ci_method"] = ""
         return d
     try:
-        two = _two_regime(prep, 3)
+        two = _two_regime(prep, 3) if two_regime else None
     except ValueError:
         two = None
     s = verdicts.exponent_summary(single, two, lag_steps)
