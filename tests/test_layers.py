@@ -231,6 +231,21 @@ def test_recorder_writes_module_classes_readable_by_plain_h5py(tmp_path):
         kinds = store_kinds(t)
     assert [kinds[n].kind for n in ("0.weight", "1.bias", "3.weight")] == ["conv", "norm", "linear"]
     assert {k.source for k in kinds.values()} == {"recorded module"}
+    # a selection of tensors, and a store extracted from it, keep each tensor's module class
+    from trajstore.extract import extract
+    from trajstore.selection import select
+
+    with trajstore.open(path) as t:
+        part = store_kinds(select(t, tensors=["1.*", "3.bias"]))
+    assert {n: k.module for n, k in part.items()} == {
+        "1.weight": "BatchNorm2d",
+        "1.bias": "BatchNorm2d",
+        "3.bias": "Linear",
+    }
+    extract(path, tmp_path / "x.zarr", tensors=["1.*", "3.bias"])
+    assert validate(tmp_path / "x.zarr").valid
+    with trajstore.open(tmp_path / "x.zarr") as t:
+        assert t.attrs["tensor_modules"] == ["BatchNorm2d", "BatchNorm2d", "Linear"]
 
 
 def test_analyze_and_compare_report_layers(tmp_path):
