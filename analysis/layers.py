@@ -294,6 +294,12 @@ def fit_strata(
     s = verdicts.exponent_summary(single, two, lag_steps)
     d = {k: s.get(k) for k in _KEEP}
     d["ci_method"] = single.ci_method
+    if d["alpha"] is not None and d["alpha_ci"] is None:  # no interval: no claim of a regime either
+        r = single.lag_range
+        d["verdict"] = (
+            f"α = {single.alpha:.2f} over lags {r[0]:.3g}–{r[1]:.3g} records, without an interval: "
+            "neither the diffusion regime nor two regimes can be tested"
+        )
     return d
 
 

@@ -74,13 +74,14 @@ def cell(entry: dict | None) -> dict:
         return {"text": "–", "why": "not in this window"}
     a, ci = interval_of(entry)
     und = entry.get("undetermined") or {}
-    why = "; ".join(f"{k}: {v}" for k, v in und.items())
+    # the verdict, and why α or its interval is missing (the two-regime reasons are in the JSON)
+    why = "; ".join([entry.get("verdict") or ""] + [und[k] for k in ("alpha", "alpha_ci") if k in und])
     if a is None:
-        return {"text": "undetermined", "why": why or entry.get("verdict", "")}
+        return {"text": "undetermined", "why": why}
     text = f"{a:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{a:.2f} (no interval)"
     if entry.get("regimes") == "two" and entry.get("alpha_short") is not None:
         text += f"; two regimes {entry['alpha_short']:.2f} → {entry['alpha_long']:.2f}"
-    return {"text": text, "why": why or entry.get("verdict", "")}
+    return {"text": text, "why": why}
 
 
 def report_tables(summary: dict) -> dict:

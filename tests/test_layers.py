@@ -278,7 +278,9 @@ def test_analyze_and_compare_report_layers(tmp_path):
     )
     conv = w0["layers"]["conv.weight"]
     assert conv["n_params"] == 96 and conv["n_blocks"] == 32 and conv["alpha_ci"] is not None
-    assert w0["layers"]["fc.bias"]["alpha_ci"] is None and w0["layers"]["fc.bias"]["undetermined"]["alpha_ci"]
+    bias = w0["layers"]["fc.bias"]
+    assert bias["alpha_ci"] is None and bias["undetermined"]["alpha_ci"]
+    assert "without an interval" in bias["verdict"] and "diffusive" not in bias["verdict"]  # no claim
     assert (out / "layers.png").stat().st_size > 1000 and (out / "layers.svg").exists()
     html = (out / "index.html").read_text()
     assert "Diffusion exponent per layer" in html and "α at t_w = 0" in html and "layer type" in html
