@@ -75,7 +75,8 @@ def layer_coverage(
         for key, members in groups.items():
             strata = [blocks[m] for m in members]
             curve = sum(s.sum(axis=0) for s in strata)
-            e = fit_strata(lags, curve, strata, n_boot=n_boot, seed=r, two_regime=False)
+            sizes = [tensors[m][0] for m in members]
+            e = fit_strata(lags, curve, strata, n_boot=n_boot, seed=r, two_regime=False, sizes=sizes)
             ci = e["alpha_ci"]
             if ci is not None:
                 hits[key] += ci[0] <= truth[key] <= ci[1]

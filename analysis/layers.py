@@ -45,6 +45,9 @@ NO_BLOCKS = (
     "no interval: the per-tensor blocks were not kept (they did not fit a quarter of the memory "
     "limit; raise --memory-limit)"
 )
+# Per-tensor intervals need this many coordinates: with 16–32 single-coordinate blocks they
+# under-cover (0.87–0.90 at α = 1.5, 1000 records; 48 and 64 coordinates: 0.97, 0.95).
+MIN_TENSOR_COORDS = 64
 FIXED_SHARE = 0.01  # a tensor too small to resample may be held fixed below this share of the MSD
 SMALL_SHARE = 0.25  # tensors of 2 … 15 blocks are resampled in a type only below this share
 # Module classes (torch.nn and common libraries) → layer kind; matched on the class name.
@@ -164,38 +167,52 @@ def kinds_summary(kinds: dict[str, LayerKind]) -> dict:
 
 
 def stratified_curves(
-    strata: list[np.ndarray], n_boot: int = N_BOOT, seed: int = 0
+    strata: list[np.ndarray], n_boot: int = N_BOOT, seed: int = 0, sizes: list[int] | None = None
 ) -> tuple[np.ndarray | None, str, int]:
     """Resampled sums (n_boot, L) of several strata of partial curves (each (G_s, L)): every
-    stratum's blocks are drawn with replacement among themselves. A stratum of fewer than
-    ``MIN_GROUPS`` blocks is held fixed when it carries less than ``FIXED_SHARE`` of the total,
-    else resampled too (its block count, the smallest, sets the small-sample widening) as long as
-    such strata carry less than ``SMALL_SHARE`` together; a single block carrying more than
-    ``FIXED_SHARE`` gives no interval. One stratum: ``exponents.bootstrap_curves``. Returns
-    (curves or None, method in words, the smallest resampled stratum's block count)."""
-    if len(strata) == 1:  # one tensor: exactly the whole vector's rule
+    stratum's blocks are drawn with replacement among themselves. ``sizes``: each stratum's
+    number of coordinates. A *small* stratum (fewer than ``MIN_TENSOR_COORDS`` coordinates; without
+    ``sizes``, fewer than ``MIN_GROUPS`` blocks) is held fixed when it carries less than
+    ``FIXED_SHARE`` of the total, else resampled among its own blocks (its block count, if the
+    smallest, sets the small-sample widening) as long as small strata carry less than
+    ``SMALL_SHARE`` together; otherwise there is no interval. One stratum: no interval when it is
+    small, else ``exponents.bootstrap_curves``. Returns (curves or None, method in words, the
+    smallest resampled stratum's block count)."""
+    small_flags = [
+        (sz < MIN_TENSOR_COORDS) if sizes is not None else (s.shape[0] < MIN_GROUPS)
+        for s, sz in zip(strata, sizes or [0] * len(strata), strict=True)
+    ]
+    if len(strata) == 1:  # one tensor: the whole vector's rule, for tensors whose coverage was checked
+        if sizes is not None and small_flags[0]:
+            return (
+                None,
+                (
+                    f"no interval: the tensor has {sizes[0]} coordinates, fewer than the {MIN_TENSOR_COORDS} "
+                    "for which the interval's coverage was checked (docs/analysis.md)"
+                ),
+                0,
+            )
         curves, method = bootstrap_curves(strata[0], n_boot, seed)
         return curves, method, strata[0].shape[0]
     total = sum(float(np.sum(s)) for s in strata)
     shares = [float(np.sum(s)) / total if total > 0 else 1.0 for s in strata]
-    small = sum(
-        sh for s, sh in zip(strata, shares, strict=True) if s.shape[0] < MIN_GROUPS and sh >= FIXED_SHARE
-    )
+    small = sum(sh for sh, f in zip(shares, small_flags, strict=True) if f and sh >= FIXED_SHARE)
+    what = f"{MIN_TENSOR_COORDS} coordinates" if sizes is not None else f"{MIN_GROUPS} blocks"
     if small >= SMALL_SHARE:
         return (
             None,
             (
-                f"no interval: tensors of fewer than {MIN_GROUPS} blocks carry {small:.0%} of the MSD "
-                f"(at most {SMALL_SHARE:.0%} can be resampled with their few blocks)"
+                f"no interval: tensors of fewer than {what} carry {small:.0%} of the MSD "
+                f"(at most {SMALL_SHARE:.0%} can be resampled with their few coordinates)"
             ),
             0,
         )
     rng = np.random.default_rng(seed)
     curves = np.zeros((n_boot, strata[0].shape[1]))
     fixed, g_min = 0, None
-    for s, share in zip(strata, shares, strict=True):
+    for s, share, is_small in zip(strata, shares, small_flags, strict=True):
         g = s.shape[0]
-        if g < MIN_GROUPS and share < FIXED_SHARE:  # negligible: held fixed
+        if is_small and share < FIXED_SHARE:  # negligible: held fixed
             curves += s.sum(axis=0)
             fixed += 1
             continue
@@ -216,7 +233,7 @@ def stratified_curves(
     return curves[ok], method, g_min
 
 
-def _prepare_strata(lags, msd, strata, n_boot, seed) -> _Prepared:
+def _prepare_strata(lags, msd, strata, n_boot, seed, sizes=None) -> _Prepared:
     """exponents._prepare with a stratified resampling of the blocks of several tensors."""
     lags = np.asarray(lags, dtype=float)
     lags_sel, msd_sel, _, (lo, hi) = _select(lags, msd, None, None)
@@ -224,7 +241,7 @@ def _prepare_strata(lags, msd, strata, n_boot, seed) -> _Prepared:
         raise ValueError(f"too few lags in {lo}..{hi} for a power-law fit (need 3 log bins)")
     sel = np.isin(lags, lags_sel)
     bins = log_bins(lags_sel, PER_DECADE)
-    curves, method, g = stratified_curves([s[:, sel] for s in strata], n_boot, seed)
+    curves, method, g = stratified_curves([s[:, sel] for s in strata], n_boot, seed, sizes)
     boot = None
     if curves is not None and len(curves) >= n_boot // 2:
         boot = bins.apply(curves)
@@ -260,12 +277,14 @@ def fit_strata(
     n_boot: int = N_BOOT,
     seed: int = 0,
     two_regime: bool = True,
+    sizes: list[int] | None = None,
 ) -> dict:
     """The reported exponents (``verdicts.exponent_summary``: α with its interval, the
     two-regime values only where supported, verdict, ``undetermined`` reasons) of one MSD curve
     ``msd`` at record ``lags``, with intervals from a (stratified) bootstrap over ``strata``
     (each (G_s, len(lags)), summing to ``msd``; None: no interval). ``lag_steps`` (lags, steps)
-    converts τ0 to optimizer steps; ``two_regime=False`` skips the two-regime fit (coverage
+    converts τ0 to optimizer steps; ``sizes``: each stratum's number of coordinates (the small
+    tensor rules of :func:`stratified_curves`); ``two_regime=False`` skips the two-regime fit (coverage
     studies of α). Adds ``ci_method``."""
     msd = np.asarray(msd, dtype=float)
     if not np.any(msd > 0):
@@ -279,7 +298,7 @@ def fit_strata(
             prep = _prepare_strata(lags, msd, [msd[None, :]], n_boot, seed)
             prep.method = NO_BLOCKS
         else:
-            prep = _prepare_strata(lags, msd, strata, n_boot, seed)
+            prep = _prepare_strata(lags, msd, strata, n_boot, seed, sizes)
         single = _power_law(prep)
     except ValueError as exc:
         d = {k: None for k in _KEEP}
@@ -318,8 +337,11 @@ def window_layers(wm, kinds: dict[str, LayerKind], *, n_boot: int = N_BOOT) -> d
     for i, (name, m) in enumerate(wm.msd_tensor.items()):
         g = blocks.get(name)
         strata = [g[:, lags]] if g is not None else None
-        entry = fit_strata(lags, m[lags], strata, lag_steps, n_boot=n_boot, seed=_seed(wm.index, i))
         k = kinds.get(name)
+        sizes = [k.n_params] if k and k.n_params else None
+        entry = fit_strata(
+            lags, m[lags], strata, lag_steps, n_boot=n_boot, seed=_seed(wm.index, i), sizes=sizes
+        )
         layers[name] = {
             "kind": k.kind if k else "other",
             "role": k.role if k else name,
@@ -339,7 +361,10 @@ def window_layers(wm, kinds: dict[str, LayerKind], *, n_boot: int = N_BOOT) -> d
         strata = [blocks[m][:, lags] for m in members if m in blocks]
         if len(strata) != len(members):
             strata = None
-        entry = fit_strata(lags, curve, strata, lag_steps, n_boot=n_boot, seed=_seed(wm.index, 10_000 + j))
+        sizes = [kinds[m].n_params if m in kinds else 0 for m in members]
+        sizes = sizes if all(sizes) else None
+        seed = _seed(wm.index, 10_000 + j)
+        entry = fit_strata(lags, curve, strata, lag_steps, n_boot=n_boot, seed=seed, sizes=sizes)
         layer_types[tname] = {
             "by": "role" if tname in ("weight", "bias") else "kind",
             "tensors": members,

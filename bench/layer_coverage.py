@@ -1,7 +1,8 @@
 """Coverage of the per-layer (per-tensor and per-layer-type) bootstrap intervals on exact fBm
 with a different α per tensor, at a ResNet-like size: a 3×3 conv of 16 → 16 channels (2,304
-coordinates), a BatchNorm weight (16), a linear layer (64 → 10: 640 + a 10-coordinate bias),
-1000 records. The CI test (tests/test_layers.py) runs the same code on smaller tensors.
+coordinates), BatchNorm weights of 64 and 16 channels, a linear layer (64 → 10: 640 + a
+10-coordinate bias), 1000 records. The CI test (tests/test_layers.py) runs the same code on
+smaller tensors.
 
     python bench/layer_coverage.py [--replicates 100] [--no-record]
 """
@@ -16,7 +17,8 @@ from trajstore.analysis.layer_calibration import layer_coverage
 
 TENSORS = {
     "conv.weight": (2304, 0.5),
-    "bn.weight": (16, 1.5),
+    "bn.weight": (64, 1.5),
+    "bn16.weight": (16, 1.5),
     "fc.weight": (640, 1.0),
     "fc.bias": (10, 1.0),
 }
@@ -24,6 +26,7 @@ TYPES = {
     "linear (fc.weight + fc.bias)": ["fc.weight", "fc.bias"],
     "weights (conv + bn + fc)": ["conv.weight", "bn.weight", "fc.weight"],
     "conv + norm": ["conv.weight", "bn.weight"],
+    "conv + norm16": ["conv.weight", "bn16.weight"],
 }
 
 
