@@ -79,8 +79,10 @@ def cell(entry: dict | None) -> dict:
     if a is None:
         return {"text": "undetermined", "why": why}
     text = f"{a:.2f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{a:.2f} (no interval)"
-    if entry.get("regimes") == "two" and entry.get("alpha_short") is not None:
-        text += f"; two regimes {entry['alpha_short']:.2f} → {entry['alpha_long']:.2f}"
+    if entry.get("regimes") == "two":  # either exponent may be undetermined (null)
+        short, long_ = (entry.get(k) for k in ("alpha_short", "alpha_long"))
+        fmt = [f"{v:.2f}" if v is not None else "undetermined" for v in (short, long_)]
+        text += f"; two regimes {fmt[0]} → {fmt[1]}"
     return {"text": text, "why": why}
 
 

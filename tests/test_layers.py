@@ -307,3 +307,21 @@ def test_analyze_and_compare_report_layers(tmp_path):
     assert row["alpha"] == b_norm["alpha"] and row["by"] == "kind"
     page = (cmp / "index.html").read_text()
     assert "Diffusion exponent per layer, run by run" in page and "α: a.zarr" in page
+
+
+def test_table_cells_of_undetermined_and_two_regime_entries():
+    """A cell says what is missing and never formats a null (two regimes with α_long undetermined)."""
+    from trajstore.analysis.layers_report import cell
+
+    two = {"alpha": 1.1, "alpha_ci": [1.0, 1.2], "regimes": "two", "alpha_short": 1.4, "alpha_long": None}
+    two["undetermined"] = {"alpha_long": "α_long = 2.3 lies outside its physical range [0, 2]"}
+    two["verdict"] = "two regimes"
+    assert cell(two)["text"] == "1.10 [1.00, 1.20]; two regimes 1.40 → undetermined"
+    und = {
+        "alpha": None,
+        "alpha_ci": None,
+        "undetermined": {"alpha": "the tensor did not move"},
+        "verdict": "x",
+    }
+    assert cell(und) == {"text": "undetermined", "why": "x; the tensor did not move"}
+    assert cell(None)["text"] == "–"
