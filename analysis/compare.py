@@ -15,6 +15,7 @@ from trajstore.reader import open as open_store
 from trajstore.selection import select
 
 from .exponents import smoothed_local_slope
+from .layers_report import compare_layer_rows, compare_section_html
 from .pipeline import Analysis, analysis_passes, analyze
 from .report import _CSS, TOY_PHASES_CAPTION, _plt, save, toy_phase_figure
 from .steps import ccdf
@@ -108,6 +109,7 @@ def compare(
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],
         "table": table,
     }
+    summary["layer_table"] = compare_layer_rows([(r["label"], r["summary"]) for r in summary["runs"]])
     keys = varying(hypers)
     if keys:  # a sweep: the first window's exponents against the parameter that varies
         points = sweep_points(table, hypers, keys[0])
@@ -118,7 +120,8 @@ def compare(
     toys = [(label, a.toy_curves) for label, a in results if a.toy_curves is not None]
     if toys:  # the curves analyze() computed for each toy store
         toy_phase_figure(toys, out / "toy_phases.png")
-    _page(results, table, out, with_toy_figure=bool(toys), sweep=summary.get("sweep"))
+    layers = compare_section_html(summary["layer_table"], [lb for lb, _ in results])
+    _page(results, table, out, with_toy_figure=bool(toys), sweep=summary.get("sweep"), layers=layers)
     return summary
 
 
@@ -180,7 +183,9 @@ _COLUMNS = [
 ]
 
 
-def _page(results, table, out: Path, with_toy_figure: bool = False, sweep: dict | None = None) -> None:
+def _page(
+    results, table, out: Path, with_toy_figure: bool = False, sweep: dict | None = None, layers: str = ""
+) -> None:
     import jinja2
 
     def cell(r, key):
@@ -211,6 +216,7 @@ def _page(results, table, out: Path, with_toy_figure: bool = False, sweep: dict 
             toy=with_toy_figure,
             sweep=sweep,
             toy_caption=TOY_PHASES_CAPTION,
+            layers=layers,
         )
     )
     (out / "index.html").write_text(page)
@@ -232,6 +238,7 @@ _PAGE = """<!doctype html>
 {% endfor %}</tr>{% endfor %}</table>
 <p style="font-size:11px">{% for c in cols %}<b>{{ c[1] }}</b>: {{ c[2] }}. {% endfor %}
 Hover a "–" for the reason a value is not reported.</p>
+{{ layers }}
 <figure><img src="overlay.png" alt="overlays"><figcaption>{{ caption }}</figcaption></figure>
 {% if sweep %}<figure><img src="sweep.png" alt="sweep"><figcaption>The first window's MSD exponents against
 {{ sweep.parameter }}, the hyper-parameter that varies over these runs

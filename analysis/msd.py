@@ -19,7 +19,9 @@ class WindowMSD:
     summed over all parameters); ``origins[τ]`` = T − τ; ``lag_steps[τ]`` the lag in optimizer
     steps; ``msd_tensor[name]`` the same sum restricted to one tensor; ``msd_groups`` (G, T) the
     same sum restricted to each of G contiguous parameter blocks (``windows.group_offsets``), the
-    units of the bootstrap over parameter blocks.
+    units of the bootstrap over parameter blocks; ``msd_tensor_groups[name]`` (G_t, T) the same
+    for the blocks that cut one tensor (``windows.tensor_group_offsets``; absent when not kept),
+    the units of the per-tensor bootstrap (``layers.py``).
     """
 
     index: int
@@ -36,6 +38,7 @@ class WindowMSD:
     step_lags: np.ndarray | None = None
     n_records: int | None = None  # records of the window (T); len(msd) when equally spaced
     step_span: int | None = None  # with step_lags: the longest piece's steps (pairs.usable_step_lags)
+    msd_tensor_groups: dict[str, np.ndarray] | None = None
 
     @property
     def lags(self) -> np.ndarray:
@@ -84,6 +87,7 @@ def window_msd(stats: WindowStats, names: list[str]) -> WindowMSD:
         step_lags=None if pairs is None else pairs.lags,
         n_records=stats.n,
         step_span=None if pairs is None else pairs.span,
+        msd_tensor_groups=_split_tensor_groups(stats, names),
     )
 
 
@@ -113,6 +117,14 @@ def pooled_msd(
         n_records=sum(b - a for a, b in pieces),
         step_span=lp.span,
     )
+
+
+def _split_tensor_groups(stats: WindowStats, names: list[str]) -> dict[str, np.ndarray] | None:
+    """The window pass's per-tensor block MSDs (B, T), split by tensor: name → (G_t, T)."""
+    owner = stats.tensor_group_owner
+    if len(owner) == 0 or len(stats.msd_tensor_groups) != len(owner):
+        return None
+    return {names[t]: stats.msd_tensor_groups[owner == t] for t in np.unique(owner)}
 
 
 def windowed_msd(

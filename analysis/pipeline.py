@@ -23,6 +23,7 @@ from .exponents import (
     smoothed_local_slope,
 )
 from .geometry import Geometry, geometry
+from .layers import LAYER_DEFINITIONS, kinds_summary, store_kinds, window_layers
 from .msd import WindowMSD, pooled_msd, window_msd
 from .pairs import (
     IRREGULAR_UNDETERMINED,
@@ -56,6 +57,7 @@ DEFINITIONS = {
     "(≫ 1: the curve is not one power law)",
     "two_regime_fit": "the two-regime fit as fitted, also when it is not supported (for reference)",
     "tensor_alpha": "single power-law exponent of each tensor's own MSD (no interval)",
+    **LAYER_DEFINITIONS,
     "undetermined": "quantities reported as null, each with the reason it cannot be measured",
     "paper": "the paper's range (Chen, Qu & Gong 2022, ResNets on CIFAR-10) and whether this run is inside",
     "step_length": "‖w(t+1) − w(t)‖ of every window (the trailing partial window included; the one step "
@@ -105,6 +107,7 @@ class WindowAnalysis:
     tensor_alpha: dict[str, float | None] = field(default_factory=dict)
     step_tail: Any = None  # TailFit | None of this window's step lengths
     stable: dict[str, Any] = field(default_factory=dict)
+    layers: dict[str, Any] = field(default_factory=dict)  # layers.window_layers: layers, layer_types
 
     def exponents(self) -> dict:
         """The MSD fits as reported (``verdicts.exponent_summary``)."""
@@ -135,6 +138,7 @@ class WindowAnalysis:
         d["step_autocorr"] = {str(k): v for k, v in self.geometry.step_autocorr.items()}
         d["step_length_tail"] = tail_summary(self.step_tail) if self.step_tail is not None else None
         d["stable"] = self.stable
+        d.update(self.layers)
         return d
 
 
@@ -268,6 +272,8 @@ def analyze(
             "analysed as a last, shorter window (marked partial) and included in every pooled result"
         )
     names = traj.layout.names
+    kinds = store_kinds(traj)
+    out.extra["layer_kinds"] = kinds_summary(kinds)
     bar = progress if isinstance(progress, Progress) else None
     if bar is None:
         enabled = sys.stderr.isatty() if progress is None else bool(progress)
@@ -309,6 +315,7 @@ def analyze(
             tensor_alpha=_tensor_alphas(wm),
         )
         _window_tails(wa, stats, lengths, loss_series, out.notes)
+        wa.layers = window_layers(wm, kinds)
         out.windows.append(wa)
         bar.update(postfix=f"window {stats.index + 1}/{len(bounds)}")
     full = [w for w in out.windows if not w.partial]

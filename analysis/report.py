@@ -13,6 +13,7 @@ import numpy as np
 
 from trajstore import jsonsafe
 
+from .layers_report import FIGURE_CAPTION, fig_layers_of, section_html
 from .pipeline import Analysis
 from .steps import ccdf
 
@@ -134,25 +135,6 @@ def fig_training(a: Analysis, path: Path) -> None:
         ax.set_ylabel(name)
         if name.startswith("loss") and np.all(values[np.isfinite(values)] > 0):
             ax.set_yscale("log")
-    save(fig, path)
-
-
-def fig_tensor_alpha(a: Analysis, path: Path) -> None:
-    """Single power-law exponent of each tensor's MSD against t_w."""
-    names = sorted({n for w in a.windows for n, v in w.tensor_alpha.items() if v is not None})
-    if not names:
-        raise ValueError("no per-tensor exponents")
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    t = [w.msd.t_w for w in a.windows]
-    for k, n in enumerate(names):
-        v = [w.tensor_alpha.get(n) for w in a.windows]
-        ax.plot(t, [np.nan if x is None else x for x in v], ".-", lw=0.7, color=plt.cm.tab20(k % 20), label=n)
-    ax.axhline(1.0, color="k", lw=0.5, ls="--")
-    ax.set_xlabel("t_w (step)")
-    ax.set_ylabel("α of the tensor's MSD")
-    if len(names) <= 20:
-        ax.legend(fontsize=5, ncol=2)
     save(fig, path)
 
 
@@ -331,7 +313,7 @@ FIGURES = {
         "Exponents over training as reported (two-regime values only where supported; 95 % bootstrap "
         "intervals) and τ0; the paper's ranges shaded",
     ),
-    "tensor_alpha.png": (fig_tensor_alpha, "MSD exponent of each tensor (layer) over training"),
+    "layers.png": (fig_layers_of, FIGURE_CAPTION),  # per-layer exponents (layers_report.py)
     "displacements.png": (fig_steps, "Displacement-length distributions and their collapse"),
     "tail.png": (fig_tail, "Step-length CCDF with the power-law tail fit"),
     "geometry.png": (fig_geometry, "Path geometry"),
@@ -401,9 +383,7 @@ two-regime value is compared only where this run supports two regimes.</p>
 <th>noise floor F (loss²)</th><th>MSL − F dynamic range</th></tr>
 {% for r in land_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>
 <p class="small">H intervals are regression intervals on binned pairs (not coverage-checked).</p>{% endif %}
-{% if tensor_rows %}<h2>MSD exponent per tensor</h2>
-<table><tr><th>tensor</th>{% for t in tensor_tw %}<th>t_w = {{ t }}</th>{% endfor %}</tr>
-{% for r in tensor_rows %}<tr>{% for v in r %}<td>{{ v }}</td>{% endfor %}</tr>{% endfor %}</table>{% endif %}
+{{ layer_section }}
 {% if toy_rows %}<h2>Toy walkers (distribution over walkers, never one walker)</h2>
 <table><tr><th>phase</th><th>median α</th><th>quartiles</th><th>fraction of walkers with α &gt; 1</th>
 <th>walkers</th><th>successive-step cosine</th></tr>
@@ -589,12 +569,6 @@ def write_report(
         ]
         for m in land
     ]
-    tensors = sorted({n for w in ws for n in (w.get("tensor_alpha") or {})})
-    tensor_rows = (
-        [[n] + [_num((w.get("tensor_alpha") or {}).get(n)) for w in ws] for n in tensors]
-        if len(tensors) <= 200
-        else []
-    )
     gn = summary.get("gradient_noise")
     grad_rows = (
         [
@@ -647,8 +621,7 @@ def write_report(
         "estimator on the increments in "
         "random order.",
         land_rows=land_rows,
-        tensor_tw=[w["t_w"] for w in ws],
-        tensor_rows=tensor_rows,
+        layer_section=section_html(summary),
         grad_rows=grad_rows,
         toy_rows=toy_rows,
         figures=made,

@@ -30,6 +30,9 @@ DISPLACEMENT_LAGS = tuple(2**k for k in range(9))  # 1 … 256 records
 # Parameter coordinates are cut into this many contiguous blocks of equal size, whose partial
 # MSDs are kept for the bootstrap over parameter blocks (exponents.py; docs/analysis.md).
 BOOTSTRAP_GROUPS = 64
+# Each tensor is also cut into up to this many contiguous blocks of its own, whose partial MSDs
+# give the per-tensor (per-layer) bootstrap intervals (layers.py); fewer when memory is short.
+TENSOR_GROUPS = 32
 DIRECTION_LAGS = (1, 2, 4, 8, 16, 32)
 FRAGMENT_STEPS = 100
 FRAGMENTS_PER_WINDOW = 50
@@ -79,6 +82,11 @@ class WindowStats:
     # distinct step lags ``pairs.lags`` (not by record lag), and the extras, which assume one
     # stride between consecutive records, are left empty.
     pairs: LagPairs | None = None
+    # (B, n) the MSD restricted to each of B blocks that cut every tensor into contiguous pieces
+    # (``tensor_group_offsets``), and the index of the tensor each block lies in (B,); B = 0 when
+    # not kept.
+    msd_tensor_groups: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    tensor_group_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def n(self) -> int:
@@ -122,6 +130,29 @@ def group_offsets(n_params: int, n_groups: int = BOOTSTRAP_GROUPS) -> np.ndarray
     offsets[g] <= p < offsets[g + 1]."""
     g = max(1, min(n_groups, n_params))
     return (np.arange(g + 1, dtype=np.int64) * n_params) // g
+
+
+def tensor_group_offsets(tensor_offsets: np.ndarray, per_tensor: int = TENSOR_GROUPS) -> np.ndarray:
+    """Start offsets of the blocks that cut each tensor into ``min(per_tensor, size)`` contiguous
+    pieces of (nearly) equal size, with ``n_params`` appended: (B + 1,) int64. ``tensor_offsets``
+    (n_tensors + 1,): each tensor's start and the total. Empty tensors get no block; with
+    ``per_tensor`` = 0 the result is ``[n_params]`` (no blocks)."""
+    tensor_offsets = np.asarray(tensor_offsets, dtype=np.int64)
+    starts = []
+    if per_tensor > 0:
+        for a, b in zip(tensor_offsets[:-1], tensor_offsets[1:], strict=True):
+            if b > a:
+                starts.append(a + group_offsets(int(b - a), per_tensor)[:-1])
+    return np.concatenate(starts + [tensor_offsets[-1:]]).astype(np.int64)
+
+
+def tensor_groups_per_tensor(n_tensors: int, n: int, memory_limit: int) -> int:
+    """Blocks per tensor that fit a quarter of ``memory_limit`` for a window of ``n`` records
+    (their spectra, squared norms and MSDs, twice over), at most ``TENSOR_GROUPS``; 0 when fewer
+    than 16 fit (too few for a bootstrap, see exponents.MIN_GROUPS)."""
+    per_block = 2 * 8 * (scipy.fft.next_fast_len(2 * n, real=True) // 2 + 1 + 2 * n)
+    fit = (memory_limit // 4) // max(1, n_tensors * per_block)
+    return int(min(TENSOR_GROUPS, fit)) if fit >= 16 else 0
 
 
 def window_bounds(n_records: int, window: int, *, partial: bool = False) -> list[tuple[int, int]]:
@@ -182,6 +213,8 @@ def iter_windows(
     offsets = np.array([t.offset for t in traj.layout] + [traj.n_params])
     groups = group_offsets(traj.n_params)
     for k, (r0, r1) in enumerate(bounds):
+        per_tensor = tensor_groups_per_tensor(len(offsets) - 1, r1 - r0, memory_limit)
+        tgroups = tensor_group_offsets(offsets, per_tensor)
         frag_starts = _fragment_starts(r1 - r0, rng)
         if windows is not None and k not in windows:
             continue
@@ -202,6 +235,7 @@ def iter_windows(
             extras,
             workers,
             sample if extras else sample[:0],
+            tgroups,
         )
 
 
@@ -239,7 +273,18 @@ def _fragment_starts(n: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def _window_pass(
-    traj, index, r0, r1, offsets, groups, memory_limit, frag_starts, extras=True, workers=-1, sample=None
+    traj,
+    index,
+    r0,
+    r1,
+    offsets,
+    groups,
+    memory_limit,
+    frag_starts,
+    extras=True,
+    workers=-1,
+    sample=None,
+    tgroups=None,
 ) -> WindowStats:
     n = r1 - r0
     n_tensors = len(offsets) - 1
@@ -248,6 +293,9 @@ def _window_pass(
     sq_rows = np.zeros((n_tensors, n))
     g_power = np.zeros((len(groups) - 1, nfft // 2 + 1))
     g_sq_rows = np.zeros((len(groups) - 1, n))
+    tgroups = offsets[-1:] if tgroups is None else tgroups
+    tg_power = np.zeros((len(tgroups) - 1, nfft // 2 + 1))
+    tg_sq_rows = np.zeros((len(tgroups) - 1, n))
     step_sq = np.zeros(n - 1)
     disp = {tau: np.zeros(n - tau) for tau in DISPLACEMENT_LAGS if tau < n and extras}
     dots = {k: np.zeros(n - 1 - k) for k in DIRECTION_LAGS if k < n - 1 and extras}
@@ -265,6 +313,7 @@ def _window_pass(
     read_cols = max(cp, (memory_limit // (48 * n)) // cp * cp)
     reserved = 3 * n * read_cols * 4 + decode_reserve(traj, n, read_cols)
     reserved += 2 * (g_power.nbytes + g_sq_rows.nbytes)  # the blocks' sums and their MSDs
+    reserved += 2 * (tg_power.nbytes + tg_sq_rows.nbytes)
     # (at most _MAX_SUB_COLS: narrower column-wise FFTs stay in cache and run faster)
     sub_cols = max(1, min(_MAX_SUB_COLS, (memory_limit - reserved) // (n * _BYTES_PER_CELL)))
     blocks = traj.blocks(records=slice(r0, r1), memory_limit=read_cols * n * 8, split_records=False)
@@ -283,16 +332,15 @@ def _window_pass(
                 bad_rows.update((np.flatnonzero(~np.isfinite(x).all(axis=0)) + r0).tolist())
                 continue
             x -= x.mean(axis=1, keepdims=True)  # centre per coordinate: distances unchanged, round-off not
-            # Row segments of this sub-block that lie in one tensor and one parameter block.
-            cuts = np.union1d(
-                np.concatenate([[p0, p1], offsets[(offsets > p0) & (offsets < p1)]]),
-                groups[(groups > p0) & (groups < p1)],
-            )
+            # Row segments of this sub-block that lie in one tensor block and one parameter block.
+            inside = [o[(o > p0) & (o < p1)] for o in (offsets, groups, tgroups)]
+            cuts = np.unique(np.concatenate([[p0, p1], *inside]))
             spec = scipy.fft.rfft(padded, axis=1, workers=workers)
             ri = spec.view(np.float64)  # (re, im) interleaved along each row
             for a, b in zip(cuts[:-1], cuts[1:], strict=True):
                 t_id = int(np.searchsorted(offsets, a, side="right")) - 1
                 g_id = int(np.searchsorted(groups, a, side="right")) - 1
+                tg_id = int(np.searchsorted(tgroups, a, side="right")) - 1
                 a, b = a - p0, b - p0
                 # |F|² and x² summed over the segment's rows, without temporaries
                 seg_power = np.einsum("ij,ij->j", ri[a:b], ri[a:b]).reshape(-1, 2).sum(axis=1)
@@ -301,6 +349,9 @@ def _window_pass(
                 sq_rows[t_id] += seg_sq
                 g_power[g_id] += seg_power
                 g_sq_rows[g_id] += seg_sq
+                if len(tgroups) > 1:
+                    tg_power[tg_id] += seg_power
+                    tg_sq_rows[tg_id] += seg_sq
             del spec, ri
             if not extras:
                 continue
@@ -323,6 +374,7 @@ def _window_pass(
     steps = traj.steps[r0:r1]
     msd_t = _msd_from_sums(power, sq_rows, n, nfft)
     msd_g = _msd_from_sums(g_power, g_sq_rows, n, nfft)
+    msd_tg = _msd_from_sums(tg_power, tg_sq_rows, n, nfft) if len(tgroups) > 1 else np.zeros((0, n))
     with np.errstate(invalid="ignore", divide="ignore"):
         perp = np.where(cc[:, None] > 0, pp - pc**2 / cc[:, None], 0.0)
     finite = not bad_rows
@@ -346,6 +398,8 @@ def _window_pass(
         finite=finite,
         nonfinite_records=sorted(bad_rows),
         update_samples=updates if finite else updates[:0],
+        msd_tensor_groups=msd_tg if finite else np.full_like(msd_tg, np.nan),
+        tensor_group_owner=np.searchsorted(offsets, tgroups[:-1], side="right") - 1,
     )
 
 

@@ -20,6 +20,7 @@ from trajstore.provenance import utc_now_iso
 from .discovery import canonical_named_tensors, optimizer_names, unwrap
 from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
 from .keep_up import KeepUpCheck
+from .modules import module_classes
 from .observables import loss_unit, lr_name, series_name
 from .provenance import optimizers_provenance, run_provenance
 from .schedule import Every, Schedule, parse_schedule
@@ -229,6 +230,9 @@ class Recorder:
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
             self.failure = RecordingError(f"cannot record into {self.path}: {reason}")
             raise self.failure from None
+        classes = module_classes(self._params, self._model)
+        if any(c is not None for c in classes):  # (1.2) each tensor's module class, for per-layer analyses
+            writer.set_recording_attribute(spec.ATTR_TENSOR_MODULES, classes)
         if self.mode == "a":
             # Continue after every step any series has seen, so no step is written twice.
             self.step = writer.max_step or 0

@@ -104,7 +104,7 @@ def test_cli_analyze_writes_report(digits_run, tmp_path):
     assert s["headline"] and "paper reports" in s["headline"][1]
     raw = (out / "summary.json").read_text()
     assert "np.float64" not in raw
-    for name in ("training.svg", "msd.svg", "tensor_alpha.png"):
+    for name in ("training.svg", "msd.svg", "layers.png", "layers.svg"):
         assert (out / name).stat().st_size > 1000
     html = (out / "index.html").read_text()
     assert html.rstrip().endswith("</html>") and "This run beside the paper" in html and "Findings" in html

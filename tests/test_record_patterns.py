@@ -523,7 +523,7 @@ def test_validate_checks_the_recording_attributes(tmp_path):
         opt.step()
     assert validate(out).valid
     with trajstore.open(out) as t:
-        assert t.attrs["trainable"] == [{"step": 0, "trainable": [True, False]}] and t.spec_version == "1.1"
+        assert t.attrs["trainable"] == [{"step": 0, "trainable": [True, False]}] and t.spec_version == "1.2"
         info = summarize(t)
         assert info["frozen_tensors_at_last_record"] == ["bias"] and info["segments"] == [[0, 2]]
         text = format_summary(info)

@@ -76,7 +76,7 @@ def test_create_with_description_and_id(tmp_path, suffix):
     path = tmp_path / f"run{suffix}"
     write_store(path, n_records=5, dataset={"title": "T", "authors": [ADA], "license": "CC-BY-4.0"})
     with trajstore.open(path) as t:
-        assert t.spec_version == "1.1"
+        assert t.spec_version == "1.2"
         assert uuid.UUID(t.store_id)
         assert t.dataset["authors"][0]["orcid"] == "0000-0002-1825-0097"
     assert validate(path).valid

@@ -136,6 +136,10 @@ def extract(
             root = {k: v for k, v in traj.attrs.items() if k in kept}
             root[spec.ATTR_DERIVED_FROM] = derived_from(src, traj, "extract", **selection)
             root[spec.ATTR_LOSSY] = _lossy(traj.lossy, keepbits)
+            modules = traj.attrs.get(spec.ATTR_TENSOR_MODULES)
+            if isinstance(modules, list) and len(modules) == len(traj.layout):  # (1.2) the kept tensors'
+                index = {t.name: i for i, t in enumerate(traj.layout)}
+                root[spec.ATTR_TENSOR_MODULES] = [modules[index[t.name]] for t in chosen]
             w._backend.set_attrs("", root)
             groups = [(spec.WEIGHTS, traj.steps, traj.times, traj.weights, chosen)]
             if traj.gradients is not None:

@@ -7,7 +7,7 @@ and attribute name a conforming store uses is defined here once.
 from __future__ import annotations
 
 SPEC_NAME = "trajstore"
-SPEC_VERSION = "1.1"
+SPEC_VERSION = "1.2"
 SPEC_MAJOR = 1
 
 # Root attributes.
@@ -23,7 +23,9 @@ ATTR_LOSSY = "lossy"  # null, or {"method": "bitround", "keepbits": int, "groups
 ATTR_TRAINABLE = "trainable"  # change points [{"step": int, "trainable": [bool per tensor]}]
 ATTR_SEGMENTS = "segments"  # resumes [{"start_step", "start_record", "continuous", "max_abs_gap", ...}]
 ATTR_GRADIENT_SOURCE = "gradient_source"  # "update" or "first_closure_evaluation"
-RECORDING_ATTRS = (ATTR_TRAINABLE, ATTR_SEGMENTS, ATTR_GRADIENT_SOURCE)
+# (1.2) the class name of the module owning each layout tensor ("Conv2d"), or null: per-layer analyses
+ATTR_TENSOR_MODULES = "tensor_modules"
+RECORDING_ATTRS = (ATTR_TRAINABLE, ATTR_SEGMENTS, ATTR_GRADIENT_SOURCE, ATTR_TENSOR_MODULES)
 GRADIENT_SOURCES = ("update", "first_closure_evaluation")
 ATTR_STORE_ID = "store_id"  # (1.1) UUID given at creation
 ATTR_DATASET = "dataset"  # (1.1) title, authors, license, ... (trajstore.description)

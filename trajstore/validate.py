@@ -83,6 +83,7 @@ RULES: dict[str, str] = {
     "V66": "(1.2) sketch and sample records are at the same steps (and at the weights' steps when the "
     "weights are recorded in full)",
     "V67": "(1.2) a store with a sketch or sample declares spec_version 1.2 or later",
+    "V90": "(1.2) tensor_modules, when present, lists one string or null per weights tensor",
 }
 
 
@@ -715,10 +716,28 @@ def _check_recording_attrs(attrs: dict, layout: Layout | None, r: Report) -> Non
             f"root: attribute {spec.ATTR_SEGMENTS!r} must list objects with integer 'start_record', "
             "'start_step' and boolean 'continuous'",
         )
+    _check_tensor_modules(attrs, layout, r)
     source = attrs.get(spec.ATTR_GRADIENT_SOURCE)
     if source is not None and source not in spec.GRADIENT_SOURCES:
         r.add(
             "V48",
             f"root: attribute {spec.ATTR_GRADIENT_SOURCE!r} is {source!r}, "
             f"not one of {spec.GRADIENT_SOURCES}",
+        )
+
+
+def _check_tensor_modules(attrs: dict, layout: Layout | None, r: Report) -> None:
+    """The (1.2) root attribute ``tensor_modules``: one module class name (or null) per tensor."""
+    modules = attrs.get(spec.ATTR_TENSOR_MODULES)
+    if modules is None:
+        return
+    if not (
+        isinstance(modules, list)
+        and all(m is None or (isinstance(m, str) and 0 < len(m) <= 256) for m in modules)
+        and (layout is None or len(modules) == len(layout))
+    ):
+        r.add(
+            "V90",
+            f"root: attribute {spec.ATTR_TENSOR_MODULES!r} must list one module class name "
+            "(a non-empty string of at most 256 characters) or null per weights tensor",
         )
