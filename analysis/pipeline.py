@@ -180,6 +180,7 @@ def analyze(
     *,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     progress: bool | Progress | None = None,
+    engine: Any = None,
 ) -> Analysis:
     """Run the diffusion analyses over every window of ``traj`` (see docs/analysis.md).
 
@@ -188,6 +189,8 @@ def analyze(
     :class:`~trajstore.progress.Progress` is advanced by one per pass (windows, whole run,
     landscape) and left open, so that ``compare`` can show one bar over several stores. ``traj``
     may be a part of a store (:func:`trajstore.selection.select`); summary.json then says which.
+    ``engine``: a :class:`~trajstore.analysis.distributed.DaskEngine` runs the passes over the
+    weights on a Dask cluster (same results); None runs them here.
     """
     if traj.n_records < 2:
         raise ValueError(
@@ -207,6 +210,8 @@ def analyze(
             "check the store's layout (trajstore info)"
         )
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    if engine is not None:  # where the passes over the weights ran (summary.json)
+        out.extra["engine"] = engine.describe()
     lossy = traj.lossy
     if lossy:  # said in the notes and summary.json: rounding changes small displacements
         out.extra["lossy"] = lossy
@@ -243,7 +248,8 @@ def analyze(
     }
     step_lengths = []
     loss_series = traj.observable("loss") if "loss" in traj.observables else None
-    for stats in iter_windows(traj, window, memory_limit=memory_limit, partial=True):
+    window_pass = iter_windows if engine is None else engine.iter_windows
+    for stats in window_pass(traj, window, memory_limit=memory_limit, partial=True):
         wm = window_msd(stats, names)
         if not stats.finite:
             out.notes.append(
@@ -272,7 +278,7 @@ def analyze(
         bar.update(postfix=f"window {stats.index + 1}/{len(bounds)}")
     full = [w for w in out.windows if not w.partial]
     if len(full) > 1 and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
-        whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit, extras=False))
+        whole = next(window_pass(traj, traj.n_records, memory_limit=memory_limit, extras=False))
         bar.update(postfix="whole run")
         out.whole_run_msd = window_msd(whole, names)
         two, single = _fits(out.whole_run_msd, out.notes)
@@ -288,7 +294,7 @@ def analyze(
     lengths = np.concatenate(step_lengths)
     out.step_lengths = lengths
     _tails(out, lengths, traj)
-    _landscape(out, traj, window, memory_limit)
+    _landscape(out, traj, window, memory_limit, engine)
     _toy_phases(out, traj, memory_limit)
     bar.update(postfix="landscape and fluctuations")
     if bar is not progress:
@@ -322,7 +328,7 @@ def _toy_repeat0(traj: Trajectory) -> tuple[str, slice | None]:
     return "loss", None
 
 
-def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) -> None:
+def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, engine: Any = None) -> None:
     from .fluctuations import gradient_noise, loss_fluctuations
     from .landscape import paired_losses, windowed_msl
 
@@ -338,7 +344,13 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
         else:
             try:
                 out.msl = windowed_msl(
-                    traj, window, loss=loss_name, memory_limit=memory_limit, params=params, notes=out.notes
+                    traj,
+                    window,
+                    loss=loss_name,
+                    memory_limit=memory_limit,
+                    params=params,
+                    notes=out.notes,
+                    distances=None if engine is None else engine.pair_distances,
                 )
                 out.extra["landscape"] = [_msl_summary(m) for m in out.msl]
                 hs = "; ".join(

@@ -6,6 +6,7 @@ import click
 
 import trajstore
 
+from .dask_option import dask_engine_for, dask_option
 from .errors import one_line_errors
 from .output import emit_json, inform, json_option, quiet_option, selection_options
 from .params import BYTE_SIZE
@@ -29,6 +30,7 @@ from .paths import default_report_dir
     "--memory-limit", type=BYTE_SIZE, default="1G", show_default=True, help="Bytes of data in memory at once."
 )
 @selection_options
+@dask_option
 @json_option
 @quiet_option
 @click.option(
@@ -46,11 +48,13 @@ def analyze(
     steps: str | None,
     tensors: tuple[str, ...],
     exclude: tuple[str, ...],
+    dask_address: str | None,
     as_json: bool,
     quiet: bool,
     with_toy: bool,
 ) -> None:
     """Run every analysis STORE allows; write summary.json, figures and index.html to OUT."""
+    engine = click.get_current_context().with_resource(dask_engine_for(dask_address))  # closed at exit
     from trajstore.analysis.pipeline import analyze as run_analysis
     from trajstore.analysis.report import write_report
 
@@ -60,7 +64,7 @@ def analyze(
     outdir = outdir or default_report_dir(store)
     with trajstore.open(store) as traj:
         part = select(traj, steps, tensors, exclude)
-        result = run_analysis(part, window, memory_limit=limit, progress=not quiet)
+        result = run_analysis(part, window, memory_limit=limit, progress=not quiet, engine=engine)
     summary = write_report(result, outdir)
     if with_toy:
         from trajstore.analysis.compare import compare
@@ -75,6 +79,7 @@ def analyze(
             memory_limit=limit,
             windows={t: 250 for t in toys},
             progress=not quiet,
+            engine=engine,
         )
         from trajstore.analysis.report import add_link
 
