@@ -346,19 +346,24 @@ def dask_engine(address: str, **options: Any) -> Iterator[DaskEngine]:
     if local is not None and (not local.isdigit() or int(local) < 1):
         raise TrajstoreError(f"--dask {address!r}: write local:N with N ≥ 1 worker processes, e.g. local:4")
     try:
+        import dask
         from distributed import Client, LocalCluster
     except ImportError:
         raise TrajstoreError("--dask needs the distributed package: pip install 'trajstore[dask]'") from None
     cluster = None
     if local is not None:
         try:
-            cluster = LocalCluster(
-                n_workers=int(local),
-                threads_per_worker=1,
-                processes=True,
-                host="127.0.0.1",
-                dashboard_address=None,
-            )
+            # Without dask's MALLOC_TRIM_THRESHOLD_ for the workers: it fixes glibc's mmap
+            # threshold, so every large temporary of the window pass is a fresh mmap whose pages
+            # fault in again (measured: the window pass 3x slower; docs/scale.md).
+            with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+                cluster = LocalCluster(
+                    n_workers=int(local),
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",  # its HTTP server always runs: a free port
+                )
         except Exception as exc:  # noqa: BLE001 - one line, never a traceback
             raise TrajstoreError(f"--dask {address}: the local Dask cluster did not start ({exc})") from None
         connect = {"address": cluster}
