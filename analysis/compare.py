@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -73,6 +74,7 @@ def compare(
     windows: dict[str, int] | None = None,
     progress: bool | None = None,
     selection: dict | None = None,
+    engine: Any = None,
 ) -> dict:
     """Analyse each store and write ``summary.json``, overlay figures and ``index.html``.
 
@@ -80,7 +82,8 @@ def compare(
     ``progress``: one bar with ETA over the passes of all stores on stderr (True; a plain line
     every few seconds when stderr is not a terminal), none (False), or only on a terminal (None).
     ``selection``: keyword arguments of :func:`trajstore.selection.select` (``steps``,
-    ``tensors``, ``exclude``, ``trainable_only``) applied to every store.
+    ``tensors``, ``exclude``, ``trainable_only``) applied to every store. ``engine``: as for
+    :func:`~trajstore.analysis.pipeline.analyze` (a Dask cluster).
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,7 +106,8 @@ def compare(
                 phases[label] = toy.get("phases") if isinstance(toy, dict) else None
                 win = (windows or {}).get(path, window)
                 part = select(traj, **(selection or {}))
-                results.append((label, analyze(part, win, memory_limit=memory_limit, progress=bar)))
+                result = analyze(part, win, memory_limit=memory_limit, progress=bar, engine=engine)
+                results.append((label, result))
     table = [row for label, a in results for row in compare_rows(label, a, phases[label])]
     summary = {
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],

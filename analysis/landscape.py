@@ -11,6 +11,7 @@ parameter blocks (bounded memory).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -261,16 +262,26 @@ def windowed_msl(
     params: slice | None = None,
     fit_range=None,
     notes: list[str] | None = None,
+    distances: Callable[..., Iterator[np.ndarray]] | None = None,
 ) -> list[MSLResult]:
     """MSL(Δr) and the Hurst exponent per window of ``window`` records.
 
     A window that cannot be fitted (constant loss there, too few pairs) is skipped with a line
     in ``notes``; when no window can be, the first reason is raised as ValueError.
+    ``distances(traj, bounds, memory_limit=, params=)`` yields the :func:`pair_distances` of each
+    window of ``bounds`` in turn (default: computed here, one window after the other; see
+    analysis/distributed.py for a Dask cluster).
     """
     losses = paired_losses(traj, loss)
     out, reasons = [], []
-    for k, (r0, r1) in enumerate(record_windows(traj, window)):  # within segments
-        d2 = pair_distances(traj, slice(r0, r1), memory_limit=memory_limit, params=params)
+    bounds = record_windows(traj, window)  # within segments
+    if distances is None:
+        d2s = (
+            pair_distances(traj, slice(r0, r1), memory_limit=memory_limit, params=params) for r0, r1 in bounds
+        )
+    else:
+        d2s = distances(traj, bounds, memory_limit=memory_limit, params=params)
+    for k, ((r0, r1), d2) in enumerate(zip(bounds, d2s, strict=True)):
         step = np.sqrt(np.maximum(np.diag(d2, 1), 0))
         contour = np.concatenate([[0.0], np.cumsum(step)])
         try:

@@ -210,6 +210,7 @@ def analyze(
     *,
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     progress: bool | Progress | None = None,
+    engine: Any = None,
 ) -> Analysis:
     """Run the diffusion analyses over every window of ``traj`` (see docs/analysis.md).
 
@@ -218,6 +219,8 @@ def analyze(
     :class:`~trajstore.progress.Progress` is advanced by one per pass (windows, whole run,
     landscape) and left open, so that ``compare`` can show one bar over several stores. ``traj``
     may be a part of a store (:func:`trajstore.selection.select`); summary.json then says which.
+    ``engine``: a :class:`~trajstore.analysis.distributed.DaskEngine` runs the passes over the
+    weights on a Dask cluster (same results); None runs them here.
     """
     if traj.n_records < 2:
         raise ValueError(
@@ -231,6 +234,8 @@ def analyze(
             "check the store's layout (trajstore info)"
         )
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    if engine is not None:  # where the passes over the weights ran (summary.json)
+        out.extra["engine"] = engine.describe()
     lossy = traj.lossy
     if lossy:  # said in the notes and summary.json: rounding changes small displacements
         out.extra["lossy"] = lossy
@@ -286,7 +291,8 @@ def analyze(
     }
     step_lengths = []
     loss_series = traj.observable("loss") if "loss" in traj.observables else None
-    for stats in iter_windows(traj, window, memory_limit=memory_limit, partial=True):
+    window_pass = iter_windows if engine is None else engine.iter_windows
+    for stats in window_pass(traj, window, memory_limit=memory_limit, partial=True):
         wm = window_msd(stats, names)
         if not stats.finite:
             out.notes.append(
@@ -326,7 +332,7 @@ def analyze(
                 pieces = [(s.start, s.stop) for s in segments]
                 out.whole_run_msd = pooled_msd(traj, pieces, memory_limit=memory_limit)
             else:
-                whole = next(iter_windows(traj, traj.n_records, memory_limit=memory_limit, extras=False))
+                whole = next(window_pass(traj, traj.n_records, memory_limit=memory_limit, extras=False))
                 out.whole_run_msd = window_msd(whole, names)
         except ValueError as exc:  # unequally spaced records too many to pair in memory
             out.notes.append(f"whole-run fit skipped: {exc}")
@@ -347,7 +353,7 @@ def analyze(
     lengths = np.concatenate(step_lengths)
     out.step_lengths = lengths
     _tails(out, lengths, traj)
-    _landscape(out, traj, window, memory_limit)
+    _landscape(out, traj, window, memory_limit, engine)
     _toy_phases(out, traj, memory_limit)
     bar.update(postfix="landscape and fluctuations")
     if bar is not progress:
@@ -392,7 +398,7 @@ def _toy_repeat0(traj: Trajectory) -> tuple[str, slice | None]:
     return "loss", None
 
 
-def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) -> None:
+def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, engine: Any = None) -> None:
     from .fluctuations import gradient_noise, loss_fluctuations
     from .landscape import paired_losses, windowed_msl
 
@@ -409,7 +415,13 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int) 
         else:
             try:
                 out.msl = windowed_msl(
-                    traj, window, loss=loss_name, memory_limit=memory_limit, params=params, notes=out.notes
+                    traj,
+                    window,
+                    loss=loss_name,
+                    memory_limit=memory_limit,
+                    params=params,
+                    notes=out.notes,
+                    distances=None if engine is None else engine.pair_distances,
                 )
                 out.extra["landscape"] = [_msl_summary(m) for m in out.msl]
                 hs = "; ".join(

@@ -87,6 +87,10 @@ class WindowStats:
     # not kept.
     msd_tensor_groups: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     tensor_group_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    # (pp (F, L+1), pc (F, L+1), cc (F,)): the fragments' sums over coordinates, from which
+    # fragment_perp_max is computed; kept so that passes over parameter blocks add up
+    # (analysis/distributed.py)
+    fragment_sums: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
     @property
     def n(self) -> int:
@@ -375,8 +379,6 @@ def _window_pass(
     msd_t = _msd_from_sums(power, sq_rows, n, nfft)
     msd_g = _msd_from_sums(g_power, g_sq_rows, n, nfft)
     msd_tg = _msd_from_sums(tg_power, tg_sq_rows, n, nfft) if len(tgroups) > 1 else np.zeros((0, n))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        perp = np.where(cc[:, None] > 0, pp - pc**2 / cc[:, None], 0.0)
     finite = not bad_rows
     nan = np.full(n, np.nan)
     if not finite:  # partial sums are meaningless: say so with NaN
@@ -393,13 +395,14 @@ def _window_pass(
         disp_sq=disp,
         step_dot=dots,
         fragment_starts=frag_starts,
-        fragment_perp_max=np.clip(perp, 0, None).max(axis=1) if F else np.zeros(0),
+        fragment_perp_max=fragment_perp_max(pp, pc, cc),
         fragment_chord_sq=cc,
         finite=finite,
         nonfinite_records=sorted(bad_rows),
         update_samples=updates if finite else updates[:0],
         msd_tensor_groups=msd_tg if finite else np.full_like(msd_tg, np.nan),
         tensor_group_owner=np.searchsorted(offsets, tgroups[:-1], side="right") - 1,
+        fragment_sums=(pp, pc, cc),
     )
 
 
@@ -425,6 +428,16 @@ def _pair_window(traj: Trajectory, index: int, r0: int, r1: int, memory_limit: i
         nonfinite_records=lp.nonfinite_records,
         pairs=lp,
     )
+
+
+def fragment_perp_max(pp: np.ndarray, pc: np.ndarray, cc: np.ndarray) -> np.ndarray:
+    """Max squared distance from the chord of each fragment, (F,), from its sums over
+    coordinates: pp (F, L+1) = ‖p_i‖², pc (F, L+1) = p_i·c, cc (F,) = ‖c‖²."""
+    if not len(cc):
+        return np.zeros(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        perp = np.where(cc[:, None] > 0, pp - pc**2 / cc[:, None], 0.0)
+    return np.clip(perp, 0, None).max(axis=1)
 
 
 def _msd_from_sums(power: np.ndarray, sq_rows: np.ndarray, n: int, nfft: int) -> np.ndarray:

@@ -6,6 +6,7 @@ import click
 
 import trajstore
 
+from .dask_option import dask_engine_for, dask_option
 from .errors import one_line_errors
 from .output import emit_json, inform, json_option, quiet_option, selection_options
 from .params import BYTE_SIZE
@@ -29,6 +30,7 @@ from .paths import default_report_dir
     "--memory-limit", type=BYTE_SIZE, default="1G", show_default=True, help="Bytes of data in memory at once."
 )
 @selection_options
+@dask_option
 @json_option
 @quiet_option
 @click.option(
@@ -53,12 +55,14 @@ def analyze(
     tensors: tuple[str, ...],
     exclude: tuple[str, ...],
     trainable_only: bool,
+    dask_address: str | None,
     as_json: bool,
     quiet: bool,
     with_toy: bool,
     from_sketch: bool,
 ) -> None:
     """Run every analysis STORE allows; write summary.json, figures and index.html to OUT."""
+    engine = click.get_current_context().with_resource(dask_engine_for(dask_address))  # closed at exit
     from trajstore.analysis.pipeline import analyze as run_analysis
     from trajstore.analysis.report import write_report
 
@@ -74,10 +78,12 @@ def analyze(
                 raise ValueError(
                     "--steps/--tensors/--exclude do not apply to a sketch: a sketch mixes every tensor"
                 )
+            if engine is not None:
+                raise ValueError("--dask does not apply to a sketch store yet: analyse it without --dask")
             result = analyze_sketch(traj, window, memory_limit=limit, progress=not quiet)
         else:
             part = select(traj, steps, tensors, exclude, trainable_only=trainable_only)
-            result = run_analysis(part, window, memory_limit=limit, progress=not quiet)
+            result = run_analysis(part, window, memory_limit=limit, progress=not quiet, engine=engine)
     summary = write_report(result, outdir)
     if with_toy:
         from trajstore.analysis.compare import compare
@@ -93,6 +99,7 @@ def analyze(
             windows={t: 250 for t in toys},
             progress=not quiet,
             selection={"trainable_only": trainable_only},
+            engine=engine,
         )
         from trajstore.analysis.report import add_link
 

@@ -9,6 +9,7 @@ import click
 
 from trajstore.errors import TrajstoreError
 
+from .dask_option import dask_engine_for, dask_option
 from .errors import fail, one_line_errors, problem_line
 
 
@@ -222,11 +223,13 @@ def extract(store, out, steps, tensors, exclude, keepbits, overwrite) -> None:
 @click.command()
 @click.argument("places", nargs=-1, required=True)
 @click.option("-o", "--out", help="Write the table to this file: .csv, .json or .html (default: print it).")
+@dask_option
 @one_line_errors
-def catalog(places: tuple[str, ...], out: str | None) -> None:
+def catalog(places: tuple[str, ...], out: str | None, dask_address: str | None) -> None:
     """Tabulate stores (given, or found below folders): model, optimizer, steps, sizes, exponents."""
     mod = _sharing("catalog")
-    rows = mod.catalog(places)
+    engine = click.get_current_context().with_resource(dask_engine_for(dask_address))  # closed at exit
+    rows = mod.catalog(places, engine=engine)
     if not rows:
         fail(f"no trajstore store found in {' '.join(places)}", 1)
     if out is None:

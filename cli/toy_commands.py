@@ -6,6 +6,7 @@ import os
 
 import click
 
+from .dask_option import dask_engine_for, dask_option
 from .errors import fail, one_line_errors
 from .output import emit_json, inform, json_option, quiet_option, selection_options
 from .params import BYTE_SIZE, NON_NEGATIVE, POSITIVE, FiniteFloatRange
@@ -118,13 +119,25 @@ def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
     "--memory-limit", type=BYTE_SIZE, default="1G", show_default=True, help="Bytes of data in memory at once."
 )
 @selection_options
+@dask_option
 @json_option
 @quiet_option
 @one_line_errors
 def compare(
-    stores, outdir, window, memory_limit, steps, tensors, exclude, trainable_only, as_json, quiet
+    stores,
+    outdir,
+    window,
+    memory_limit,
+    steps,
+    tensors,
+    exclude,
+    trainable_only,
+    dask_address,
+    as_json,
+    quiet,
 ) -> None:
     """Analyse STORES side by side: table and overlays in OUT/index.html and OUT/summary.json."""
+    engine = click.get_current_context().with_resource(dask_engine_for(dask_address))  # closed at exit
     from trajstore.analysis.compare import compare as run_compare
 
     summary = run_compare(
@@ -134,6 +147,7 @@ def compare(
         memory_limit=memory_limit,
         progress=not quiet,
         selection={"steps": steps, "tensors": tensors, "exclude": exclude, "trainable_only": trainable_only},
+        engine=engine,
     )
     if as_json:
         emit_json(summary)

@@ -12,6 +12,7 @@ import io
 import json
 import os
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import jinja2
 
@@ -138,9 +139,17 @@ def _exponents(path: str) -> dict:
     return {k: first.get(k) for k in ("alpha", "alpha_short", "alpha_long", "tau0")}
 
 
-def catalog(places: Sequence[str]) -> list[dict]:
-    """One row per store found in ``places`` (stores, folders to scan, URLs of stores)."""
-    return [row(p) for p in find_stores(places)]
+def catalog(places: Sequence[str], engine: Any = None) -> list[dict]:
+    """One row per store found in ``places`` (stores, folders to scan, URLs of stores).
+
+    ``engine``: anything with ``map(func, items)`` (a
+    :class:`~trajstore.analysis.distributed.DaskEngine`) reads the stores as parallel tasks;
+    local paths are made absolute for the workers, rows keep the paths as given."""
+    stores = find_stores(places)
+    if engine is None:
+        return [row(p) for p in stores]
+    rows = engine.map(row, [p if "://" in p else os.path.abspath(p) for p in stores])
+    return [{**r, "store": p} for r, p in zip(rows, stores, strict=True)]
 
 
 def render(rows: list[dict], fmt: str) -> str:

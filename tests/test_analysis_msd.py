@@ -157,3 +157,17 @@ def test_dask_windows_equal_serial(tmp_path):
         assert [p.t_w for p in par] == [s.t_w for s in serial]
         for p, s in zip(par, serial, strict=True):
             np.testing.assert_array_equal(p.msd, s.msd)
+
+
+def test_two_regime_rss_is_the_residual_sum_of_squares():
+    """The reported RSS is Σ residual² of the reported fit to round-off, also for a curve far from
+    the origin (|Y|² − |projection|² used to cancel to ~4 digits there)."""
+    from trajstore.analysis.exponents import _hinge_scan
+
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 6, 30)
+    grid = np.linspace(x[2], x[-3], 50)
+    y = 1000.0 + 1.5 * x - 0.8 * np.maximum(0, x - 3.0) + 1e-3 * rng.normal(size=x.size)
+    best, coef, rss = _hinge_scan(x, y[None], grid)
+    fitted = coef[0, 0] + coef[0, 1] * x + coef[0, 2] * np.maximum(0.0, x - grid[best[0]])
+    assert rss[0] == pytest.approx(np.sum((y - fitted) ** 2), rel=1e-9)
