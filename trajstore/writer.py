@@ -51,6 +51,7 @@ class Writer:
         keepbits: int | None,
         created_epoch: float,
         buffers_layout: Layout | None,
+        shard_params: int | None = None,
     ):
         self._backend = backend
         self.layout = layout
@@ -59,6 +60,7 @@ class Writer:
         self._compression = compression
         self._chunk_records = chunk_records
         self._chunk_params = chunk_params
+        self._shard_params = shard_params
         self._keepbits = keepbits
         self._created_epoch = created_epoch
         self._series: dict[str, Any] = {}
@@ -256,7 +258,9 @@ class Writer:
         series = self._series.get(name)
         if series is None:
             tc, pc = choose_chunks(layout.n_params, 4, self._chunk_records, self._chunk_params)
-            series = SeriesWriter(self._backend, name, layout.n_params, "<f4", tc, pc)
+            series = SeriesWriter(
+                self._backend, name, layout.n_params, "<f4", tc, pc, shard_cols=self._shard_params
+            )
             self._publish(name, series, {spec.ATTR_LAYOUT: layout.to_json()})
             self._series[name] = series
         return series
@@ -292,6 +296,7 @@ def create(
     buffers: ParamsLike | None = None,
     keepbits: int | None = None,
     dataset: Mapping[str, Any] | None = None,
+    shard_params: int | None = None,
 ) -> Writer:
     """Create (or continue) a trajectory store and return its :class:`Writer`.
 
@@ -306,6 +311,9 @@ def create(
     ``keepbits``: lossy BitRound to this many float32 mantissa bits (recorded in the metadata).
     ``dataset``: the dataset description (title, authors, license, ...; see
     :mod:`trajstore.description`).
+    ``shard_params``: columns per stored object (Zarr shard) of the vector groups, a multiple of
+    ``chunk_params``; default one object per time block spanning every column. Narrower shards let
+    several processes write disjoint column ranges of one record (sharded models).
     """
     path = os.fspath(path)
     if mode not in ("x", "w", "a"):
@@ -356,6 +364,7 @@ def create(
             keepbits=keepbits,
             created_epoch=parse_iso(created),
             buffers_layout=buffers_layout,
+            shard_params=shard_params,
         )
         w._vector_series(spec.WEIGHTS, layout)
         if gradients:

@@ -1,0 +1,112 @@
+"""Sharded models (FSDP2 fully_shard): every rank writes its own columns, the store equals the
+unsharded run's (issue 13, item 3). Two real processes on gloo, real FSDP2, real Zarr stores."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import crc32c
+import numpy as np
+import pytest
+import torch
+
+import trajstore
+from tests.fsdp_model import CASES, STEPS
+from trajstore.crc_combine import combine, combine_all
+from trajstore.digest import content_digest
+from trajstore.validate import validate
+
+pytest.importorskip("torch.distributed.fsdp")
+if not hasattr(torch.distributed.fsdp, "fully_shard"):
+    pytest.skip("this torch has no FSDP2 (fully_shard)", allow_module_level=True)
+
+
+def test_crc32c_combine_equals_the_crc_of_the_concatenation():
+    rng = random.Random(0)
+    for _ in range(50):
+        parts = [rng.randbytes(rng.choice([0, 1, 3, 64, 1000, 4099])) for _ in range(rng.randint(1, 5))]
+        whole = crc32c.crc32c(b"".join(parts))
+        assert combine_all([(crc32c.crc32c(p), len(p)) for p in parts]) == whole
+    a, b = b"trajectory", b"store"
+    assert combine(crc32c.crc32c(a), crc32c.crc32c(b), len(b)) == crc32c.crc32c(a + b)
+    assert combine(crc32c.crc32c(a), crc32c.crc32c(b), len(b)) != crc32c.crc32c(b + a)
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ranks_out(tmp_path_factory) -> Path:
+    """Run the two FSDP2 ranks once (every case of fsdp_model.CASES, then the refusal)."""
+    out = tmp_path_factory.mktemp("fsdp")
+    worker = Path(__file__).with_name("fsdp_worker.py")
+    port = _port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(worker), str(r), "2", str(port), str(out)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for r in range(2)
+    ]
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
+    return out
+
+
+def _unsharded_run(path: Path, options: dict) -> None:
+    from trajstore.recorders import Recorder
+
+    from tests.fsdp_model import batches, make_model
+
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    with Recorder(model, path, store_options=options) as rec:
+        rec.attach(opt)
+        for x, y in batches():
+            opt.zero_grad()
+            loss = torch.nn.functional.mse_loss(model(x), y)
+            loss.backward()
+            rec.log_loss(loss)
+            opt.step()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_fsdp2_ranks_write_disjoint_columns_of_the_unsharded_store(ranks_out, tmp_path, case):
+    sharded, reference = ranks_out / f"{case}.zarr", tmp_path / "reference.zarr"
+    _unsharded_run(reference, CASES[case])
+    report = validate(sharded)
+    assert report.valid, report.errors
+    with trajstore.open(sharded) as s, trajstore.open(reference) as r:
+        n = r.n_params
+        assert s.layout == r.layout and s.steps.tolist() == r.steps.tolist() == list(range(STEPS + 1))
+        assert np.array_equal(s.weights[:], r.weights[:])  # bit for bit
+        assert set(s.observables) == set(r.observables) and "loss" in s.observables
+        assert content_digest(s) == content_digest(r)
+        assert s.metadata["trajstore_sharded_recording"]["world_size"] == 2
+        chunks = s.weights.chunks
+    ranks = [json.loads((ranks_out / f"{case}.rank{i}.json").read_text()) for i in range(2)]
+    owned = sorted(tuple(rng) for rk in ranks for rng in rk["owned"])
+    covered = [i for a, b in owned for i in range(a, b)]
+    assert covered == list(range(n))  # every column written by exactly one rank
+    assert all(rk["n_local"] < n for rk in ranks)  # no rank held the full vector
+    if case == "small_chunks":
+        assert all(rk["owned"] for rk in ranks)  # both ranks wrote
+        assert chunks == (4, 16)
+
+
+def test_unsupported_dtensor_placement_is_refused_in_one_line(ranks_out):
+    for rank in range(2):
+        message = (ranks_out / f"refused.rank{rank}.txt").read_text()
+        assert message.startswith("UnsupportedModelError: parameter weight is a DTensor placed S(1)")
+        assert "\n" not in message
+    assert not (ranks_out / "refused.zarr").exists()
