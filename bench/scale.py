@@ -3,7 +3,7 @@ extrapolate time, memory and storage from the measured per-byte costs (issue 13,
 
 The store holds N parameters × T records of independent Gaussian random walks (float32; each
 parameter its own step size, log-uniform over two decades, so the writer and the codec see
-realistic spreads). The whole analysis (``trajstore analyze STORE OUT --memory-limit 256M``,
+realistic spreads). The whole analysis (``trajstore analyze STORE -o OUT --memory-limit 256M``,
 report included) runs in a child process whose peak resident memory (``ru_maxrss``) is
 measured; so is the child's resident memory once its imports are done (the floor).
 
@@ -39,7 +39,26 @@ BIG_PARAMS = 10**9
 BIG_STEPS = 80_000
 SAMPLE_M = 100_000  # exact values kept beside a sketch (--sample M of the sketch recorder)
 
-_FLOOR = "import trajstore.cli.main, trajstore.analysis.pipeline, trajstore.analysis.report"
+# The analysis child: what ``trajstore analyze STORE -o OUT --memory-limit L --window W`` runs
+# (analysis pipeline + report), with its resident memory after the imports and at the end.
+_CHILD = """
+import json, sys, time
+import trajstore
+from trajstore.analysis.pipeline import analyze
+from trajstore.analysis.report import write_report
+
+def hwm():
+    with open('/proc/self/status') as f:
+        return next(int(l.split()[1]) * 1024 for l in f if l.startswith('VmHWM'))
+
+floor = hwm()
+t0 = time.perf_counter()
+with trajstore.open(sys.argv[1]) as traj:
+    result = analyze(traj, int(sys.argv[4]), memory_limit=int(sys.argv[3]), progress=False)
+summary = write_report(result, sys.argv[2])
+print(json.dumps({"floor": floor, "peak": hwm(), "seconds": time.perf_counter() - t0,
+                  "windows": len(summary.get("windows", []))}))
+"""
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -55,28 +74,28 @@ def parse_bytes(text: str) -> int:
     return int(float(text[:-1]) * units[text[-1]]) if text[-1] in units else int(text)
 
 
-def write_store(path: Path, n: int, t: int, seed: int = 0) -> float:
-    """Write the synthetic store; return seconds."""
+def write_store(path: Path, n: int, t: int, seed: int = 0) -> tuple[float, float]:
+    """Write the synthetic store; return (wall seconds, CPU seconds of this process)."""
     rng = np.random.default_rng(seed)
     scale = (10.0 ** rng.uniform(-4, -2, size=n)).astype(np.float32)
     w = rng.normal(scale=0.1, size=n).astype(np.float32)
     noise = np.empty(n, dtype=np.float32)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with trajstore.create(path, {"w": (n,)}) as wr:
         for step in range(t):
             wr.append(step, w)
             rng.standard_normal(out=noise, dtype=np.float32)
             noise *= scale
             w += noise
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def run_child(cmd: list[str]) -> tuple[float, int, str]:
-    """Run ``cmd``; return (seconds, peak RSS bytes, output)."""
+def run_child(cmd: list[str]) -> tuple[float, float, str]:
+    """Run ``cmd``; return (wall seconds, CPU seconds (user + system), output)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = proc.stdout.read()
@@ -85,7 +104,7 @@ def run_child(cmd: list[str]) -> tuple[float, int, str]:
     seconds = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"child failed ({proc.returncode}): {' '.join(cmd)}\n{out}")
-    return seconds, usage.ru_maxrss * 1024, out
+    return seconds, usage.ru_utime + usage.ru_stime, out
 
 
 def human(nbytes: float) -> str:
@@ -106,86 +125,127 @@ def duration(seconds: float) -> str:
     return f"{seconds / 86400:.1f} days"
 
 
-def extrapolate(costs: dict, sketch: int) -> list[str]:
-    """Rows of the extrapolation table from measured per-byte costs."""
-    write_s, analyse_s, ratio = costs["write_s_per_byte"], costs["analyse_s_per_byte"], costs["ratio"]
+def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(fixed, per unit) of ys = fixed + per_unit * xs; one point: (0, y/x), an upper bound."""
+    if len(xs) < 2:
+        return 0.0, ys[0] / xs[0]
+    slope, fixed = np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)
+    return max(float(fixed), 0.0), float(slope)
+
+
+def extrapolate(runs: list[dict], sketch: int) -> list[str]:
+    """Rows of the extrapolation table from the measured per-byte costs."""
+    raws = [r["raw"] for r in runs]
+    # CPU seconds, not wall: the shared machine's load is not the cost of the work.
+    w0, w1 = fit(raws, [r["write_cpu"] for r in runs])
+    a0, a1 = fit(raws, [r["analyse_cpu"] for r in runs])
+    ratio = sum(raws) / sum(r["on_disk"] for r in runs)
+    peak = max(r["peak"] for r in runs)
     rows = []
     cases = [
         ("ResNet-56, full, every step", RESNET56_PARAMS, RESNET56_STEPS),
-        (f"10^9 params, sketch K={sketch} + M={SAMPLE_M} samples", sketch + SAMPLE_M, BIG_STEPS),
+        (f"10^9 params, sketch K={sketch} + M={SAMPLE_M:,} samples", sketch + SAMPLE_M, BIG_STEPS),
         ("10^9 params, full (for scale)", BIG_PARAMS, BIG_STEPS),
     ]
     for label, n, t in cases:
         raw = 4.0 * n * t
         rows.append(
             f"| {label} | {n:,} | {t:,} | {human(raw)} | {human(raw / ratio)} | "
-            f"{duration(raw * write_s)} | {duration(raw * analyse_s)} | {costs['peak_rss'] / 2**20:.0f} MiB |"
+            f"{duration(w0 + raw * w1)} | {duration(a0 + raw * a1)} | <= {peak / 2**20:.0f} MiB |"
         )
+    rows += [
+        "",
+        f"Per-byte CPU costs fitted over the runs above (time = fixed + per byte x raw bytes): write "
+        f"{w1 * 1e9:.2f} s/GB (fixed {w0:.0f} s), analysis {a1 * 1e9:.2f} s/GB (fixed {a0:.0f} s); "
+        f"storage ratio {ratio:.2f}.",
+    ]
     return rows
+
+
+def measure(n: int, t: int, limit: int, window: int | None, where: str | None, keep: bool) -> dict:
+    """Write an N x T store, analyse it in a child process; the figures of one run."""
+    work = Path(tempfile.mkdtemp(prefix="trajstore-scale-", dir=where))
+    store, report = work / "scale.zarr", work / "report"
+    raw = 4.0 * n * t
+    try:
+        print(f"writing {n:,} params x {t:,} records ({human(raw)} raw) to {store}", flush=True)
+        write_s, write_cpu = write_store(store, n, t)
+        on_disk = dir_bytes(store)
+        print(
+            f"written in {write_s:.0f} s ({raw / write_s / 1e6:.0f} MB/s), {human(on_disk)} on disk",
+            flush=True,
+        )
+        window = window or min(1000, t)
+        _, analyse_cpu, out = run_child(
+            [sys.executable, "-c", _CHILD, str(store), str(report), str(limit), str(window)]
+        )
+        got = json.loads(out.strip().splitlines()[-1])
+        print(f"analysed in {got['seconds']:.0f} s, peak RSS {got['peak'] / 2**20:.0f} MiB", flush=True)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    return {
+        "n": n,
+        "t": t,
+        "raw": raw,
+        "on_disk": on_disk,
+        "write_s": write_s,
+        "write_cpu": write_cpu,
+        "analyse_cpu": analyse_cpu,
+        "analyse_s": got["seconds"],
+        "floor": got["floor"],
+        "peak": got["peak"],
+        "window": window,
+        "windows": got["windows"],
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--size", default="20g", help="N x T, '20g' (2e6 x 2500) or 'small' (2e5 x 500)")
+    ap.add_argument(
+        "--size",
+        default="20g",
+        help="N x T ('20g': 2e6 x 2500, 'small': 2e5 x 500); several, comma-separated",
+    )
     ap.add_argument("--memory-limit", default="256M")
-    ap.add_argument("--window", type=int, default=1000)
+    ap.add_argument("--window", type=int, default=None, help="records per window (default min(1000, T))")
     ap.add_argument("--sketch", type=int, default=4096, help="sketch dimension K for the 10^9 case")
     ap.add_argument("--dir", default=None, help="where to write the store (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the store")
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
     args = ap.parse_args()
-    n, t = parse_size(args.size)
     limit = parse_bytes(args.memory_limit)
-    work = Path(tempfile.mkdtemp(prefix="trajstore-scale-", dir=args.dir))
-    store, report = work / "scale.zarr", work / "report"
-    try:
-        raw = 4.0 * n * t
-        print(f"writing {n:,} params x {t:,} records ({human(raw)} raw) to {store}", flush=True)
-        write_time = write_store(store, n, t)
-        on_disk = dir_bytes(store)
-        print(
-            f"written in {write_time:.0f} s ({raw / write_time / 1e6:.0f} MB/s raw), "
-            f"{human(on_disk)} on disk",
-            flush=True,
-        )
-        _, floor_rss, out = run_child([sys.executable, "-c", _FLOOR])
-        cli = [sys.executable, "-m", "trajstore.cli.main", "analyze", str(store), str(report)]
-        cli += ["--memory-limit", str(limit), "--window", str(args.window), "--quiet"]
-        analyse_time, peak_rss, out = run_child(cli)
-        summary = json.loads((report / "summary.json").read_text())
-        windows = len(summary.get("windows", []))
-        rate = raw / analyse_time / 1e6
-        print(f"analysed in {analyse_time:.0f} s ({rate:.0f} MB/s raw), peak RSS {peak_rss / 2**20:.0f} MiB")
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    costs = {
-        "write_s_per_byte": write_time / raw,
-        "analyse_s_per_byte": analyse_time / raw,
-        "ratio": raw / on_disk,
-        "peak_rss": peak_rss,
-    }
-    lines = [
-        f"Store: {n:,} params x {t:,} records = {human(raw)} raw float32, {human(on_disk)} on disk "
-        f"(ratio {raw / on_disk:.2f}; Gaussian random walks compress less than real training, "
-        "whose ratio is ~2.2, see bench/compression.py).",
-        "",
-        "| phase | seconds | MB/s (raw) | peak RSS | limit |",
-        "|---|---|---|---|---|",
-        f"| write (trajstore.create + append, one thread) | {write_time:.0f} | "
-        f"{raw / write_time / 1e6:.0f} | - | - |",
-        f"| analyze CLI, window {args.window}, {windows} windows, report included | {analyse_time:.0f} | "
-        f"{raw / analyse_time / 1e6:.0f} | {peak_rss / 2**20:.0f} MiB | {limit / 2**20:.0f} MiB |",
-        f"| (child after imports, no data) | - | - | {floor_rss / 2**20:.0f} MiB | - |",
-        "",
-        "Extrapolated from these per-byte costs (same machine, one core for each phase; memory",
-        "does not grow with the store: the analysis streams blocks under the limit):",
-        "",
-        "| run | values/record | records | raw | on disk (this ratio) | write | analyze | peak RSS |",
-        "|---|---|---|---|---|---|---|---|",
-        *extrapolate(costs, args.sketch),
+    runs = [
+        measure(*parse_size(size), limit, args.window, args.dir, args.keep) for size in args.size.split(",")
     ]
-    finish(f"bench/scale.py --size {n}x{t}", lines, args.no_record)
+    lines = [
+        "Synthetic stores of Gaussian random walks (float32; they compress less than real training,",
+        "whose ratio is ~2.2, see bench/compression.py). Analysis = analysis pipeline + report, as",
+        f"`trajstore analyze --memory-limit {args.memory_limit}` runs it, in a child process.",
+        "",
+        "| N params | T records | raw | on disk | write s (CPU s) | write MB/s | window | analyze s (CPU s) "
+        "| analyze MB/s | RSS after imports | peak RSS | limit |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['n']:,} | {r['t']:,} | {human(r['raw'])} | {human(r['on_disk'])} | "
+            f"{r['write_s']:.0f} ({r['write_cpu']:.0f}) | "
+            f"{r['raw'] / r['write_s'] / 1e6:.0f} | {r['window']} | "
+            f"{r['analyse_s']:.0f} ({r['analyse_cpu']:.0f}) | "
+            f"{r['raw'] / r['analyse_s'] / 1e6:.1f} | {r['floor'] / 2**20:.0f} MiB | "
+            f"{r['peak'] / 2**20:.0f} MiB | {limit / 2**20:.0f} MiB |"
+        )
+    lines += [
+        "",
+        "Extrapolated from CPU seconds per byte (one idle core of this machine per phase; memory is",
+        "bounded by the limit, not by the store):",
+        "",
+        "| run | values/record | records | raw | on disk (ratio above) | write | analyze | peak RSS |",
+        "|---|---|---|---|---|---|---|---|",
+        *extrapolate(runs, args.sketch),
+    ]
+    finish(f"bench/scale.py --size {args.size}", lines, args.no_record)
 
 
 if __name__ == "__main__":
