@@ -159,6 +159,11 @@ class Recorder:
     def bound(self) -> bool:
         return self._bound
 
+    @property
+    def sharded(self) -> bool:
+        """True when every rank records its own shards (a sharded model, bound)."""
+        return self._shard_kinds is not None
+
     def bind(
         self,
         named_parameters: Iterable[tuple[str, torch.Tensor]] | None = None,

@@ -4,6 +4,7 @@ unsharded run's (issue 13, item 3). Two real processes on gloo, real FSDP2, real
 from __future__ import annotations
 
 import json
+import os
 import random
 import socket
 import subprocess
@@ -110,3 +111,23 @@ def test_unsupported_dtensor_placement_is_refused_in_one_line(ranks_out):
         assert message.startswith("UnsupportedModelError: parameter weight is a DTensor placed S(1)")
         assert "\n" not in message
     assert not (ranks_out / "refused.zarr").exists()
+
+
+def test_trajstore_record_under_torchrun_env_writes_the_unsharded_store(tmp_path):
+    """Zero-code: `trajstore record` on 2 ranks with torchrun's environment, against the same
+    script run unsharded; the script's own destroy_process_group comes before the store closes."""
+    script = Path(__file__).with_name("fsdp_script.py")
+    cli = [sys.executable, "-m", "trajstore.cli.main", "record", "--quiet"]
+    port = str(_port())
+    procs = []
+    for rank in range(2):
+        env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+        env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        procs.append(subprocess.Popen([*cli, "-o", str(tmp_path / "sharded.zarr"), str(script)], env=env))
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE")}
+    procs.append(subprocess.Popen([*cli, "-o", str(tmp_path / "plain.zarr"), str(script)], env=env))
+    assert [p.wait(timeout=300) for p in procs] == [0, 0, 0]
+    assert validate(tmp_path / "sharded.zarr").valid
+    with trajstore.open(tmp_path / "sharded.zarr") as s, trajstore.open(tmp_path / "plain.zarr") as r:
+        assert s.n_records == r.n_records == STEPS + 1 and "loss" in s.observables
+        assert content_digest(s) == content_digest(r)
