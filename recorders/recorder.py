@@ -228,7 +228,8 @@ class Recorder:
         n = shard[0].n_local if shard is not None else sum(p.numel() for p in self._params)
         nb = sum(b.numel() for b in self._buffers)
         if self.pool_size is None:  # small models get deep pools, so records can travel in batches
-            record_bytes = 4 * (n * (2 if self.record_gradients else 1) + nb)
+            sizing = shard[0].n_local_max if shard is not None else n  # alike on every rank
+            record_bytes = 4 * (sizing * (2 if self.record_gradients else 1) + nb)
             self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
         self._records.size = max(1, self.pool_size // 2)  # the other half stays free for training
         self._pool = SnapshotPool(n, device, self.pool_size, self.policy, self._failed)

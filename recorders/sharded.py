@@ -71,6 +71,10 @@ class _Part:
 class ShardPlan:
     """Who holds, owns, sends and receives which values (the same on every rank).
 
+    Every rank must size its snapshot pool alike (by ``n_local_max``): records reach the writer
+    threads in pool-sized batches, and a rank whose batch outlasted another rank's pool would stall
+    that rank's training on a record still waiting in its own batch.
+
     ``n_params``: length of the full flat vector. ``columns``: width of a stored shard.
     ``owned``: this rank's column ranges [(start, stop)] in the flat vector, in order.
     ``copies``: (dst offset in the owned vector, source rank, offset in the source's local vector
@@ -83,6 +87,7 @@ class ShardPlan:
     n_params: int
     columns: int
     n_local: int
+    n_local_max: int  # the most any rank holds: every rank sizes its snapshot pool by it
     owned: list[tuple[int, int]]
     copies: list[tuple[int, int, int, int]]
     sends: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
@@ -159,6 +164,8 @@ def make_plan(
                     parts.append(_Part(offset + start, offset + start + n, r, local[r], kind))
                 local[r] += n
                 start += n
+        elif numel == 0:
+            pass
         elif kind == _REPLICATE:
             for r in range(world):
                 parts.append(_Part(offset, offset + numel, r, local[r], kind))
@@ -199,7 +206,9 @@ def make_plan(
             dst += b - a
         if q == rank:
             recv_sizes = {r: m for r, m in enumerate(msg) if m}
-    plan = ShardPlan(rank, world, n_params, columns, local[rank], owned_by[rank], copies, sends, recv_sizes)
+    plan = ShardPlan(
+        rank, world, n_params, columns, local[rank], max(local), owned_by[rank], copies, sends, recv_sizes
+    )
     return plan, kinds
 
 
