@@ -23,6 +23,8 @@ they never interleave with the training's collectives.
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -144,13 +146,28 @@ def make_plan(
     mine = [int(p.to_local().shape[0]) if k == _SHARD else 0 for p, k in zip(params, kinds, strict=True)]
     rows: list[list[int]] = [None] * world  # type: ignore[list-item]
     dist.all_gather_object(rows, mine, group=group)
+    shapes = [tuple(int(d) for d in p.shape) for p in params]
+    return build_plan(rank, world, names, shapes, kinds, rows, columns), kinds
+
+
+def build_plan(
+    rank: int,
+    world: int,
+    names: list[str],
+    shapes: list[tuple[int, ...]],
+    kinds: list[str],
+    rows: list[list[int]],
+    columns: int,
+) -> ShardPlan:
+    """The plan of ``rank`` from every parameter's global shape and placement kind and
+    ``rows[r][i]``, the rows of Shard(0) parameter ``i`` on rank ``r`` (in rank order)."""
     parts: list[_Part] = []
     local = [0] * world
     offset = 0
-    for i, (p, kind) in enumerate(zip(params, kinds, strict=True)):
-        numel = p.numel()
+    for i, (shape, kind) in enumerate(zip(shapes, kinds, strict=True)):
+        numel = math.prod(shape)
         if kind == _SHARD:
-            d0 = int(p.shape[0])
+            d0 = shape[0]
             if sum(rows[r][i] for r in range(world)) != d0:
                 raise UnsupportedModelError(
                     f"parameter {names[i]}: the ranks' Shard(0) parts have {sum(r[i] for r in rows)} rows "
@@ -180,14 +197,17 @@ def make_plan(
     sends: dict[int, list[tuple[int, int]]] = {}
     recv_sizes: dict[int, int] = {}
     copies: list[tuple[int, int, int, int]] = []
+    # Sorted by start, parts also have non-decreasing stops (Shard(0) parts are disjoint, the
+    # Replicate parts of a tensor coincide): the parts overlapping a range are found by bisection.
     parts.sort(key=lambda x: (x.start, x.rank))
+    stops = [part.stop for part in parts]
     for q in range(world):
         dst = 0
         msg = [0] * world  # message offsets from each source rank to q
         for a, b in owned_by[q]:
-            for part in parts:
-                if part.stop <= a or part.start >= b:
-                    continue
+            for part in parts[bisect.bisect_right(stops, a) :]:
+                if part.start >= b:
+                    break
                 if part.kind == _REPLICATE and part.rank != q:
                     continue  # q holds its own copy
                 lo, hi = max(a, part.start), min(b, part.stop)
@@ -206,10 +226,9 @@ def make_plan(
             dst += b - a
         if q == rank:
             recv_sizes = {r: m for r, m in enumerate(msg) if m}
-    plan = ShardPlan(
+    return ShardPlan(
         rank, world, n_params, columns, local[rank], max(local), owned_by[rank], copies, sends, recv_sizes
     )
-    return plan, kinds
 
 
 def _column_owners(parts: list[_Part], n: int, columns: int, world: int) -> np.ndarray:
