@@ -12,7 +12,8 @@ measured; so is the child's resident memory once its imports are done (the floor
 
 ``--size``: N x T, or ``20g`` (the full 2e6 x 2500 run, 20 GB raw), or ``small`` (2e5 x 500,
 0.4 GB raw, about a minute). The store is deleted at the end unless ``--keep``.
-``--sketch K``: the sketch dimension used for the 10^9-parameter extrapolation.
+``--sketch K`` / ``--sample M``: the sketch dimension and sampled parameters used for the
+10^9-parameter extrapolation (a record: K float64 + M float32 values).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ RESNET56_PARAMS = 855_770  # CIFAR ResNet-56 (He et al. 2016), the paper's large
 RESNET56_STEPS = 80_000
 BIG_PARAMS = 10**9
 BIG_STEPS = 80_000
-SAMPLE_M = 100_000  # exact values kept beside a sketch (--sample M of the sketch recorder)
+SAMPLE_M = 10_000  # exact values kept beside a sketch (--sample M of the sketch recorder)
 
 # The analysis child: what ``trajstore analyze STORE -o OUT --memory-limit L --window W`` runs
 # (analysis pipeline + report), with its resident memory after the imports and at the end.
@@ -133,8 +134,11 @@ def fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return max(float(fixed), 0.0), float(slope)
 
 
-def extrapolate(runs: list[dict], sketch: int) -> list[str]:
-    """Rows of the extrapolation table from the measured per-byte costs."""
+def extrapolate(runs: list[dict], sketch: int, sample: int) -> list[str]:
+    """Rows of the extrapolation table from the measured costs per stored value.
+
+    A sketch record is K float64 sketch values + M float32 sampled values (8K + 4M bytes, as the
+    sketch recorder stores them): its time is extrapolated per value, its storage per byte."""
     raws = [r["raw"] for r in runs]
     # CPU seconds, not wall: the shared machine's load is not the cost of the work.
     w0, w1 = fit(raws, [r["write_cpu"] for r in runs])
@@ -142,16 +146,21 @@ def extrapolate(runs: list[dict], sketch: int) -> list[str]:
     ratio = sum(raws) / sum(r["on_disk"] for r in runs)
     peak = max(r["peak"] for r in runs)
     rows = []
-    cases = [
-        ("ResNet-56, full, every step", RESNET56_PARAMS, RESNET56_STEPS),
-        (f"10^9 params, sketch K={sketch} + M={SAMPLE_M:,} samples", sketch + SAMPLE_M, BIG_STEPS),
-        ("10^9 params, full (for scale)", BIG_PARAMS, BIG_STEPS),
+    cases = [  # label, values per record, bytes per record, records
+        ("ResNet-56, full, every step", RESNET56_PARAMS, 4.0 * RESNET56_PARAMS, RESNET56_STEPS),
+        (
+            f"10^9 params, sketch K={sketch} + M={sample:,}",
+            sketch + sample,
+            8.0 * sketch + 4.0 * sample,
+            BIG_STEPS,
+        ),
+        ("10^9 params, full (for scale)", BIG_PARAMS, 4.0 * BIG_PARAMS, BIG_STEPS),
     ]
-    for label, n, t in cases:
-        raw = 4.0 * n * t
+    for label, n, nbytes, t in cases:
+        raw, work = nbytes * t, 4.0 * n * t  # stored bytes; float32-equivalent bytes of work
         rows.append(
             f"| {label} | {n:,} | {t:,} | {human(raw)} | {human(raw / ratio)} | "
-            f"{duration(w0 + raw * w1)} | {duration(a0 + raw * a1)} | <= {peak / 2**20:.0f} MiB |"
+            f"{duration(w0 + work * w1)} | {duration(a0 + work * a1)} | <= {peak / 2**20:.0f} MiB |"
         )
     rows += [
         "",
@@ -210,6 +219,7 @@ def main() -> None:
     ap.add_argument("--memory-limit", default="256M")
     ap.add_argument("--window", type=int, default=None, help="records per window (default min(1000, T))")
     ap.add_argument("--sketch", type=int, default=4096, help="sketch dimension K for the 10^9 case")
+    ap.add_argument("--sample", type=int, default=SAMPLE_M, help="sampled parameters M for the 10^9 case")
     ap.add_argument("--dir", default=None, help="where to write the store (default: a temporary folder)")
     ap.add_argument("--keep", action="store_true", help="keep the store")
     ap.add_argument("--no-record", action="store_true", help="print only; do not append to bench/RESULTS.md")
@@ -243,7 +253,7 @@ def main() -> None:
         "",
         "| run | values/record | records | raw | on disk (ratio above) | write | analyze | peak RSS |",
         "|---|---|---|---|---|---|---|---|",
-        *extrapolate(runs, args.sketch),
+        *extrapolate(runs, args.sketch, args.sample),
     ]
     finish(f"bench/scale.py --size {args.size}", lines, args.no_record)
 
