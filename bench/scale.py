@@ -144,7 +144,6 @@ def extrapolate(runs: list[dict], sketch: int, sample: int) -> list[str]:
     w0, w1 = fit(raws, [r["write_cpu"] for r in runs])
     a0, a1 = fit(raws, [r["analyse_cpu"] for r in runs])
     ratio = sum(raws) / sum(r["on_disk"] for r in runs)
-    peak = max(r["peak"] for r in runs)
     rows = []
     cases = [  # label, values per record, bytes per record, records
         ("ResNet-56, full, every step", RESNET56_PARAMS, 4.0 * RESNET56_PARAMS, RESNET56_STEPS),
@@ -160,7 +159,7 @@ def extrapolate(runs: list[dict], sketch: int, sample: int) -> list[str]:
         raw, work = nbytes * t, 4.0 * n * t  # stored bytes; float32-equivalent bytes of work
         rows.append(
             f"| {label} | {n:,} | {t:,} | {human(raw)} | {human(raw / ratio)} | "
-            f"{duration(w0 + work * w1)} | {duration(a0 + work * a1)} | <= {peak / 2**20:.0f} MiB |"
+            f"{duration(w0 + work * w1)} | {duration(a0 + work * a1)} |"
         )
     rows += [
         "",
@@ -248,11 +247,11 @@ def main() -> None:
         )
     lines += [
         "",
-        "Extrapolated from CPU seconds per byte (one idle core of this machine per phase; memory is",
-        "bounded by the limit, not by the store):",
+        "Extrapolated from CPU seconds per byte (one idle core of this machine per phase, at the",
+        "window above; memory: see docs/scale.md):",
         "",
-        "| run | values/record | records | raw | on disk (ratio above) | write | analyze | peak RSS |",
-        "|---|---|---|---|---|---|---|---|",
+        "| run | values/record | records | raw | on disk (ratio above) | write | analyze |",
+        "|---|---|---|---|---|---|---|",
         *extrapolate(runs, args.sketch, args.sample),
     ]
     finish(f"bench/scale.py --size {args.size}", lines, args.no_record)
