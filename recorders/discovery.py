@@ -42,13 +42,16 @@ def unwrap(module: torch.nn.Module) -> torch.nn.Module:
 
 
 def _refuse_sharded(module: torch.nn.Module) -> None:
+    """FSDP1 flattens parameters into per-rank FlatParameters: refused in one line. FSDP2 and
+    DTensor parameters are recorded rank by rank (:mod:`trajstore.recorders.sharded`)."""
     for m in module.modules():
-        if type(m).__name__ in ("FullyShardedDataParallel", "FSDPModule") or any(
-            type(p).__name__ in ("FlatParameter", "DTensor") for p in m.parameters(recurse=False)
+        if type(m).__name__ == "FullyShardedDataParallel" or any(
+            type(p).__name__ == "FlatParameter" for p in m.parameters(recurse=False)
         ):
             raise UnsupportedModelError(
-                f"{type(m).__name__} shards its parameters across ranks; trajstore records full, "
-                "unsharded parameters only: record the model without FSDP/DTensor sharding"
+                f"{type(m).__name__} (FSDP1) flattens parameters into per-rank FlatParameters, which "
+                "trajstore cannot record without gathering them; shard the model with FSDP2 "
+                "(torch.distributed.fsdp.fully_shard), which trajstore records rank by rank"
             )
 
 

@@ -17,6 +17,7 @@ from trajstore import live, spec
 from trajstore.errors import RecordingError, TrajstoreError, describe_os_error
 from trajstore.provenance import utc_now_iso
 
+from . import sharded
 from .discovery import canonical_named_tensors, optimizer_names, unwrap
 from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
 from .keep_up import KeepUpCheck
@@ -130,7 +131,9 @@ class Recorder:
         self.store_options = {"compression": codec, "threads": int(threads), **(store_options or {})}
         self.keep_up = KeepUpCheck(enabled=progress is not False)
         self._produced_bytes = 0
-        self.enabled = _is_writer_rank()
+        # Rank 0 writes; with a sharded model (FSDP2/DTensor) every rank writes its own columns.
+        self.enabled = _is_writer_rank() or (model is not None and sharded.is_sharded(model))
+        self._shard_kinds: list[str] | None = None  # placement of each parameter when sharded
         self.step = 0  # training iterations so far (skipped ones included)
         self.dropped = 0
         self.epoch: int | None = None
@@ -182,6 +185,11 @@ class Recorder:
     def bound(self) -> bool:
         return self._bound
 
+    @property
+    def sharded(self) -> bool:
+        """True when every rank records its own shards (a sharded model, bound)."""
+        return self._shard_kinds is not None
+
     def bind(
         self,
         named_parameters: Iterable[tuple[str, torch.Tensor]] | None = None,
@@ -206,7 +214,10 @@ class Recorder:
             raise ValueError("the model has no parameters to record")
         self._names = [n for n, _ in pairs]
         self._params = [p for _, p in pairs]
-        self._flat = SnapshotPool.flat_views(self._params)
+        if not sharded.is_sharded(pairs) and not _is_writer_rank():
+            self.enabled = False  # replicated (DDP): rank 0 writes
+            return
+        self._flat = [] if sharded.is_sharded(pairs) else SnapshotPool.flat_views(self._params)
         device = self._params[0].device
         if self.record_buffers and named_buffers is not None:
             bufs = [(n, b) for n, b in named_buffers if b.is_floating_point()]
@@ -214,18 +225,24 @@ class Recorder:
             self._buffers = [b for _, b in bufs]
         layout = {n: tuple(p.shape) for n, p in pairs}
         buffers_layout = {n: tuple(b.shape) for n, b in zip(self._buffer_names, self._buffers, strict=True)}
+        shard = sharded.prepare(self, self._names, self._params) if sharded.is_sharded(pairs) else None
         resumed = self._check_resume(layout) if self.mode == "a" and os.path.exists(self.path) else None
         prov = run_provenance(self._model, device, self.script)
         try:
-            writer = trajstore.create(
-                self.path,
-                layout,
-                mode=self.mode,
-                metadata=self.metadata,
-                provenance=prov,
-                buffers=buffers_layout or None,
-                **self.store_options,
-            )
+            if shard is not None:
+                options = {"mode": self.mode, "metadata": self.metadata, "provenance": prov}
+                writer = sharded.create_store(self, shard, layout, options)
+                self._shard_kinds = shard[1]
+            else:
+                writer = trajstore.create(
+                    self.path,
+                    layout,
+                    mode=self.mode,
+                    metadata=self.metadata,
+                    provenance=prov,
+                    buffers=buffers_layout or None,
+                    **self.store_options,
+                )
         except (OSError, TrajstoreError, ValueError) as exc:
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
             self.failure = RecordingError(f"cannot record into {self.path}: {reason}")
@@ -237,11 +254,13 @@ class Recorder:
             # Continue after every step any series has seen, so no step is written twice.
             self.step = writer.max_step or 0
             writer.set_provenance(resumed=prov)
-        n = sum(p.numel() for p in self._params)
+        n = shard[0].n_local if shard is not None else sum(p.numel() for p in self._params)
         nb = sum(b.numel() for b in self._buffers)
         if self.pool_size is None:  # small models get deep pools, so records can travel in batches
-            full = n if self.sketch.full_weights else 0
-            record_bytes = 4 * (full + (n if self.record_gradients else 0) + nb) + self.sketch.record_bytes()
+            sizing = shard[0].n_local_max if shard is not None else n  # alike on every rank
+            full = sizing if self.sketch.full_weights else 0
+            grads = sizing if self.record_gradients else 0
+            record_bytes = 4 * (full + grads + nb) + self.sketch.record_bytes()
             self.pool_size = int(min(_MAX_POOL, max(4, _POOL_BYTES // max(record_bytes, 1))))
         self._records.size = max(1, self.pool_size // 2)  # the other half stays free for training
         n_full = n if self.sketch.full_weights else 0
@@ -610,7 +629,10 @@ class Recorder:
                 grads.release()
             self._thread.check()
         self._note_trainable(step)
-        snap = self._pool.snapshot(self._flat) if self.sketch.full_weights else None
+        flat = self._flat
+        if self._shard_kinds is not None:  # this rank's shards, looked up now (FSDP2 may move them)
+            flat = sharded.local_tensors(self._params, self._shard_kinds, torch.distributed.get_rank())
+        snap = self._pool.snapshot(flat) if self.sketch.full_weights else None
         sk = self._sketcher.snapshot(self._flat) if self._sketcher is not None else None
         if self.sketch.full_weights:
             self._check_keep_up()

@@ -91,6 +91,17 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
 
     stack.enter_context(_patched(torch.utils.data.DataLoader, "__iter__", loader_iter))
 
+    def destroy(original):
+        def wrapped(*args, **kwargs):
+            if rec.sharded:  # a sharded recording needs its ranks until the store is closed
+                rec.close()
+            return original(*args, **kwargs)
+
+        return wrapped
+
+    if torch.distributed.is_available():
+        stack.enter_context(_patched(torch.distributed, "destroy_process_group", destroy))
+
 
 class _SignalState:
     in_hook = False

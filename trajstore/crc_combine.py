@@ -52,3 +52,17 @@ def crc32c_combine(crc_a: int, crc_b: int, len_b: int) -> int:
     t = _zeros_operator(int(len_b))
     shifted = t[0][crc_a & 0xFF] ^ t[1][(crc_a >> 8) & 0xFF] ^ t[2][(crc_a >> 16) & 0xFF] ^ t[3][crc_a >> 24]
     return shifted ^ crc_b
+
+
+def combine(crc1: int, crc2: int, len2: int) -> int:
+    """CRC-32C of ``A + B`` from ``crc1`` = CRC-32C of A, ``crc2`` = CRC-32C of B and ``len2`` =
+    len(B) in bytes (the name the sharded writer uses)."""
+    return crc32c_combine(crc1, crc2, len2)
+
+
+def combine_all(parts: list[tuple[int, int]]) -> int:
+    """CRC-32C of the concatenation of parts given as (crc, length in bytes), in order."""
+    value = 0
+    for crc, length in parts:
+        value = crc32c_combine(value, crc, length)
+    return value

@@ -38,6 +38,7 @@ class SeriesWriter:
         chunk_cols: int | None = None,
         with_time: bool = True,
         pool: EncoderPool | None = None,
+        shard_cols: int | None = None,
     ):
         self.backend = backend
         self.pool = pool
@@ -48,6 +49,9 @@ class SeriesWriter:
         self.chunk_records = chunk_records
         self.chunk_cols = chunk_cols
         self.with_time = with_time
+        # Columns per stored object (Zarr shard); None: one object spans every column. Narrower
+        # shards let several processes write disjoint column ranges (recorders.sharded).
+        self.shard_cols = shard_cols
         self.block_start = 0  # index of the first buffered record; a multiple of chunk_records
         self.n_buf = 0
         self.n_written = 0  # records whose value/step/time are in the store (committed or not)
@@ -81,7 +85,9 @@ class SeriesWriter:
                 (0, self.columns),
                 self.dtype.str,
                 (self.chunk_records, self.chunk_cols),
-                shard_shape(self.columns, self.chunk_records, self.chunk_cols),
+                (self.chunk_records, self.shard_cols)
+                if self.shard_cols
+                else shard_shape(self.columns, self.chunk_records, self.chunk_cols),
                 (spec.DIM_RECORD, spec.DIM_PARAM),
                 compression,
             )

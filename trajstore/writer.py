@@ -53,6 +53,7 @@ class Writer:
         created_epoch: float,
         buffers_layout: Layout | None,
         threads: int = 0,
+        shard_params: int | None = None,
     ):
         self._backend = backend
         # Threads that encode full blocks in the background (trajstore.shards); 0: the caller.
@@ -64,6 +65,7 @@ class Writer:
         self._compression = compression
         self._chunk_records = chunk_records
         self._chunk_params = chunk_params
+        self._shard_params = shard_params
         self._keepbits = keepbits
         self._created_epoch = created_epoch
         self._series: dict[str, Any] = {}
@@ -277,7 +279,16 @@ class Writer:
         series = self._series.get(name)
         if series is None:
             tc, pc = choose_chunks(layout.n_params, 4, self._chunk_records, self._chunk_params)
-            series = SeriesWriter(self._backend, name, layout.n_params, "<f4", tc, pc, pool=self._pool)
+            series = SeriesWriter(
+                self._backend,
+                name,
+                layout.n_params,
+                "<f4",
+                tc,
+                pc,
+                pool=self._pool,
+                shard_cols=self._shard_params,
+            )
             self._publish(name, series, {spec.ATTR_LAYOUT: layout.to_json()})
             self._series[name] = series
         return series
@@ -314,6 +325,7 @@ def create(
     keepbits: int | None = None,
     dataset: Mapping[str, Any] | None = None,
     threads: int = 0,
+    shard_params: int | None = None,
 ) -> Writer:
     """Create (or continue) a trajectory store and return its :class:`Writer`.
 
@@ -331,6 +343,9 @@ def create(
     background while the next block fills (Zarr; 0: on the calling thread, each block committed
     as it fills; with threads a block is committed at the first ``append`` after it is written,
     or at ``flush``). The store is the same either way.
+    ``shard_params``: columns per stored object (Zarr shard) of the vector groups, a multiple of
+    ``chunk_params``; default one object per time block spanning every column. Narrower shards let
+    several processes write disjoint column ranges of one record (sharded models).
     """
     if int(threads) < 0:
         raise ValueError(f"threads must be 0 or more, got {threads}")
@@ -383,6 +398,7 @@ def create(
             keepbits=keepbits,
             created_epoch=parse_iso(created),
             buffers_layout=buffers_layout,
+            shard_params=shard_params,
         )
         w._vector_series(spec.WEIGHTS, layout)
         if gradients:
