@@ -457,7 +457,7 @@ def check_options(recorder) -> None:
         why = "resume (a sharded store cannot be continued yet; record into a new store)"
     elif recorder.policy != "block":
         why = f"policy={recorder.policy!r} (ranks would drop different records; use 'block')"
-    elif getattr(recorder, "_sketcher", None) is not None or not recorder.sketch.full_weights:
+    elif recorder.sketch.active:
         why = "a sketch or sample (--sketch/--sample: each rank would sketch only its own shard)"
     if why is not None:
         raise UnsupportedModelError(f"recording a sharded (FSDP2/DTensor) model does not support {why}")
