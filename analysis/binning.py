@@ -19,10 +19,16 @@ def log_binned_mean(
     lx, y = np.log10(x[ok]), y[ok]
     if len(lx) == 0:
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=int)
-    edges = np.arange(lx.min(), lx.max() + 1.0 / per_decade, 1.0 / per_decade)
-    idx = np.clip(np.digitize(lx, edges) - 1, 0, len(edges) - 1)
-    cnt = np.bincount(idx, minlength=len(edges))
-    sx = np.bincount(idx, lx, minlength=len(edges))
-    sy = np.bincount(idx, y, minlength=len(edges))
+    idx, n_bins = log_bin_index(lx, per_decade)
+    cnt = np.bincount(idx, minlength=n_bins)
+    sx = np.bincount(idx, lx, minlength=n_bins)
+    sy = np.bincount(idx, y, minlength=n_bins)
     keep = cnt >= max(min_count, 1)
     return 10 ** (sx[keep] / cnt[keep]), sy[keep] / cnt[keep], cnt[keep]
+
+
+def log_bin_index(lx: np.ndarray, per_decade: int = 10) -> tuple[np.ndarray, int]:
+    """Bin of each log10 value ``lx`` (non-empty, finite) in ``log_binned_mean``'s binning, and
+    the number of bins."""
+    edges = np.arange(lx.min(), lx.max() + 1.0 / per_decade, 1.0 / per_decade)
+    return np.clip(np.digitize(lx, edges) - 1, 0, len(edges) - 1), len(edges)

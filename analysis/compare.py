@@ -54,6 +54,7 @@ def compare_rows(name: str, a: Analysis, phases: dict | None = None) -> list[dic
                 "alpha_ci": e.get("alpha_ci"),
                 "paper": {k: v["inside"] for k, v in e["paper"].items()},
                 "tail_alpha": tail.alpha if tail else None,
+                "tail_alpha_ci": tail.alpha_ci if tail else None,
                 "tail_verdict": tail_v,
                 "hurst": msl.hurst if msl else None,
                 "descent_alpha": (phases or {}).get("descent", {}).get("alpha"),

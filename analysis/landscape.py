@@ -20,6 +20,7 @@ from scipy import stats
 from trajstore import spec
 from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
 
+from . import landscape_interval
 from .binning import log_binned_mean
 from .verdicts import range_reason
 from .windows import decode_reserve, prefetch, record_windows
@@ -97,10 +98,7 @@ PLATEAU_FACTOR = 1.3  # leading distance bins within this factor of the smallest
 FLOOR_MARGIN = 3.0  # the fit starts where the MSL is at least this many times the floor
 MIN_DYNAMIC_RANGE = 2.5  # MSL − F must change by at least this factor over the fit range
 MIN_FIT_BINS = 4
-HURST_CI_METHOD = (
-    "regression interval on the binned points; pairs share records, so it is likely too narrow "
-    "(coverage not checked)"
-)
+HURST_CI_METHOD = landscape_interval.METHOD
 
 
 @dataclass(frozen=True)
@@ -177,7 +175,8 @@ def default_fit_range(centers, counts, msl=None, floor: float | None = None, res
 
 def fit_msl(centers, msl, fit_range: tuple[float, float], floor: float = 0.0):
     """Line through (ln Δr, ln(MSL − F)) over ``fit_range``: returns (slope 2H, its 95 %
-    regression interval, number of bins, dynamic range: the factor by which the fitted MSL − F
+    regression interval (too narrow: binned points share records; the reported interval comes
+    from ``landscape_interval``), number of bins, dynamic range: the factor by which the fitted MSL − F
     changes over the range, (Δr_last/Δr_first)^slope, which bin-to-bin noise cannot inflate)."""
     sel = (centers >= fit_range[0]) & (centers <= fit_range[1]) & (msl - floor > 0)
     if sel.sum() < MIN_FIT_BINS:
@@ -188,6 +187,14 @@ def fit_msl(centers, msl, fit_range: tuple[float, float], floor: float = 0.0):
     ci = (float(res.slope - t * res.stderr), float(res.slope + t * res.stderr))
     span = float(np.log(centers[sel][-1] / centers[sel][0]))
     return float(res.slope), ci, int(sel.sum()), float(np.exp(res.slope * span))
+
+
+def _refit(centers, msl, counts, fit_range) -> float:
+    """2H of a binned MSL by the same procedure as ``msl_from_pairs``: noise floor, then the
+    default fit range (unless one was given), then the fit."""
+    floor = noise_floor(centers, msl)
+    rng = fit_range or default_fit_range(centers, counts, msl, floor)
+    return fit_msl(centers, msl, rng, floor or 0.0)[0]
 
 
 def msl_from_pairs(
@@ -214,22 +221,35 @@ def msl_from_pairs(
     slope = ci = dyn = None
     reason = None
     try:
-        slope, ci, _, dyn = fit_msl(centers, msl, rng, floor or 0.0)
+        slope, _, _, dyn = fit_msl(centers, msl, rng, floor or 0.0)
     except ValueError as exc:
         reason = str(exc)
-    lower = msl[centers >= rng[0]][0] if (centers >= rng[0]).any() else np.nan
-    cc, mc = (np.zeros(0), np.zeros(0))
-    if contour is not None:
-        s = contour[ju] - contour[iu]
-        cc, mc, _ = log_binned_mean(s, dl2, min_count=MIN_PAIRS_PER_BIN)
     if reason is None:
-        reason = range_reason("H", slope / 2, (ci[0] / 2, ci[1] / 2), 0.0, 1.0)
+        reason = range_reason("H", slope / 2, None, 0.0, 1.0)
     if reason is None and dyn < MIN_DYNAMIC_RANGE:
         above = "above its noise floor " if floor else ""
         reason = (
             f"too little dynamic range: the fitted MSL {above}changes only ×{dyn:.2g} over the fit "
             f"range (need ×{MIN_DYNAMIC_RANGE:g})"
         )
+    if reason is None:  # the interval (the costly part) only for an H that stands so far
+        has_loss = np.isfinite(losses)
+        ci, reason = landscape_interval.hurst_interval(
+            d2[np.ix_(has_loss, has_loss)],
+            centers,
+            msl,
+            rng,
+            floor or 0.0,
+            lambda c, m, n: _refit(c, m, n, fit_range),
+            min_count=MIN_PAIRS_PER_BIN,
+        )
+    if reason is None:
+        reason = range_reason("H", slope / 2, (ci[0] / 2, ci[1] / 2), 0.0, 1.0)
+    lower = msl[centers >= rng[0]][0] if (centers >= rng[0]).any() else np.nan
+    cc, mc = (np.zeros(0), np.zeros(0))
+    if contour is not None:
+        s = contour[ju] - contour[iu]
+        cc, mc, _ = log_binned_mean(s, dl2, min_count=MIN_PAIRS_PER_BIN)
     h = None if reason else slope / 2
     return MSLResult(
         t_w=int(steps[0]),

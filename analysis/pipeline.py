@@ -441,7 +441,7 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
                 )
                 out.notes.append(
                     f"landscape: {hs}. Minibatch noise floor F per window (loss²): {floors}. "
-                    "H intervals are regression intervals (not coverage-checked)"
+                    "H intervals: parametric bootstrap over Gaussian landscapes with the fitted variogram"
                 )
             except ValueError as exc:
                 out.notes.append(f"landscape analysis skipped: {exc}")

@@ -41,8 +41,10 @@ def test_msl_recovers_hurst_on_1d_fbm_profile(tmp_path, hurst):
     t = walk_store(tmp_path / "w1.zarr", x - n // 2, profile[x[:, 0]])
     res = windowed_msl(t, window=STEPS)
     assert len(res) == WALKS
-    assert abs(np.mean([r.hurst for r in res]) - hurst) < 0.1, [r.hurst for r in res]
-    r = res[0]
+    determined = [r for r in res if r.hurst is not None]
+    assert len(determined) >= WALKS - 1, [r.undetermined for r in res]  # a short walk may say why not
+    assert abs(np.mean([r.hurst for r in determined]) - hurst) < 0.1, [r.hurst for r in determined]
+    r = determined[0]
     assert r.hurst_ci[0] < r.hurst < r.hurst_ci[1]
     assert r.dimension_profile == pytest.approx(2 - r.hurst)
 
@@ -54,7 +56,9 @@ def test_msl_recovers_hurst_on_2d_fbm_surface(tmp_path, hurst):
     p = lattice_walks(rng, 2, 3.0, 1024, 0, 2048)
     t = walk_store(tmp_path / "w2.zarr", p - 1024, z[p[:, 0], p[:, 1]])
     res = windowed_msl(t, window=STEPS)
-    assert abs(np.mean([r.hurst for r in res]) - hurst) < 0.1, [r.hurst for r in res]
+    determined = [r.hurst for r in res if r.hurst is not None]
+    assert len(determined) >= WALKS - 1, [r.undetermined for r in res]
+    assert abs(np.mean(determined) - hurst) < 0.1, determined
 
 
 def test_smooth_landscape_gives_two(tmp_path):
