@@ -211,11 +211,12 @@ class SeriesWriter:
         if end <= self.n_written and self.n_buf < self.chunk_records:
             return
         b, g = self.backend, self.group
-        capacity = b.shape(f"{g}/{spec.VALUE}")[0]
-        if capacity < end:
-            # Grow by whole blocks so that a block is never split across a resize.
-            new = math.ceil(end / self.chunk_records) * self.chunk_records
-            for name in self._arrays():
+        # Grow by whole blocks so that a block is never split across a resize. Each array is
+        # checked on its own: a crash between the resizes of value, step and time leaves them
+        # of different lengths, and a write past an array's end would be dropped silently.
+        new = math.ceil(end / self.chunk_records) * self.chunk_records
+        for name in self._arrays():
+            if b.shape(f"{g}/{name}")[0] < end:
                 b.resize(f"{g}/{name}", new)
         if self.n_buf and self.values is not None:
             b.write(f"{g}/{spec.STEP}", self.block_start, self.steps[: self.n_buf])
