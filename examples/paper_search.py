@@ -167,7 +167,8 @@ def run_one(
     )
     with trajstore.open(str(path)) as traj:
         summary = analyze(traj, window, progress=False).summary()
-    label = f"lr={lr} bs={batch_size} width={width} steps={steps} window={window} augment={augment}"
+    label = f"lr={lr} bs={batch_size} width={width} seed={seed} steps={steps} window={window}"
+    label += f" augment={augment}"
     return report(label, summary, time.perf_counter() - t0, n_params, last)
 
 
