@@ -8,7 +8,7 @@ Kaiming-normal (fan_in), BatchNorm weight 1 / bias 0, linear weight N(0, 0.001²
 window and the table says whether it shows two regimes and lies inside the paper's ranges
 (exponent 1 ∈ [1.01, 1.42], exponent 2 ∈ [0.60, 0.88], τ0 ∈ [45, 400] steps).
 
-    python examples/paper_search.py --quick          # one short run (smoke test)
+    python examples/paper_search.py --quick          # smoke: lr 0.5, bs 128, 300 steps, windows of 150
     python examples/paper_search.py                  # the grid (lr × batch size × width)
     python examples/paper_search.py --lr 0.05 --batch-size 16 --width 8   # one setup
 
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> None:
     grid = list(itertools.product(args.lr, args.batch_size, args.width))
     steps, window = args.steps, args.window
     if args.quick:
-        grid, steps, window = [(0.05, 16, 8)], 300, 150
+        grid, steps, window = [(0.5, 128, 8)], 300, 150
     with tempfile.TemporaryDirectory() as tmp:
         out = args.out or Path(tmp)
         out.mkdir(parents=True, exist_ok=True)
