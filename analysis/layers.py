@@ -146,6 +146,8 @@ def store_kinds(traj) -> dict[str, LayerKind]:
     """:func:`classify` for a store (or a selection of one): the (1.2) ``tensor_modules``
     attribute when it is a list of the layout's length, else names and shapes."""
     base = getattr(traj, "base", traj)
+    if not {t.name for t in traj.layout} <= {t.name for t in base.layout}:
+        base = traj  # a view with tensors of its own (a sketch): classified by itself
     modules = (getattr(base, "attrs", None) or {}).get("tensor_modules")
     full = base.layout
     if not (isinstance(modules, list) and len(modules) == len(full)):
