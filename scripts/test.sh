@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 . scripts/env.sh
 set -euo pipefail
 ruff check .
-python -m pytest -q "$@"
+# Tests run on every core (at most 4 processes: pytest-xdist); pass -n 0 to run them in one.
+python -m pytest -q -n auto --maxprocesses=4 "$@"

@@ -517,7 +517,8 @@ def test_validate_checks_the_recording_attributes(tmp_path):
     model.bias.requires_grad_(False)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     out = tmp_path / "v.zarr"
-    with Recorder(model, out, progress=False) as rec:
+    # The script is named: under pytest-xdist, ``__main__`` is not a file.
+    with Recorder(model, out, progress=False, script=__file__) as rec:
         rec.attach(opt)
         model(torch.ones(1, 3)).sum().backward()
         opt.step()
