@@ -81,12 +81,18 @@ def pair_distances(
     # column's working set is then exceeded a little rather than crawled through)
     sub_cols = max(64, (avail - 3 * 4 * n * read_cols) // (16 * n))
     for block in prefetch(
-        traj.blocks(records=slice(r0, r1), params=params, memory_limit=read_cols * n * 8, split_records=False)
+        traj.blocks(
+            records=slice(r0, r1),
+            params=params,
+            memory_limit=read_cols * n * 8,
+            split_records=False,
+            param_major=True,
+        )
     ):
-        for c0 in range(0, block.data.shape[1], sub_cols):
-            x = block.data[:, c0 : c0 + sub_cols].astype(np.float64)
-            x -= x.mean(axis=0)
-            gram += x @ x.T
+        for c0 in range(0, block.data.shape[0], sub_cols):
+            x = block.data[c0 : c0 + sub_cols].astype(np.float64)  # (columns, records)
+            x -= x.mean(axis=1, keepdims=True)
+            gram += x.T @ x
     d = np.diag(gram).copy()
     gram *= -2.0  # D²_ij = G_ii + G_jj − 2 G_ij, in place: no second T × T array
     gram += d[:, None]

@@ -23,6 +23,7 @@ from .errors import (
 )
 from .integrity import IntegrityIndex, StoredObjects, check_digests, read_index
 from .layout import Layout
+from .shard_reader import ParamMajorReader, ShardReadError
 from .validate import array_problems, root_attr_problems
 
 DEFAULT_MEMORY_LIMIT = 1 << 30  # bytes
@@ -181,6 +182,7 @@ class LazyArray:
         self.shape: tuple[int, ...] = (n_records, *stored[1:])
         self.dtype = backend.dtype(path)
         self.chunks = backend.chunks(path)
+        self._direct: ParamMajorReader | None | bool = False  # False: not looked up yet
 
     @property
     def ndim(self) -> int:
@@ -226,6 +228,24 @@ class LazyArray:
         else:
             self._check_objects(first, first + 1, rest)
         return _read_checked(self._backend, self.path, (first, *rest))
+
+    def read_param_major(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """Records [r0, r1) of columns [c0, c1) parameter-major: (c1 − c0, r1 − r0), C-contiguous,
+        one column's series per row. Straight from the local shard files when the layout is
+        trajstore's own (:class:`~trajstore.shard_reader.ParamMajorReader`, which verifies every
+        checksum); otherwise, or when those bytes cannot be vouched for, ``self[r0:r1, c0:c1]``
+        transposed (zarr's or h5py's read, with its usual errors)."""
+        if not (0 <= r0 <= r1 <= self.shape[0]) or not (0 <= c0 <= c1 <= self.shape[1]):
+            raise IndexError(f"records {r0}:{r1} × columns {c0}:{c1} outside {self.shape}")
+        self._check_objects(r0, r1, (slice(c0, c1),))
+        if self._direct is False:
+            self._direct = ParamMajorReader.for_array(self._backend, self.path)
+        if self._direct is not None:
+            try:
+                return self._direct.read(r0, r1, c0, c1)
+            except ShardReadError:
+                pass  # read through zarr: it says what is wrong in its usual words
+        return np.ascontiguousarray(self[r0:r1, c0:c1].T)
 
     def _check_objects(self, r0: int, r1: int, rest: tuple) -> None:
         if self._objects is None or r1 <= r0:
@@ -274,11 +294,42 @@ class TensorView:
 
 @dataclass(frozen=True)
 class Block:
-    """One piece of a (records, params) array: ``data`` has shape (len(records), len(params))."""
+    """One piece of a (records, params) array: ``data`` has shape (len(records), len(params)),
+    or (len(params), len(records)), C-contiguous, when read with ``param_major``."""
 
     records: slice
     params: slice
     data: np.ndarray
+
+
+def iter_blocks(
+    arr: Any,
+    records: slice | None,
+    params: slice | None,
+    memory_limit: int,
+    record_block: int | None,
+    split_records: bool,
+    param_major: bool,
+) -> Iterator[Block]:
+    """The pieces of :meth:`Trajectory.blocks` of ``arr`` (a :class:`LazyArray` or a view with
+    ``shape``, ``chunks``, slicing and ``read_param_major``)."""
+    r0, r1, _ = (records or slice(None)).indices(arr.shape[0])
+    p0, p1, _ = (params or slice(None)).indices(arr.shape[1])
+    nr = record_block or max(r1 - r0, 1)
+    item = 8  # analyses convert blocks to float64: budget for that copy
+    cp = arr.chunks[1]
+    cols = max(1, memory_limit // (nr * item))
+    if cols < cp and record_block is None and split_records:
+        # Even one chunk column of all records does not fit: cut the records instead.
+        nr = max(1, memory_limit // (cp * item))
+        cols = cp
+    cols = max(cp, (cols // cp) * cp) if cols >= cp else cols
+    for ps in range(p0, p1, cols):
+        pe = min(ps + cols, p1)
+        for rs in range(r0, r1, nr):
+            re_ = min(rs + nr, r1)
+            data = arr.read_param_major(rs, re_, ps, pe) if param_major else arr[rs:re_, ps:pe]
+            yield Block(slice(rs, re_), slice(ps, pe), data)
 
 
 class VectorGroup:
@@ -624,6 +675,7 @@ class Trajectory(WeightsAccess):
         record_block: int | None = None,
         split_records: bool = True,
         group: str = spec.WEIGHTS,
+        param_major: bool = False,
     ) -> Iterator[Block]:
         """Iterate over (record block × parameter block) pieces of at most ``memory_limit`` bytes.
 
@@ -632,26 +684,12 @@ class Trajectory(WeightsAccess):
         chunk is read once. When even one chunk column of all records exceeds the limit, the
         records are split, or, with ``split_records=False``, the columns are made narrower than a
         chunk (time-series analyses need every record of a window at once). Pieces come
-        parameter-block-major, records inner.
+        parameter-block-major, records inner. ``param_major``: each block's data is transposed,
+        (params, records), as FFTs and Gram matrices along time want it (read without zarr's
+        transposition where the layout allows, :meth:`LazyArray.read_param_major`).
         """
         vg = self._weights if group == spec.WEIGHTS else self._optional[group]
-        arr = vg.values
-        r0, r1, _ = (records or slice(None)).indices(arr.shape[0])
-        p0, p1, _ = (params or slice(None)).indices(arr.shape[1])
-        nr = record_block or max(r1 - r0, 1)
-        item = 8  # analyses convert blocks to float64: budget for that copy
-        cp = arr.chunks[1]
-        cols = max(1, memory_limit // (nr * item))
-        if cols < cp and record_block is None and split_records:
-            # Even one chunk column of all records does not fit: cut the records instead.
-            nr = max(1, memory_limit // (cp * item))
-            cols = cp
-        cols = max(cp, (cols // cp) * cp) if cols >= cp else cols
-        for ps in range(p0, p1, cols):
-            pe = min(ps + cols, p1)
-            for rs in range(r0, r1, nr):
-                re_ = min(rs + nr, r1)
-                yield Block(slice(rs, re_), slice(ps, pe), arr[rs:re_, ps:pe])
+        return iter_blocks(vg.values, records, params, memory_limit, record_block, split_records, param_major)
 
     # -- lifetime ------------------------------------------------------------------------
 

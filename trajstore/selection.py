@@ -18,7 +18,7 @@ import numpy as np
 from . import spec
 from .errors import InvalidStoreError
 from .layout import Layout, TensorSpec
-from .reader import DEFAULT_MEMORY_LIMIT, Block, Trajectory, VectorGroup, WeightsAccess
+from .reader import DEFAULT_MEMORY_LIMIT, Block, Trajectory, VectorGroup, WeightsAccess, iter_blocks
 
 
 @dataclass(frozen=True)
@@ -223,6 +223,22 @@ class SelectedArray:
             return self._base[rows, 0:0]
         return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=-1)
 
+    def read_param_major(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """As :meth:`LazyArray.read_param_major`: selected records [r0, r1) of selected columns
+        [c0, c1), (c1 − c0, r1 − r0), C-contiguous."""
+        direct = getattr(self._base, "read_param_major", None)
+        if direct is None or self._row_slice is None or r1 <= r0:
+            return np.ascontiguousarray(self[r0:r1, c0:c1].T)
+        b0 = self._row_slice.start + r0
+        pieces = []
+        for (a, b), s in zip(self._ranges, self._starts[:-1], strict=True):
+            lo, hi = max(c0, s), min(c1, s + (b - a))
+            if lo < hi:
+                pieces.append(direct(b0, b0 + r1 - r0, a + lo - s, a + hi - s))
+        if not pieces:
+            return np.empty((0, r1 - r0), dtype=self.dtype)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces, axis=0)
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[:]
         return out.astype(dtype) if dtype is not None else out
@@ -329,26 +345,13 @@ class SelectedTrajectory(WeightsAccess):
         record_block: int | None = None,
         split_records: bool = True,
         group: str = "weights",
+        param_major: bool = False,
     ) -> Iterator[Block]:
         """As :meth:`Trajectory.blocks`, over the selected records and columns."""
         g = self._weights if group == "weights" else self.gradients
         if g is None:
             raise KeyError(f"{self.path}: the selection has no {group}")
-        arr = g.values
-        r0, r1, _ = (records or slice(None)).indices(arr.shape[0])
-        p0, p1, _ = (params or slice(None)).indices(arr.shape[1])
-        nr = record_block or max(r1 - r0, 1)
-        cp = arr.chunks[1]
-        cols = max(1, memory_limit // (nr * 8))
-        if cols < cp and record_block is None and split_records:
-            nr = max(1, memory_limit // (cp * 8))
-            cols = cp
-        cols = max(cp, (cols // cp) * cp) if cols >= cp else cols
-        for ps in range(p0, p1, cols):
-            pe = min(ps + cols, p1)
-            for rs in range(r0, r1, nr):
-                re_ = min(rs + nr, r1)
-                yield Block(slice(rs, re_), slice(ps, pe), arr[rs:re_, ps:pe])
+        return iter_blocks(g.values, records, params, memory_limit, record_block, split_records, param_major)
 
     def close(self) -> None:
         self.base.close()
