@@ -5,7 +5,10 @@ batch 128), and two wider CNNs on the digits that produce records fast (issue 13
 (34k parameters, batch 64) and ``cnn141k`` (141k parameters, batch 64). On the CPU by default
 (``--device cuda`` on a GPU machine, see gpu_check.sh). Besides the median step ratio, the
 ratio of whole trials (the loop, and the loop plus closing the recorder, which drains the
-writer) against plain training in the same run.
+writer) against plain training in the same run. With ``--warm N`` (default 512 for the wide
+CNNs: two shards of records) the first N recorded steps of a trial are its start-up (the store
+made, the first blocks' memory touched) and are reported apart, as extra seconds; the ratios are
+then the steady state that a long run sees.
 
     python bench/recording_overhead.py [--cases digits,resnet20,cnn34k,cnn141k] [--device cpu]
         [--codec balanced] [--threads 1] [--zarr-write-path] [--no-record]
@@ -104,17 +107,19 @@ def measure(
     codec: str = "balanced",
     threads: int = 1,
     zarr_path: bool = False,
+    warm: int = 0,
 ) -> dict:
     """Step and trial times without and with recording (alternating trials).
 
     Returns medians: ``plain`` / ``recorded`` step seconds, ``loop`` (recorded loop / plain
     loop) and ``closed`` (recorded loop plus closing the recorder / plain loop) ratios, and the
-    raw record rate in MB/s of plain training."""
+    raw record rate in MB/s of plain training; ``startup``: extra seconds of the first ``warm``
+    recorded steps (the recorder made and started) over as many plain steps."""
     model, batches = make_case(name, device)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     n = sum(p.numel() for p in model.parameters())
     timed_steps(model, opt, batches, max(3, steps // 5), device)  # warm up
-    plain, recorded, loops, closed, rates = [], [], [], [], []
+    plain, recorded, loops, closed, rates, startup = [], [], [], [], [], []
     for trial in range(trials):
         a = timed_steps(model, opt, batches, steps, device)
         plain += a
@@ -128,6 +133,7 @@ def measure(
         )
         with rec:
             rec.attach(opt)
+            timed_steps(model, opt, batches, warm, device)
             t1 = time.perf_counter()
             b = timed_steps(model, opt, batches, steps, device)
             t2 = time.perf_counter()
@@ -135,7 +141,9 @@ def measure(
         series.SeriesWriter._attach_values = attach
         recorded += b
         loops.append((t2 - t1) / sum(a))
-        closed.append((t3 - t0) / sum(a))
+        # (without warm-up steps the recorder's construction counts in the loop+close ratio)
+        closed.append((t3 - (t1 if warm else t0)) / sum(a))
+        startup.append((t1 - t0) - warm * statistics.median(a) if warm else float("nan"))
         rates.append(n * 4 * steps / sum(a) / 1e6)
         shutil.rmtree(path)
     m = statistics.median
@@ -146,6 +154,7 @@ def measure(
         "closed": m(closed),
         "rate": m(rates),
         "n": n,
+        "startup": m(startup),
     }
 
 
@@ -167,6 +176,9 @@ def main() -> None:
     ap.add_argument("--codec", default="balanced", help="Recorder codec preset")
     ap.add_argument("--threads", type=int, default=1, help="Recorder encoder threads")
     ap.add_argument("--zarr-write-path", action="store_true", help="also measure zarr's own write path")
+    ap.add_argument(
+        "--warm", type=int, default=None, help="recorded start-up steps per trial, reported apart"
+    )
     ap.add_argument("--no-record", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)  # training on one core, the other free for the writer
@@ -178,21 +190,32 @@ def main() -> None:
         f"Recorder codec {args.codec}, threads {args.threads}; torch on 1 thread.",
         "",
         "| case | device | params | raw MB/s | plain ms/step | recorded ms/step | median ratio "
-        "| loop ratio | loop+close ratio |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| loop ratio | loop+close ratio | start-up s (steps) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in args.cases.split(","):
         default = 600 if name in WIDE else (200 if name == "digits" else (60 if device.type == "cuda" else 8))
         steps = args.steps or default
+        warm = args.warm if args.warm is not None else (512 if name in WIDE else 0)
         for zarr_path in (False, True) if args.zarr_write_path else (False,):
             r = measure(
-                name, device, args.trials, steps, tmp, args.schedule, args.codec, args.threads, zarr_path
+                name,
+                device,
+                args.trials,
+                steps,
+                tmp,
+                args.schedule,
+                args.codec,
+                args.threads,
+                zarr_path,
+                warm,
             )
             label = f"{name} {args.schedule}" + (" (zarr write path)" if zarr_path else "")
             lines.append(
                 f"| {label} | {device} | {r['n']} | {r['rate']:.0f} | {r['plain'] * 1e3:.2f} "
                 f"| {r['recorded'] * 1e3:.2f} | {r['plain'] and r['recorded'] / r['plain']:.3f} "
-                f"| {r['loop']:.3f} | {r['closed']:.3f} |"
+                f"| {r['loop']:.3f} | {r['closed']:.3f} | "
+                + (f"{r['startup']:.2f} ({warm}) |" if warm else "- |")
             )
             print(lines[-1], flush=True)
     shutil.rmtree(tmp)
