@@ -256,3 +256,28 @@ def test_bad_dask_option_is_one_line(stores, tmp_path):
     with pytest.raises(trajstore.TrajstoreError, match="no such scheduler file"):
         with dask_engine(str(tmp_path / "missing.json")):
             pass
+
+
+def test_cli_compare_on_a_scheduler_address_equals_serial(engine, stores, tmp_path):
+    address = engine.client.scheduler.address
+    both = (stores / "run.zarr", stores / "run.h5")
+    common = ("--window", ANALYSIS_WINDOW, "--memory-limit", "1M", "--json", "-q")
+    p = run_cli("compare", *both, "-o", tmp_path / "serial", *common)
+    assert p.returncode == 0, p.stderr
+    serial = json.loads(p.stdout)
+    p = run_cli("compare", *both, "-o", tmp_path / "dask", *common, "--dask", address)
+    assert p.returncode == 0, p.stderr
+    parallel = json.loads(p.stdout)
+    assert [r["summary"]["engine"]["scheduler"] for r in parallel["runs"]] == [address, address]
+    assert all("engine" not in r["summary"] for r in serial["runs"])
+    strip = lambda d: json.loads(json.dumps(d).replace(str(tmp_path / "dask"), str(tmp_path / "serial")))  # noqa: E731
+    assert_same_summary(_drop_engine(strip(parallel)), _drop_engine(serial))
+
+
+def _drop_engine(tree):
+    """``tree`` without the ``engine`` entries that say where each analysis ran."""
+    if isinstance(tree, dict):
+        return {k: _drop_engine(v) for k, v in tree.items() if k != "engine"}
+    if isinstance(tree, list):
+        return [_drop_engine(v) for v in tree]
+    return tree
