@@ -101,7 +101,9 @@ def test_a_flipped_byte_in_a_chunk_is_refused_not_read(tmp_path):
     path = _store(tmp_path / "s.zarr")
     with trajstore.open(path) as traj:
         f = _shard_file(traj, 1)
-        index = _direct(traj)._index(os.open(f, os.O_RDONLY), 1)
+        fd = os.open(f, os.O_RDONLY)
+        index = _direct(traj)._index(fd, 1)
+        os.close(fd)
     data = bytearray(open(f, "rb").read())
     off, length = (int(v) for v in index[2])
     data[off + length // 2] ^= 0x10  # inside the compressed bytes of chunk column 2
@@ -144,3 +146,25 @@ def test_out_of_range_reads_are_refused(tmp_path):
             arr.read_param_major(0, N_RECORDS + 1, 0, 10)
         with pytest.raises(IndexError):
             arr.read_param_major(0, 10, 5, N_PARAMS + 1)
+
+
+def test_a_chunk_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
+    """A frame whose header claims 2 GiB, with a valid checksum (as a crafted file would have):
+    refused from its header, nothing allocated for it."""
+    import crc32c
+
+    path = _store(tmp_path / "s.zarr")
+    with trajstore.open(path) as traj:
+        f = _shard_file(traj, 0)
+        fd = os.open(f, os.O_RDONLY)
+        index = _direct(traj)._index(fd, 0)
+        os.close(fd)
+    data = bytearray(open(f, "rb").read())
+    off, length = (int(v) for v in index[0])
+    data[off + 4 : off + 8] = (1 << 31).to_bytes(4, "little")
+    body = bytes(data[off : off + length - 4])
+    data[off + length - 4 : off + length] = crc32c.crc32c(body).to_bytes(4, "little")
+    open(f, "wb").write(bytes(data))
+    with trajstore.open(path) as traj:
+        with pytest.raises(ShardReadError, match="declares 2147483648 bytes"):
+            _direct(traj).read(0, 10, 0, 10)

@@ -116,6 +116,14 @@ class ParamMajorReader:
         if _crc32c.crc32c(body) != int.from_bytes(raw[-4:], "little"):
             raise ShardReadError(f"shard {k}: chunk {j} checksum mismatch")
         fmt = self.fmt
+        want = fmt.records * fmt.width * fmt.dtype.itemsize
+        if self._blosc is not None:
+            # The sizes a Blosc frame's 16-byte header declares (uncompressed at bytes 4-8,
+            # compressed at 12-16, little-endian), checked before Blosc allocates anything.
+            declared = int.from_bytes(raw[4:8], "little") if len(body) >= 16 else -1
+            stored = int.from_bytes(raw[12:16], "little") if len(body) >= 16 else -1
+            if declared != want or stored != len(body):
+                raise ShardReadError(f"shard {k}: chunk {j} declares {declared} bytes, not {want}")
         try:
             data = body if self._blosc is None else self._blosc.decode(body)
         except Exception as exc:  # noqa: BLE001 - any codec failure: let zarr report it
