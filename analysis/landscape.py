@@ -23,7 +23,7 @@ from trajstore.reader import DEFAULT_MEMORY_LIMIT, Trajectory
 from . import landscape_interval
 from .binning import log_binned_mean
 from .verdicts import range_reason
-from .windows import decode_reserve, prefetch, record_windows
+from .windows import plan_reads, prefetch, record_windows
 
 MIN_PAIRS_PER_BIN = 20
 UPPER_PAIR_QUANTILE = 0.25  # the fit range ends where this fraction of the pairs is closer
@@ -68,18 +68,21 @@ def pair_distances(
     r0, r1, _ = records.indices(traj.n_records)
     n = r1 - r0
     gram = np.zeros((n, n))
-    # Memory: the Gram matrix and the pair arrays of the MSL (~3 T² float64), a few decoded
-    # chunks, and per (record, column) of a block: three float32 blocks in flight (prefetch) and
-    # the float64 centred copy.
-    cp = traj.weights.chunks[1]
-    avail = max(memory_limit - 3 * gram.nbytes, 0)
-    # Reads are whole chunks wide (each chunk decoded once); the float64 work is done in
-    # sub-blocks of the read block sized to what is left.
-    read_cols = max(cp, (avail // 2 // (3 * 4 * n)) // cp * cp)
-    avail -= decode_reserve(traj, n, read_cols)
-    # (below 64 columns the matrix products get inefficient: a limit smaller than one chunk
-    # column's working set is then exceeded a little rather than crawled through)
-    sub_cols = max(64, (avail - 3 * 4 * n * read_cols) // (16 * n))
+    # Memory: the Gram matrix, the product added to it and the pair arrays of the MSL (~3 T²
+    # float64), the read path's decoded chunks, three blocks in flight (prefetch) and, per column
+    # of a sub-block, its float64 centred copy. Reads take up to half of what is left, in whole
+    # chunk columns when one fits, else in narrower pieces of one (each chunk then decoded once
+    # per piece, the price of the limit).
+    read_cols, sub_cols = plan_reads(
+        traj,
+        n,
+        memory_limit,
+        3 * gram.nbytes,
+        16 * n,
+        read_share=0.5,
+        max_sub_cols=1 << 62,
+        what=f"the landscape (MSL) pass over {n} records (its {n} × {n} Gram matrix)",
+    )
     for block in prefetch(
         traj.blocks(
             records=slice(r0, r1),
@@ -93,6 +96,7 @@ def pair_distances(
             x = block.data[c0 : c0 + sub_cols].astype(np.float64)  # (columns, records)
             x -= x.mean(axis=1, keepdims=True)
             gram += x.T @ x
+        del block, x  # (so that only three blocks are alive while the next one is read)
     d = np.diag(gram).copy()
     gram *= -2.0  # D²_ij = G_ii + G_jj − 2 G_ij, in place: no second T × T array
     gram += d[:, None]

@@ -164,7 +164,7 @@ def _gram_piece(traj, r0, r1, steps, offsets, groups, memory_limit) -> LagPairs:
     n = r1 - r0
     budget = int(memory_limit * _GRAM_SHARE)
     work = _GRAM_ARRAYS * n * n * 8
-    if work > budget:
+    if work + 3 * n * 8 > budget:  # the (T × T) arrays and one column (no read floor: any width)
         raise ValueError(
             f"records {r0}–{r1 - 1} are not equally spaced in steps: their pairs need "
             f"{work / 2**20:.0f} MiB, more than the memory limit allows; use a smaller --window "

@@ -16,6 +16,7 @@ Each block is centred per coordinate (window mean) and converted to float64 befo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -44,13 +45,75 @@ _MAX_SUB_COLS = 256
 _DECODE_CONCURRENCY = 10  # chunks the storage library decodes at once (zarr's default concurrency)
 
 
+def reads_directly(traj: Trajectory) -> bool:
+    """Whether parameter-major blocks of ``traj`` come straight from its shard files
+    (trajstore/shard_reader.py) rather than through zarr or h5py."""
+    return bool(getattr(traj.weights, "reads_shards_directly", False))
+
+
 def decode_reserve(traj: Trajectory, n_records: int, read_cols: int) -> int:
-    """Bytes the storage library holds while reading a (n_records × read_cols) block: compressed
-    and decoded copies of the chunks it decodes concurrently."""
+    """Bytes the read path holds while reading a (n_records × read_cols) block besides the block
+    itself. Read straight from the shards: one chunk's compressed bytes and its decoded copy
+    (2 chunks). Through the storage library:
+    compressed and decoded copies of the chunks it decodes concurrently, and the block before it
+    is transposed to parameter-major."""
     tc, pc = traj.weights.chunks
     chunk_bytes = tc * pc * traj.weights.dtype.itemsize
+    if reads_directly(traj):
+        return 2 * chunk_bytes
     n_chunks = -(-n_records // tc) * -(-read_cols // pc)
-    return 2 * chunk_bytes * min(n_chunks, _DECODE_CONCURRENCY)
+    block = n_records * read_cols * traj.weights.dtype.itemsize
+    return 2 * chunk_bytes * min(n_chunks, _DECODE_CONCURRENCY) + block
+
+
+def plan_reads(
+    traj: Trajectory,
+    n: int,
+    memory_limit: int,
+    fixed: int,
+    compute_per_col: int,
+    *,
+    read_share: float,
+    max_sub_cols: int,
+    what: str,
+) -> tuple[int, int]:
+    """Columns per read block and per compute sub-block of a pass over ``n`` records that stays
+    within ``memory_limit`` bytes: ``fixed`` (its sums, whatever the blocks) + the read path
+    (:func:`decode_reserve`) + three blocks in flight (being read, queued, in use: ``prefetch``)
+    + ``compute_per_col`` bytes per column of a sub-block (at most ``max_sub_cols``).
+
+    Reads are whole chunk columns when ``read_share`` of what is left holds one: every chunk is
+    then decoded once per window. When not, reads are narrower pieces of one chunk column each
+    (equal, ``Trajectory.blocks`` keeps them within a chunk column), and each chunk is decoded
+    once per piece: that extra decoding is the price of the limit (docs/scale.md). ValueError,
+    naming the memory needed, when even one column does not fit (``what`` names the pass)."""
+    cp = int(traj.weights.chunks[1])
+    per_read_col = 3 * n * traj.weights.dtype.itemsize
+    avail = memory_limit - fixed
+    decode = decode_reserve(traj, n, 1)
+    need = fixed + decode + per_read_col + compute_per_col
+    if memory_limit < need:
+        need_mib = math.ceil(need / 2**20 * 10) / 10
+        raise ValueError(
+            f"{what} needs at least {need_mib:g} MiB of memory ({fixed / 2**20:.1f} MiB for its "
+            f"sums, {decode / 2**20:.1f} MiB to decode chunks of {traj.weights.chunks[0]} "
+            f"records × {cp} parameters, and one column of {n} records), more than the memory limit "
+            f"of {memory_limit / 2**20:.1f} MiB; raise --memory-limit or use a smaller --window"
+        )
+    read_cols = (int(read_share * avail) // per_read_col) // cp * cp
+    if read_cols >= cp:
+        left = avail - decode_reserve(traj, n, read_cols) - read_cols * per_read_col
+        sub_cols = min(max_sub_cols, read_cols, left // compute_per_col)
+        if sub_cols >= 1:
+            return read_cols, sub_cols
+    # Not one chunk column: pieces of one, as wide as the rest allows once the compute has its
+    # share (at most half of it).
+    left = avail - decode
+    sub_cols = max(1, min(max_sub_cols, left // 2 // compute_per_col))
+    read_cols = min(cp, (left - sub_cols * compute_per_col) // per_read_col)
+    pieces = -(-cp // read_cols)
+    read_cols = -(-cp // pieces)  # equal pieces of a chunk column
+    return read_cols, min(sub_cols, read_cols)
 
 
 @dataclass
@@ -267,6 +330,7 @@ def prefetch(iterator: Iterator, depth: int = 1) -> Iterator:
         if isinstance(item, BaseException):
             raise item
         yield item
+        del item  # the consumer's reference is the only one while the next item is awaited
 
 
 def _fragment_starts(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -309,16 +373,26 @@ def _window_pass(
     sample = np.zeros(0, dtype=np.int64) if sample is None else sample
     updates = np.zeros((len(sample), n - 1))
     bad_rows: set[int] = set()
-    # Memory: reads are whole chunks wide (every chunk decoded once per window); three float32
-    # read blocks are alive at once (being read, queued, in use), the storage library holds a
-    # few decoded chunks, and the rest is the float64 working set of a compute sub-block.
-    cp = traj.weights.chunks[1]
-    read_cols = max(cp, (memory_limit // (48 * n)) // cp * cp)
-    reserved = 3 * n * read_cols * 4 + decode_reserve(traj, n, read_cols)
-    reserved += 2 * (g_power.nbytes + g_sq_rows.nbytes)  # the blocks' sums and their MSDs
-    reserved += 2 * (tg_power.nbytes + tg_sq_rows.nbytes)
-    # (at most _MAX_SUB_COLS: narrower column-wise FFTs stay in cache and run faster)
-    sub_cols = max(1, min(_MAX_SUB_COLS, (memory_limit - reserved) // (n * _BYTES_PER_CELL)))
+    # Memory: the sums above, the MSDs computed from them at the end, three read blocks alive at
+    # once (being read, queued, in use), the read path's decoded chunks, and the float64 working
+    # set of a compute sub-block (at most _MAX_SUB_COLS columns: narrower column-wise FFTs stay
+    # in cache and run faster). Reads take up to a quarter of the limit, in whole chunk columns
+    # when one fits, else in narrower pieces of one (each chunk then decoded once per piece).
+    sums = [(power, sq_rows), (g_power, g_sq_rows), (tg_power, tg_sq_rows)]
+    fixed = sum(p.nbytes + q.nbytes for p, q in sums) + updates.nbytes + pp.nbytes + pc.nbytes
+    fixed += sum(a.nbytes for a in (*disp.values(), *dots.values()))
+    # _msd_from_sums: a complex copy of the power and its inverse FFT, cumulative sums, the MSDs
+    fixed += max(4 * p.nbytes + 3 * q.nbytes for p, q in sums)
+    read_cols, sub_cols = plan_reads(
+        traj,
+        n,
+        memory_limit,
+        fixed,
+        n * _BYTES_PER_CELL,
+        read_share=0.25,
+        max_sub_cols=_MAX_SUB_COLS,
+        what=f"the window pass over {n} records",
+    )
     blocks = traj.blocks(
         records=slice(r0, r1), memory_limit=read_cols * n * 8, split_records=False, param_major=True
     )
@@ -379,6 +453,8 @@ def _window_pass(
                 pp[f] += np.einsum("ij,ij->j", frag, frag)
                 pc[f] += chord @ frag
                 cc[f] += chord @ chord
+        del block, data  # (so that only three blocks are alive while the next one is read)
+    padded = pad = x = d = dd = frag = None  # the working set, before the MSDs are computed
     steps = traj.steps[r0:r1]
     msd_t = _msd_from_sums(power, sq_rows, n, nfft)
     msd_g = _msd_from_sums(g_power, g_sq_rows, n, nfft)

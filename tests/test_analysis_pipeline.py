@@ -41,7 +41,7 @@ def test_excursion_matches_direct_computation(tmp_path):
     rng = np.random.default_rng(1)
     w = np.cumsum(rng.normal(size=(400, 5)), axis=0).astype(np.float32)
     t = write(tmp_path / "e.zarr", w)
-    s = next(iter_windows(t, memory_limit=48 * 400 * 2))
+    s = next(iter_windows(t, memory_limit=600_000))  # blocks of 15 columns
     x = t.weights[:].astype(np.float64)
     for a, perp in zip(s.fragment_starts[:5], s.fragment_perp_max[:5], strict=True):
         p = x[a : a + 101] - x[a]

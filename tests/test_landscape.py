@@ -90,7 +90,7 @@ def test_pair_distances_in_blocks(tmp_path):
         for i in range(150):
             wr.append(i, w[i])
     t = trajstore.open(tmp_path / "g.h5")
-    d2 = pair_distances(t, slice(0, 150), memory_limit=150 * 64 * 8 * 3 + 150 * 150 * 8)
+    d2 = pair_distances(t, slice(0, 150), memory_limit=3 * 150 * 150 * 8 + 200_000)
     x = t.weights[:].astype(np.float64)
     ref = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     np.testing.assert_allclose(d2, ref, rtol=1e-9, atol=1e-9)

@@ -247,6 +247,14 @@ class LazyArray:
                 pass  # read through zarr: it says what is wrong in its usual words
         return np.ascontiguousarray(self[r0:r1, c0:c1].T)
 
+    @property
+    def reads_shards_directly(self) -> bool:
+        """Whether :meth:`read_param_major` reads the local shard files itself (one chunk decoded
+        at a time) rather than through zarr (several at once, then a transposed copy)."""
+        if self._direct is False:
+            self._direct = ParamMajorReader.for_array(self._backend, self.path)
+        return self._direct is not None
+
     def _check_objects(self, r0: int, r1: int, rest: tuple) -> None:
         if self._objects is None or r1 <= r0:
             return
@@ -324,12 +332,22 @@ def iter_blocks(
         nr = max(1, memory_limit // (cp * item))
         cols = cp
     cols = max(cp, (cols // cp) * cp) if cols >= cp else cols
-    for ps in range(p0, p1, cols):
-        pe = min(ps + cols, p1)
+    for ps, pe in _column_ranges(p0, p1, cols, cp):
         for rs in range(r0, r1, nr):
             re_ = min(rs + nr, r1)
             data = arr.read_param_major(rs, re_, ps, pe) if param_major else arr[rs:re_, ps:pe]
             yield Block(slice(rs, re_), slice(ps, pe), data)
+
+
+def _column_ranges(p0: int, p1: int, cols: int, cp: int) -> Iterator[tuple[int, int]]:
+    """[p0, p1) in ranges of ``cols`` columns; narrower than a chunk (``cp``), within one chunk
+    column each (a range across a chunk boundary would decode the chunks on both sides)."""
+    if cols >= cp:
+        yield from ((ps, min(ps + cols, p1)) for ps in range(p0, p1, cols))
+        return
+    for c in range(p0 - p0 % cp, p1, cp):
+        lo, hi = max(p0, c), min(p1, c + cp)
+        yield from ((ps, min(ps + cols, hi)) for ps in range(lo, hi, cols))
 
 
 class VectorGroup:

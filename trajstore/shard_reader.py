@@ -83,6 +83,7 @@ class ParamMajorReader:
                     cols = slice(lo - j * W, hi - j * W)
                     rows = chunk[cols] if fmt.transpose else chunk[:, cols].T
                     out[lo - c0 : hi - c0, a - r0 : b - r0] = rows[:, a - k * R : b - k * R]
+                    del chunk, rows  # one decoded chunk at a time (analysis/windows.decode_reserve)
             finally:
                 os.close(fd)
         return out
