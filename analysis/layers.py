@@ -258,16 +258,20 @@ _KEEP = (
     "alpha_lag_range",
     "alpha_noise_ratio",
     "regimes",
-    "alpha_short",
-    "alpha_short_ci",
-    "alpha_long",
-    "alpha_long_ci",
-    "tau0",
-    "tau0_ci",
-    "tau0_steps",
+    *verdicts.TWO_REGIME_FIELDS,
     "verdict",
     "undetermined",
 )
+
+
+def _undetermined(alpha_reason: str, why: str) -> dict:
+    """The fields of :func:`fit_strata` when no exponent can be fitted: all None, α undetermined
+    for ``alpha_reason``, the verdict ``undetermined: {why}``."""
+    d: dict = dict.fromkeys(_KEEP)
+    d["undetermined"] = {"alpha": alpha_reason}
+    d["verdict"] = f"undetermined: {why}"
+    d["ci_method"] = ""
+    return d
 
 
 def fit_strata(
@@ -290,11 +294,9 @@ def fit_strata(
     studies of α). Adds ``ci_method``."""
     msd = np.asarray(msd, dtype=float)
     if not np.any(msd > 0):
-        d = {k: None for k in _KEEP}
-        d["undetermined"] = {"alpha": "the tensor did not move in this window (frozen or zero updates)"}
-        d["verdict"] = "undetermined: no motion"
-        d["ci_method"] = ""
-        return d
+        return _undetermined(
+            "the tensor did not move in this window (frozen or zero updates)", "no motion"
+        )
     try:
         if strata is None:  # no blocks: the fit without an interval, the reason in ci_method
             prep = _prepare_strata(lags, msd, [msd[None, :]], n_boot, seed)
@@ -303,11 +305,7 @@ def fit_strata(
             prep = _prepare_strata(lags, msd, strata, n_boot, seed, sizes)
         single = _power_law(prep)
     except ValueError as exc:
-        d = {k: None for k in _KEEP}
-        d["undetermined"] = {"alpha": f"no power-law fit ({exc})"}
-        d["verdict"] = "undetermined: no usable power-law fit"
-        d["ci_method"] = ""
-        return d
+        return _undetermined(f"no power-law fit ({exc})", "no usable power-law fit")
     try:
         two = _two_regime(prep, 3) if two_regime else None
     except ValueError:

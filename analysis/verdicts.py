@@ -109,6 +109,18 @@ def diffusion_kind(alpha: float, ci: tuple[float, float] | None) -> str:
     return "consistent with normal diffusion" if ci is not None else "close to normal diffusion"
 
 
+# The two-regime fields of :func:`exponent_summary`: None unless two regimes are supported.
+TWO_REGIME_FIELDS = (
+    "alpha_short",
+    "alpha_short_ci",
+    "alpha_long",
+    "alpha_long_ci",
+    "tau0",
+    "tau0_ci",
+    "tau0_steps",
+)
+
+
 def _fmt_ci(ci) -> str:
     return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci is not None else " (no interval)"
 
@@ -137,16 +149,7 @@ def exponent_summary(single, two, lag_steps=None) -> dict:
         d["alpha_lag_range"] = list(single.lag_range)
         d["alpha_residual_rms"] = single.residual_rms
         d["alpha_noise_ratio"] = single.noise_ratio
-    for k in (
-        "alpha_short",
-        "alpha_short_ci",
-        "alpha_long",
-        "alpha_long_ci",
-        "tau0",
-        "tau0_ci",
-        "tau0_steps",
-    ):
-        d[k] = None
+    d.update(dict.fromkeys(TWO_REGIME_FIELDS))
     d["regimes"] = None
     if two is not None:
         d["two_regime_fit"] = two.to_dict()

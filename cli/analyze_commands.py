@@ -8,8 +8,7 @@ import trajstore
 
 from .dask_option import dask_engine_for, dask_option
 from .errors import one_line_errors
-from .output import emit_json, inform, json_option, quiet_option, selection_options
-from .params import BYTE_SIZE
+from .output import emit_json, inform, json_option, quiet_option, selection_options, window_options
 from .paths import default_report_dir
 
 
@@ -23,12 +22,7 @@ from .paths import default_report_dir
     help="Report folder (default: beside STORE, its name without .zarr/.h5 + '-report'; "
     "for a URL, in the current folder).",
 )
-@click.option(
-    "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
-)
-@click.option(
-    "--memory-limit", type=BYTE_SIZE, default="1G", show_default=True, help="Bytes of data in memory at once."
-)
+@window_options
 @selection_options
 @dask_option
 @json_option

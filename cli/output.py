@@ -9,6 +9,8 @@ import click
 
 from trajstore import jsonsafe
 
+from .params import BYTE_SIZE
+
 json_option = click.option(
     "--json",
     "as_json",
@@ -32,6 +34,20 @@ def inform(message: str, quiet: bool) -> None:
     if not quiet:
         click.echo(message, err=True)
 
+
+def window_options(func):
+    """``--window`` (records per window) and ``--memory-limit`` (bytes of data in memory at
+    once): how the analysis commands read a store."""
+    func = click.option(
+        "--memory-limit",
+        type=BYTE_SIZE,
+        default="1G",
+        show_default=True,
+        help="Bytes of data in memory at once.",
+    )(func)
+    return click.option(
+        "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
+    )(func)
 
 def selection_options(func):
     """``--steps``, ``--tensors``, ``--exclude`` and ``--trainable-only/--all``: analyse part of a

@@ -175,11 +175,22 @@ def _sharing(module: str):
         ) from None
 
 
+def _transfer_options(what: str):
+    """``--workers`` (parallel ``what``: uploads, downloads) and ``--quiet`` of push and pull."""
+
+    def add(func):
+        func = click.option("--quiet", is_flag=True, help="No progress bar.")(func)
+        return click.option(
+            "--workers", type=click.IntRange(1, 64), default=8, show_default=True, help=f"Parallel {what}."
+        )(func)
+
+    return add
+
+
 @click.command()
 @click.argument("store")
 @click.argument("url")
-@click.option("--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel uploads.")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_transfer_options("uploads")
 @one_line_errors
 def push(store: str, url: str, workers: int, quiet: bool) -> None:
     """Copy STORE to URL (s3://, gs://, file://, ...): resumable, manifest last, checked."""
@@ -190,10 +201,7 @@ def push(store: str, url: str, workers: int, quiet: bool) -> None:
 @click.command()
 @click.argument("url")
 @click.argument("dest")
-@click.option(
-    "--workers", type=click.IntRange(1, 64), default=8, show_default=True, help="Parallel downloads."
-)
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@_transfer_options("downloads")
 @one_line_errors
 def pull(url: str, dest: str, workers: int, quiet: bool) -> None:
     """Copy the store at URL (https://, s3://, ...) to DEST by its manifest: resumable, verified."""

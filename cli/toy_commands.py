@@ -8,8 +8,8 @@ import click
 
 from .dask_option import dask_engine_for, dask_option
 from .errors import fail, one_line_errors
-from .output import emit_json, inform, json_option, quiet_option, selection_options
-from .params import BYTE_SIZE, NON_NEGATIVE, POSITIVE, FiniteFloatRange
+from .output import emit_json, inform, json_option, quiet_option, selection_options, window_options
+from .params import NON_NEGATIVE, POSITIVE, FiniteFloatRange
 
 # the cone is the authors' convex control; the Gaussian bowl (a commented-out line in their code)
 # is kept as a second smooth control
@@ -112,12 +112,7 @@ def default_toy_runs(folder: str, seed: int = 0) -> list[str]:
 @click.command()
 @click.argument("stores", nargs=-1, required=True)
 @click.option("-o", "--out", "outdir", required=True, help="Report folder.")
-@click.option(
-    "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
-)
-@click.option(
-    "--memory-limit", type=BYTE_SIZE, default="1G", show_default=True, help="Bytes of data in memory at once."
-)
+@window_options
 @selection_options
 @dask_option
 @json_option

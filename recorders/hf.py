@@ -19,7 +19,6 @@ The Trainer has no callback for a failed run: use the callback as a context mana
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from contextlib import ExitStack
@@ -37,7 +36,13 @@ except ImportError:  # pragma: no cover - depends on what is installed
 
 from .discovery import canonical_named_tensors
 from .errors import UnsupportedPatternError
-from .integrations import GRAD_NORM_ATTRS, framework_loss_unit, log_validation, start_recorder
+from .integrations import (
+    GRAD_NORM_ATTRS,
+    framework_loss_unit,
+    log_validation,
+    record_provenance,
+    start_recorder,
+)
 from .loss_capture import capture_backward_losses
 from .recorder import Recorder
 
@@ -86,19 +91,14 @@ class TrajstoreCallback(TrainerCallback):
             self.options,
         )
         self.recorder = rec
-        if rec.bound:
-            framework = {"torch": torch.__version__, "cuda": torch.version.cuda}
-            framework["transformers"] = transformers.__version__
-            rec._submit(
-                functools.partial(
-                    rec._writer.set_provenance,
-                    framework=framework,
-                    recorded_by="trajstore.recorders.hf.TrajstoreCallback",
-                    gradient_accumulation_steps=int(args.gradient_accumulation_steps),
-                    max_grad_norm=float(args.max_grad_norm),
-                    precision="fp16" if args.fp16 else ("bf16" if args.bf16 else "fp32"),
-                )
-            )
+        record_provenance(
+            rec,
+            "trajstore.recorders.hf.TrajstoreCallback",
+            {"transformers": transformers.__version__},
+            gradient_accumulation_steps=int(args.gradient_accumulation_steps),
+            max_grad_norm=float(args.max_grad_norm),
+            precision="fp16" if args.fp16 else ("bf16" if args.bf16 else "fp32"),
+        )
         self._capture = ExitStack()
         self._capture.enter_context(capture_backward_losses(rec, _trainer_loss_unit))
 

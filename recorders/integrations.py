@@ -1,5 +1,6 @@
 """What the framework callbacks (:mod:`~trajstore.recorders.lightning`, :mod:`~trajstore.recorders.hf`)
-share: the recorder they start, validation metric names, the gradient norm. No framework import.
+share: the recorder they start and its provenance, validation metric names, the gradient norm.
+No framework import.
 
 Observables the callbacks add to those of ``trajstore record`` (docs/format.md 3.2, 3.6):
 ``grad_norm`` (``grad_norm.<optimizer>`` with several optimizers), ``val_loss``,
@@ -9,6 +10,7 @@ Observables the callbacks add to those of ``trajstore record`` (docs/format.md 3
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -63,6 +65,17 @@ def start_recorder(
             rec.close()  # unregisters it: a later callback in this process may record
         raise
     return rec
+
+
+def record_provenance(rec: Recorder, recorded_by: str, versions: Mapping[str, str], **settings: Any) -> None:
+    """Queue the callback's provenance for the store of ``rec`` (a no-op unless bound): torch and
+    CUDA versions plus the framework's ``versions``, the callback ``recorded_by``, the
+    framework's training ``settings`` (accumulation, clipping, precision)."""
+    if not rec.bound:
+        return
+    framework = {"torch": torch.__version__, "cuda": torch.version.cuda, **versions}
+    write = rec._writer.set_provenance
+    rec._submit(functools.partial(write, framework=framework, recorded_by=recorded_by, **settings))
 
 
 def framework_loss_unit(loss: torch.Tensor, scaled: bool, divisions: int) -> str:

@@ -45,6 +45,7 @@ from .integrations import (
     gradient_norm,
     log_validation,
     optimizer_names,
+    record_provenance,
     start_recorder,
 )
 from .recorder import Recorder
@@ -98,19 +99,14 @@ class TrajstoreCallback(pl.Callback):
             list(zip(optimizers, names, strict=True)),
             self.options,
         )
-        rec = self.recorder
-        if rec.bound:
-            framework = {"torch": torch.__version__, "cuda": torch.version.cuda, "lightning": pl.__version__}
-            rec._submit(
-                functools.partial(
-                    rec._writer.set_provenance,
-                    framework=framework,
-                    recorded_by="trajstore.recorders.lightning.TrajstoreCallback",
-                    accumulate_grad_batches=int(trainer.accumulate_grad_batches),
-                    gradient_clip_val=trainer.gradient_clip_val,
-                    precision=str(trainer.precision),
-                )
-            )
+        record_provenance(
+            self.recorder,
+            "trajstore.recorders.lightning.TrajstoreCallback",
+            {"lightning": pl.__version__},
+            accumulate_grad_batches=int(trainer.accumulate_grad_batches),
+            gradient_clip_val=trainer.gradient_clip_val,
+            precision=str(trainer.precision),
+        )
         for opt in optimizers:
             self._handles.append(opt.register_step_pre_hook(self._pre_step))
             self._handles.append(opt.register_step_post_hook(self._post_step))

@@ -47,6 +47,19 @@ def write_store(path, n_records=50, params=None, seed=0, chunk_records=8, loss=T
     return w, steps
 
 
+
+def flip_hdf5_chunk(path) -> None:
+    """Corrupt chunk 1 of ``weights/value`` in the HDF5 store at ``path``: one byte inverted."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        offset = f["weights/value"].id.get_chunk_info(1).byte_offset
+    with open(path, "r+b") as fh:
+        fh.seek(offset + 10)
+        b = fh.read(1)
+        fh.seek(offset + 10)
+        fh.write(bytes([b[0] ^ 0xFF]))
+
 @pytest.fixture(params=BACKENDS)
 def suffix(request):
     return "." + request.param

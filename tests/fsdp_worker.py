@@ -12,7 +12,7 @@ import sys
 
 import torch
 import torch.distributed as dist
-from fsdp_model import CASES, batches, make_model
+from fsdp_model import CASES, make_model, train
 from torch.distributed.device_mesh import init_device_mesh
 from torch.distributed.fsdp import fully_shard
 from torch.distributed.tensor import Shard, distribute_tensor
@@ -32,12 +32,7 @@ for case, options in CASES.items():
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     with Recorder(model, f"{out}/{case}.zarr", store_options=options) as rec:
         rec.attach(opt)
-        for x, y in batches():
-            opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            rec.log_loss(loss)
-            opt.step()
+        train(model, opt, rec)
         plan = rec._writer.plan
     with open(f"{out}/{case}.rank{rank}.json", "w") as fh:
         json.dump({"owned": plan.owned, "n_local": plan.n_local}, fh)

@@ -14,7 +14,7 @@ import trajstore
 from trajstore.convert import convert
 from trajstore.validate import validate
 
-from .conftest import write_store
+from .conftest import flip_hdf5_chunk, write_store
 
 
 def _dump(path):
@@ -112,13 +112,7 @@ def test_validate_names_corrupted_chunk(tmp_path):
 def test_validate_reports_corrupted_hdf5_chunk(tmp_path):
     path = tmp_path / "c.h5"
     w, _ = write_store(path, n_records=40, chunk_records=8)
-    with h5py.File(path, "r") as f:
-        offset = f["weights/value"].id.get_chunk_info(1).byte_offset
-    with open(path, "r+b") as fh:
-        fh.seek(offset + 10)
-        b = fh.read(1)
-        fh.seek(offset + 10)
-        fh.write(bytes([b[0] ^ 0xFF]))
+    flip_hdf5_chunk(path)
     r = validate(path)
     assert any("weights/value: chunk (1, 0) is corrupted" in p for p in r.problems), r.problems
 

@@ -70,6 +70,16 @@ def record_cli(tmp_path, body: str, *options, name="s", out=None, args=(), cwd=N
     return p, out, ref
 
 
+def _commit_script(repo) -> str:
+    """Make ``repo`` a git repository with ``train.py`` committed; returns the commit's hash."""
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "train.py"], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "train"], cwd=repo, check=True)
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
+
 def load(ref, key):
     return np.load(ref / f"{key}.npy")
 
@@ -403,13 +413,7 @@ def test_gradient_accumulation_logs_and_script_provenance(tmp_path):
         save(w=np.stack(snaps), loss=losses, grad=np.stack(grads))
         """
     (repo / "train.py").write_text(PRELUDE + textwrap.dedent(body))
-    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "train.py"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "train"], cwd=repo, check=True)
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
-    ).stdout.strip()
+    head = _commit_script(repo)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     ref = tmp_path / "ref"
@@ -452,13 +456,7 @@ def test_recorder_api_provenance_names_the_scripts_repository(tmp_path):
         "    rec.attach(opt)\n"
         "    m(torch.ones(1, 2)).sum().backward(); opt.step()\n"
     )
-    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
-    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
-    subprocess.run([*git, "add", "train.py"], cwd=repo, check=True)
-    subprocess.run([*git, "commit", "-qm", "train"], cwd=repo, check=True)
-    head = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
-    ).stdout.strip()
+    head = _commit_script(repo)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     out = tmp_path / "api.zarr"

@@ -124,18 +124,13 @@ def ranks_out(tmp_path_factory) -> Path:
 def _unsharded_run(path: Path, options: dict) -> None:
     from trajstore.recorders import Recorder
 
-    from tests.fsdp_model import batches, make_model
+    from tests.fsdp_model import make_model, train
 
     model = make_model()
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     with Recorder(model, path, store_options=options) as rec:
         rec.attach(opt)
-        for x, y in batches():
-            opt.zero_grad()
-            loss = torch.nn.functional.mse_loss(model(x), y)
-            loss.backward()
-            rec.log_loss(loss)
-            opt.step()
+        train(model, opt, rec)
 
 
 @pytest.mark.parametrize("case", list(CASES))

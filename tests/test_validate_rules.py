@@ -15,7 +15,7 @@ import zarr
 import trajstore
 from trajstore.validate import RULES, validate
 
-from .conftest import write_store
+from .conftest import flip_hdf5_chunk, write_store
 
 FORMAT_MD = Path(__file__).resolve().parents[1] / "docs" / "format.md"
 
@@ -58,16 +58,6 @@ def _as_10(path):
 def _decreasing_steps(path):
     _as_10(path)
     zarr.open_group(path, mode="r+")["weights/step"][3] = 0
-
-
-def _flip_hdf5_chunk(path):
-    with h5py.File(path, "r") as f:
-        offset = f["weights/value"].id.get_chunk_info(1).byte_offset
-    with open(path, "r+b") as fh:
-        fh.seek(offset + 10)
-        b = fh.read(1)
-        fh.seek(offset + 10)
-        fh.write(bytes([b[0] ^ 0xFF]))
 
 
 def _gradients_store(path):
@@ -141,7 +131,7 @@ BREAK = {
     "V31": (".zarr", lambda p: _edit_json(p, "weights/value", _set_endian_big)),
     "V32": (".zarr", lambda p: _edit_json(p, "weights/value", _inner_chunk)),
     "V33": (".h5", lambda p: _h5_filter(p, "observables/loss/value")),
-    "V35": (".h5", _flip_hdf5_chunk),
+    "V35": (".h5", flip_hdf5_chunk),
     "V40": (".zarr", lambda p: zarr.open_group(p, mode="r+")["weights"].attrs.pop("integrity")),
     "V41": (".zarr", _index_edit("weights", lambda ix: ix.update(algorithm="md5"))),
     "V42": (".zarr", lambda p: (p / "weights" / "value" / "c" / "2" / "0").unlink()),

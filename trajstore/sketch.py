@@ -185,6 +185,19 @@ def _is_int(x: object) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
+
+def _fit_problem(
+    width_name: str, width: int, columns: int | None, n: int, n_params: int | None
+) -> str | None:
+    """Why a well-formed attribute does not fit its ``value`` array (``columns`` wide, None:
+    unknown; the attribute says ``width``) or the store's weights layout (``n_params``
+    parameters, None: unknown; the attribute says ``n``), or None."""
+    if columns is not None and columns != width:
+        return f"{width_name} is {width} but value has {columns} columns"
+    if n_params is not None and n != n_params:
+        return f"n_params is {n} but the weights layout has {n_params} parameters"
+    return None
+
 def sketch_attr_problem(value: object, n_params: int | None, columns: int | None) -> str | None:
     """Why ``value`` is not a valid ``sketch`` attribute (rule V60), or None."""
     if not isinstance(value, dict):
@@ -203,11 +216,7 @@ def sketch_attr_problem(value: object, n_params: int | None, columns: int | None
         return f"of is {value.get('of')!r}, not 'weights'"
     if value.get("blocks") != sketch_blocks(n, dim):
         return f"blocks is {value.get('blocks')!r}, not min(64, n_params, dim) = {sketch_blocks(n, dim)}"
-    if columns is not None and columns != dim:
-        return f"dim is {dim} but value has {columns} columns"
-    if n_params is not None and n != n_params:
-        return f"n_params is {n} but the weights layout has {n_params} parameters"
-    return None
+    return _fit_problem("dim", dim, columns, n, n_params)
 
 
 def sample_attr_problem(value: object, n_params: int | None, columns: int | None) -> str | None:
@@ -225,11 +234,7 @@ def sample_attr_problem(value: object, n_params: int | None, columns: int | None
         return "seed and index_crc32c must be integers"
     if value.get("of") != spec.WEIGHTS:
         return f"of is {value.get('of')!r}, not 'weights'"
-    if columns is not None and columns != size:
-        return f"size is {size} but value has {columns} columns"
-    if n_params is not None and n != n_params:
-        return f"n_params is {n} but the weights layout has {n_params} parameters"
-    return None
+    return _fit_problem("size", size, columns, n, n_params)
 
 
 def index_problem(index: np.ndarray, size: int, n_params: int, crc: int) -> str | None:
