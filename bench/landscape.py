@@ -96,13 +96,14 @@ def main() -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     t_interval, t_point, h_line = interval_cost(T)
+    h0 = f"H = {res[0].hurst:.3f}" if res[0].hurst is not None else f"H undetermined: {res[0].undetermined}"
     raw = T * N * 4
     lines = [
         f"window of {T} records x {N} parameters ({raw / 1e9:.1f} GB raw), memory limit {limit >> 20} MiB:",
         f"all-pairs (original method, scaled from {sub} parameters) {t_pairs:.0f} s; "
         f"trajstore MSL {t_ours:.1f} s = {t_pairs / t_ours:.1f}x faster; "
         f"peak traced memory {peak / 2**20:.0f} MiB ({peak / limit:.2f} of the limit); "
-        f"H = {res[0].hurst:.3f}.",
+        f"{h0}.",
         f"H interval of one {T}-record window: {t_interval:.2f} s on top of its MSL fit "
         f"({t_point:.2f} s without the interval); {h_line}.",
         "Targets: >= 10x the all-pairs method; peak memory under the limit.",
