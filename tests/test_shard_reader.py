@@ -168,3 +168,30 @@ def test_a_chunk_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
     with trajstore.open(path) as traj:
         with pytest.raises(ShardReadError, match="declares 2147483648 bytes"):
             _direct(traj).read(0, 10, 0, 10)
+
+
+def test_an_edited_array_description_is_refused_not_analysed(tmp_path):
+    """The transpose order of weights/value/zarr.json set to [0, 1] after writing: every chunk
+    still decodes and passes its checksum, but to other values (a new user found analyze printing
+    alpha 0.003 for 1.24). analyze checks one block against its digest and refuses."""
+    import json
+
+    from trajstore.analysis.pipeline import analyze
+
+    from .conftest import run_cli
+
+    path = _store(tmp_path / "s.zarr")
+    with trajstore.open(path) as traj:
+        assert analyze(traj, 50, progress=False).windows  # fine before
+    meta_path = path / "weights" / "value" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    inner = meta["codecs"][0]["configuration"]["codecs"]
+    assert inner[0]["name"] == "transpose"
+    inner[0]["configuration"]["order"] = [0, 1]
+    meta_path.write_text(json.dumps(meta))
+    with trajstore.open(path) as traj:
+        with pytest.raises(CorruptDataError, match=r"records \d+\.\.\d+ decode to other values .*\[V44\]"):
+            analyze(traj, 50, progress=False)
+    p = run_cli("analyze", path, "-o", tmp_path / "rep", "--window", "50")
+    assert p.returncode == 1 and p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+    assert "decode to other values" in p.stderr and not (tmp_path / "rep" / "summary.json").exists()
