@@ -51,6 +51,11 @@ def reads_directly(traj: Trajectory) -> bool:
     return bool(getattr(traj.weights, "reads_shards_directly", False))
 
 
+def _mib(nbytes: int) -> str:
+    """A byte count for a message: MiB with one decimal, KiB below 0.1 MiB."""
+    return f"{nbytes / 2**20:.1f} MiB" if nbytes >= 2**20 // 10 else f"{nbytes / 2**10:.1f} KiB"
+
+
 def decode_reserve(traj: Trajectory, n_records: int, read_cols: int) -> int:
     """Bytes the read path holds while reading a (n_records × read_cols) block besides the block
     itself. Read straight from the shards: one chunk's compressed bytes and its decoded copy
@@ -98,7 +103,12 @@ def plan_reads(
             f"{what} needs at least {need_mib:g} MiB of memory ({fixed / 2**20:.1f} MiB for its "
             f"sums, {decode / 2**20:.1f} MiB to decode chunks of {traj.weights.chunks[0]} "
             f"records × {cp} parameters, and one column of {n} records), more than the memory limit "
-            f"of {memory_limit / 2**20:.1f} MiB; raise --memory-limit or use a smaller --window"
+            f"of {_mib(memory_limit)}; "
+            + (
+                "raise --memory-limit (decoding this store's chunks alone needs more)"
+                if decode >= memory_limit
+                else "raise --memory-limit or use a smaller --window"
+            )
         )
     read_cols = (int(read_share * avail) // per_read_col) // cp * cp
     if read_cols >= cp:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 import trajstore
@@ -102,4 +104,4 @@ def analyze(
         inform(f"note: {note}", quiet)
     if as_json:
         emit_json(summary)
-    inform(f"report: {outdir}/index.html", quiet)
+    inform(f"report: {os.path.join(outdir, 'index.html')}", quiet)

@@ -146,4 +146,4 @@ def compare(
     )
     if as_json:
         emit_json(summary)
-    inform(f"report: {outdir}/index.html", quiet)
+    inform(f"report: {os.path.join(outdir, 'index.html')}", quiet)

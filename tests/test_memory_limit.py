@@ -104,6 +104,11 @@ def test_a_limit_below_one_column_is_a_one_line_error(wide_store):
             pair_distances(traj, slice(0, N_RECORDS), memory_limit=1 << 20)
         for exc in (win.value, gram.value):
             assert "\n" not in str(exc)
+        # A limit below what decoding one chunk takes: no window can help, so none is suggested;
+        # a limit under 0.1 MiB is written in KiB (it read "0.0 MiB").
+        with pytest.raises(ValueError, match=r"limit of 10\.0 KiB; raise --memory-limit \(decoding") as tiny:
+            list(iter_windows(traj, N_RECORDS, memory_limit=10 << 10))
+        assert "smaller --window" not in str(tiny.value)
         # The pipeline: the landscape pass that does not fit is skipped with its reason, as its
         # other refusals are; the window pass that does not fit stops the analysis (CLI: one line).
         with pytest.raises(ValueError, match="window pass over 300 records needs"):
