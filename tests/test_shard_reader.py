@@ -97,13 +97,20 @@ def _shard_file(traj, k: int) -> str:
     return traj.weights._backend.object_file(traj.weights.path, (k, 0))
 
 
+def _shard_and_index(path, k: int) -> tuple[str, np.ndarray]:
+    """The file of shard ``k`` of a store's weights and its index (n_chunks, 2): offset, length."""
+    with trajstore.open(path) as traj:
+        f = _shard_file(traj, k)
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            return f, _direct(traj)._index(fd, k)
+        finally:
+            os.close(fd)
+
+
 def test_a_flipped_byte_in_a_chunk_is_refused_not_read(tmp_path):
     path = _store(tmp_path / "s.zarr")
-    with trajstore.open(path) as traj:
-        f = _shard_file(traj, 1)
-        fd = os.open(f, os.O_RDONLY)
-        index = _direct(traj)._index(fd, 1)
-        os.close(fd)
+    f, index = _shard_and_index(path, 1)
     data = bytearray(open(f, "rb").read())
     off, length = (int(v) for v in index[2])
     data[off + length // 2] ^= 0x10  # inside the compressed bytes of chunk column 2
@@ -154,11 +161,7 @@ def test_a_chunk_declaring_a_huge_size_is_refused_before_decoding(tmp_path):
     import crc32c
 
     path = _store(tmp_path / "s.zarr")
-    with trajstore.open(path) as traj:
-        f = _shard_file(traj, 0)
-        fd = os.open(f, os.O_RDONLY)
-        index = _direct(traj)._index(fd, 0)
-        os.close(fd)
+    f, index = _shard_and_index(path, 0)
     data = bytearray(open(f, "rb").read())
     off, length = (int(v) for v in index[0])
     data[off + 4 : off + 8] = (1 << 31).to_bytes(4, "little")
