@@ -37,12 +37,12 @@ from trajstore.backends.base import CODEC_PRESETS
 from trajstore.chunking import choose_chunks
 
 
-def real_trajectory(records: int) -> np.ndarray:
-    """(records, 140899) float32 weights of the cnn141k model after each SGD step."""
+def real_trajectory(records: int, model_name: str = "cnn141k") -> np.ndarray:
+    """(records, params) float32 weights of a WIDE model (cnn141k: 140899 params) after each SGD step."""
     torch.manual_seed(0)
     torch.set_num_threads(1)
     xtr, ytr, _, _ = load_example("train_digits").load(0)
-    model = WideDigitsCNN(*WIDE["cnn141k"])
+    model = WideDigitsCNN(*WIDE[model_name])
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     g = torch.Generator().manual_seed(0)
     out = []

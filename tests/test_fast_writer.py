@@ -18,7 +18,7 @@ from trajstore.recorders.worker import WriterThread
 
 import trajstore
 from tests.conftest import run_cli
-from trajstore.backends.base import CODEC_PRESETS
+from trajstore.backends.base import BLOSC_BLOCKSIZE, CODEC_PRESETS
 from trajstore.crc_combine import crc32c_combine
 from trajstore.digest import content_digest
 from trajstore.validate import validate
@@ -68,6 +68,7 @@ def test_presets_round_trip_bit_exact_and_plain_zarr_reads_them(tmp_path, preset
     meta = json.load(open(os.path.join(path, "weights", "value", "zarr.json")))
     blosc = meta["codecs"][0]["configuration"]["codecs"][2]["configuration"]
     assert (blosc["cname"], blosc["clevel"]) == CODEC_PRESETS[preset]
+    assert blosc["blocksize"] == BLOSC_BLOCKSIZE.get(preset, 0)
     assert validate(path).valid
 
 

@@ -122,7 +122,13 @@ class ZarrBackend:
         # parameter become long runs. Default zstd level 1: most of the ratio at several times
         # the speed; the presets trade one for the other (backends.base.CODEC_PRESETS).
         cname, clevel = compression.blosc
-        blosc = BloscCodec(cname=cname, clevel=clevel, shuffle="bitshuffle", typesize=itemsize)
+        blosc = BloscCodec(
+            cname=cname,
+            clevel=clevel,
+            shuffle="bitshuffle",
+            typesize=itemsize,
+            blocksize=compression.blosc_blocksize,
+        )
         baseline = BloscCodec(cname="zstd", clevel=level, shuffle="shuffle", typesize=itemsize)
         filters: list = []
         compressors: list = []
