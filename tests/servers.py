@@ -85,6 +85,13 @@ def s3_server():
     return serve(argv, f"http://127.0.0.1:{port}")
 
 
+def gcs_server():
+    """gcp-storage-emulator (a real HTTP server speaking the Google Cloud Storage JSON API)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port)]
+    return serve(argv + ["--in-memory"], f"http://127.0.0.1:{port}")
+
+
 def s3_env(endpoint: str) -> dict[str, str]:
     """Environment under which s3fs (and botocore) talk to the test server; fake credentials."""
     return {

@@ -12,7 +12,7 @@ import trajstore
 from trajstore.manifest import write_manifest
 
 from .conftest import run_cli, write_store
-from .servers import http_server, s3_env, s3_server
+from .servers import gcs_server, http_server, s3_env, s3_server
 
 pytest.importorskip("RangeHTTPServer")
 pytest.importorskip("aiohttp")
@@ -164,6 +164,49 @@ def test_push_open_analyze_pull_on_s3(tmp_path, monkeypatch):
         assert (out / "summary.json").exists()
 
 
+
+@pytest.mark.slow
+def test_push_open_verify_analyze_pull_on_gcs(tmp_path, monkeypatch):
+    pytest.importorskip("gcsfs")
+    pytest.importorskip("gcp_storage_emulator")
+    src = tmp_path / "run.zarr"
+    w, _ = write_store(src, n_records=80, params={"a": (30, 40)}, chunk_records=16)
+    with gcs_server() as endpoint:
+        # gcsfs talks to an emulator named by STORAGE_EMULATOR_HOST, anonymously.
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+        env = {**os.environ, "STORAGE_EMULATOR_HOST": endpoint}
+        import gcsfs
+
+        gcsfs.GCSFileSystem.clear_instance_cache()
+        fs = gcsfs.GCSFileSystem()
+        fs.mkdir("lab-bucket")
+        url = "gs://lab-bucket/sweep/run.zarr"
+        p = run_cli("push", src, url, "--quiet", env=env)
+        assert p.returncode == 0, p.stderr
+        assert p.stderr == ""  # gcsfs's bucket-layout probe warns on every bucket; nothing to act on
+        with trajstore.open(url) as t:
+            np.testing.assert_array_equal(t.weights[5:50], w[5:50])
+        p = run_cli("verify", url, env=env)
+        assert p.returncode == 0 and "intact" in p.stdout, p.stdout + p.stderr
+        dest = tmp_path / "pulled.zarr"
+        p = run_cli("pull", url, dest, "--quiet", env=env)
+        assert p.returncode == 0, p.stderr
+        assert run_cli("verify", dest).returncode == 0
+        # One object altered in the bucket: verify names it, push repairs it.
+        key = "lab-bucket/sweep/run.zarr/weights/step/c/0"
+        data = bytearray(fs.cat_file(key))
+        data[-3] ^= 0xFF
+        fs.pipe_file(key, bytes(data))
+        p = run_cli("verify", url, env=env)
+        assert p.returncode == 1 and "altered file weights/step/c/0" in p.stdout, p.stdout + p.stderr
+        p = run_cli("push", src, url, "--quiet", env=env)
+        assert p.returncode == 0, p.stderr
+        assert run_cli("verify", url, env=env).returncode == 0
+        out = tmp_path / "report"
+        p = run_cli("analyze", url, "-o", out, env=env)
+        assert p.returncode == 0, p.stderr
+        assert (out / "summary.json").exists()
+
 def test_reading_one_tensor_fetches_a_small_part_of_the_store(tmp_path):
     from .servers import bytes_sent, counting_http_server
 
@@ -193,3 +236,13 @@ def test_missing_optional_package_is_a_one_line_install_hint(served, tmp_path):
     p = run_cli("info", f"{url}/run.zarr", env=env)
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
     assert "pip install 'trajstore[remote]'" in p.stderr and "aiohttp" in p.stderr
+
+
+def test_missing_gcsfs_names_the_gcs_extra(tmp_path):
+    blocker = tmp_path / "blocked"
+    blocker.mkdir()
+    (blocker / "gcsfs.py").write_text("raise ImportError('gcsfs is not installed (test)')\n")
+    env = {**os.environ, "PYTHONPATH": str(blocker)}
+    p = run_cli("info", "gs://lab-bucket/run.zarr", env=env)
+    assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+    assert "needs the gcsfs package: pip install 'trajstore[gcs]'" in p.stderr, p.stderr

@@ -8,6 +8,7 @@ were asked for, and sharded chunks would then fail to decode as if the store wer
 
 from __future__ import annotations
 
+import logging
 import urllib.error
 import urllib.request
 from typing import IO
@@ -15,6 +16,7 @@ from typing import IO
 from .errors import NotAStoreError, StoreNotFoundError, TrajstoreError
 
 _PROTOCOL_PACKAGES = {"http": "aiohttp", "https": "aiohttp", "s3": "s3fs", "gs": "gcsfs", "az": "adlfs"}
+_PROTOCOL_EXTRAS = {"gs": "trajstore[gcs]", "az": "adlfs"}  # what to pip install; else trajstore[remote]
 _BLOCK_BYTES = 4 * 1024 * 1024  # read-ahead of remote file objects (HDF5, zip)
 
 
@@ -42,10 +44,28 @@ def require_fsspec(url: str):
         try:
             __import__(package)
         except ImportError:
+            extra = _PROTOCOL_EXTRAS.get(proto, "trajstore[remote]")
             raise RemoteError(
-                f"reading {proto}:// URLs needs the {package} package: pip install 'trajstore[remote]'"
+                f"reading {proto}:// URLs needs the {package} package: pip install '{extra}'"
             ) from None
+    if proto == "gs":
+        _quiet_gcs_bucket_probe()
     return fsspec
+
+
+class _DropBucketTypeProbe(logging.Filter):
+    """gcsfs asks a control-plane API for every bucket's layout and, where it may not (anonymous
+    reads of a public bucket, an emulator), warns on each call that it falls back to plain GCS:
+    lines on every command that say nothing the user can act on. Other gcsfs messages pass."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "back to GCSFileSystem" not in record.getMessage()
+
+
+def _quiet_gcs_bucket_probe() -> None:
+    log = logging.getLogger("gcsfs")
+    if not any(isinstance(f, _DropBucketTypeProbe) for f in log.filters):
+        log.addFilter(_DropBucketTypeProbe())
 
 
 def check_http(url: str, *, suffix: bool = False) -> None:
