@@ -412,8 +412,22 @@ def iter_blocks(
 ) -> Iterator[Block]:
     """The pieces of :meth:`Trajectory.blocks` of ``arr`` (a :class:`LazyArray` or a view with
     ``shape``, ``chunks``, slicing and ``read_param_major``)."""
-    r0, r1, _ = (records or slice(None)).indices(arr.shape[0])
-    p0, p1, _ = (params or slice(None)).indices(arr.shape[1])
+    r0, r1 = _contiguous(records, "records", arr.shape[0])  # checked at the call, not at first use
+    p0, p1 = _contiguous(params, "params", arr.shape[1])
+    return _pieces(arr, r0, r1, p0, p1, memory_limit, record_block, split_records, param_major)
+
+
+def _pieces(
+    arr: Any,
+    r0: int,
+    r1: int,
+    p0: int,
+    p1: int,
+    memory_limit: int,
+    record_block: int | None,
+    split_records: bool,
+    param_major: bool,
+) -> Iterator[Block]:
     nr = record_block or max(r1 - r0, 1)
     item = 8  # analyses convert blocks to float64: budget for that copy
     cp = arr.chunks[1]
@@ -428,6 +442,25 @@ def iter_blocks(
             re_ = min(rs + nr, r1)
             data = arr.read_param_major(rs, re_, ps, pe) if param_major else arr[rs:re_, ps:pe]
             yield Block(slice(rs, re_), slice(ps, pe), data)
+
+
+def _contiguous(value: Any, name: str, n: int) -> tuple[int, int]:
+    """[start, stop) of ``value``, a slice without a step or None (all n); a one-line TypeError
+    or ValueError that says what to pass otherwise (a tuple used to fail with AttributeError)."""
+    if value is None:
+        return 0, n
+    if not isinstance(value, slice):
+        raise TypeError(
+            f"blocks({name}=...) takes a slice or None, not {type(value).__name__} {value!r:.60}; "
+            f"pass e.g. {name}=slice(10, 20) for {name} 10 to 19"
+        )
+    start, stop, step = value.indices(n)
+    if step != 1:
+        raise ValueError(
+            f"blocks({name}={value!r}): blocks are contiguous ranges, a step is not supported; pass "
+            f"slice({value.start}, {value.stop}) and take every {value.step}th row of each block"
+        )
+    return start, max(start, stop)
 
 
 def _column_ranges(p0: int, p1: int, cols: int, cp: int) -> Iterator[tuple[int, int]]:
@@ -796,6 +829,8 @@ class Trajectory(WeightsAccess):
         parameter-block-major, records inner. ``param_major``: each block's data is transposed,
         (params, records), as FFTs and Gram matrices along time want it (read without zarr's
         transposition where the layout allows, :meth:`LazyArray.read_param_major`).
+        ``records`` and ``params``: slices without a step (``slice(10, 20)``), or None for all;
+        anything else is a one-line TypeError (a step: ValueError) at the call.
         """
         vg = self._weights if group == spec.WEIGHTS else self._optional[group]
         return iter_blocks(vg.values, records, params, memory_limit, record_block, split_records, param_major)
