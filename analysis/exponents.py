@@ -33,10 +33,33 @@ MIN_SLOPE_CHANGE = 0.1  # a two-regime fit whose slopes differ by less is report
 GRID_POINTS = 200  # break points scanned by the two-regime fit
 
 
+MIN_FIT_BINS = 3  # log-binned lags a power-law fit needs
+
+
 def usable_lags(n: int, min_origin_fraction: float = MIN_ORIGIN_FRACTION) -> np.ndarray:
     """Record lags 1 … τ_max with T − τ ≥ min_origin_fraction · T."""
     tau_max = int(np.floor(n * (1 - min_origin_fraction)))
     return np.arange(1, max(tau_max, 1) + 1)
+
+
+def min_window() -> int:
+    """The fewest records per window whose usable lags fall into :data:`MIN_FIT_BINS` log bins
+    (the binning of the fits, :func:`log_bins`): shorter windows cannot give any MSD fit."""
+    window = 2
+    while len(log_bins(usable_lags(window)).x) < MIN_FIT_BINS:
+        window += 1
+    return window
+
+
+def check_window(window: int) -> None:
+    """One-line ValueError for a window too short for any MSD fit (fewer than 3 lag bins)."""
+    least = min_window()
+    if window < least:
+        raise ValueError(
+            f"a window of {window} records is too short: its lags fall into fewer than {MIN_FIT_BINS} "
+            f"log-spaced bins, the fewest an MSD fit needs; use a window of at least {least} records "
+            "(hundreds give usable fits)"
+        )
 
 
 def local_slope(lags: np.ndarray, msd: np.ndarray, delta: int = 20) -> tuple[np.ndarray, np.ndarray]:

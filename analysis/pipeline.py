@@ -17,6 +17,7 @@ from . import verdicts
 from .exponents import (
     PowerLawFit,
     TwoRegimeFit,
+    check_window,
     fit_exponents,
     fit_power_law,
     local_slope,
@@ -222,6 +223,7 @@ def analyze(
     ``engine``: a :class:`~trajstore.analysis.distributed.DaskEngine` runs the passes over the
     weights on a Dask cluster (same results); None runs them here.
     """
+    check_window(window)  # a window too short for any fit: refused, not ~40 lines of notes
     if traj.n_records < 2:
         raise ValueError(
             f"{traj.path} has {traj.n_records} record(s): the diffusion analyses need at least 2; "
@@ -409,13 +411,22 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
 
     loss_name, params = _toy_repeat0(traj)
     if loss_name not in traj.observables:
+        others = [n for n in traj.observables if n != loss_name]
         out.notes.append(
             "the store has no losses: landscape (MSL, Hurst) and loss-fluctuation analyses skipped"
+            if not others
+            else f"the store has no observable {loss_name!r} (it has: {', '.join(others)}): landscape "
+            "(MSL, Hurst) and loss-fluctuation analyses skipped"
         )
     else:
         losses = paired_losses(traj, loss_name)
         fl_losses = fluctuation_losses(traj, losses, out.notes, loss_name)  # None: needs one stride
-        if np.nanmax(losses) == np.nanmin(losses):
+        if not np.isfinite(losses).any():
+            out.notes.append(
+                f"no {loss_name!r} value is logged at a weights record's step (pre_step values pair "
+                "with the record one step earlier): landscape and loss-fluctuation analyses skipped"
+            )
+        elif np.nanmax(losses) == np.nanmin(losses):
             out.notes.append("the loss is constant: landscape and loss-fluctuation analyses skipped")
         else:
             try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,13 @@ def save(fig, path: str | os.PathLike) -> None:
     fig.savefig(path, dpi=120)
     fig.savefig(Path(path).with_suffix(".svg"))
     _plt().close(fig)
+
+
+def _legend(ax, **kwargs) -> None:
+    """A legend, only when something drawn has a label (a panel without data draws none rather
+    than have matplotlib warn on the terminal)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
 
 
 def _colors(n: int):
@@ -79,7 +87,7 @@ def fig_msd(a: Analysis, path: Path) -> None:
         "Windowed time-averaged MSD; reported fits (solid: two regimes, τ0 dotted; dashed: one)", fontsize=8
     )
     if len(a.windows) <= 12:
-        ax.legend(fontsize=7, loc="upper left")
+        _legend(ax, fontsize=7, loc="upper left")
     inset = ax.inset_axes([0.62, 0.1, 0.35, 0.35])
     for w, c in zip(a.windows, cols, strict=True):
         x, b = w.slope
@@ -119,11 +127,11 @@ def fig_alpha(a: Analysis, path: Path) -> None:
     axes[0].axhline(1.0, color="k", lw=0.5, ls="--")
     axes[0].set_xlabel("t_w (step)")
     axes[0].set_ylabel("MSD exponent (95 % bootstrap interval)")
-    axes[0].legend(fontsize=6)
+    _legend(axes[0], fontsize=6)
     axes[1].set_yscale("log")
     axes[1].set_xlabel("t_w (step)")
     axes[1].set_ylabel("crossover τ0 (steps)")
-    axes[1].legend(fontsize=6)
+    _legend(axes[1], fontsize=6)
     save(fig, path)
 
 
@@ -158,7 +166,7 @@ def fig_steps(a: Analysis, path: Path) -> None:
     axes[0].set_xlabel("‖w(t+τ) − w(t)‖")
     axes[0].set_ylabel("density")
     axes[0].set_title(f"Displacements, window t_w = {w.msd.t_w}", fontsize=9)
-    axes[0].legend(fontsize=6, ncol=2)
+    _legend(axes[0], fontsize=6, ncol=2)
     axes[1].set_xlabel("‖w(t+τ) − w(t)‖ / sqrt(Δr²(τ))")
     axes[1].set_title("Scaling collapse", fontsize=9)
     save(fig, path)
@@ -186,7 +194,7 @@ def fig_tail(a: Analysis, path: Path) -> None:
             ax.set_title(f"pooled over the run; verdict: {tail_kind(verdict)}", fontsize=8)
     ax.set_xlabel("‖w(t+1) − w(t)‖")
     ax.set_ylabel("P(X ≥ x)")
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     save(fig, path)
 
 
@@ -217,7 +225,7 @@ def fig_geometry(a: Analysis, path: Path) -> None:
 
 def fig_msl(a: Analysis, path: Path) -> None:
     if not a.msl:
-        raise ValueError("no MSL (the store has no losses)")
+        raise ValueError("no MSL (see the notes for why)")
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     cols = _colors(len(a.msl))
@@ -232,7 +240,7 @@ def fig_msl(a: Analysis, path: Path) -> None:
             axes[1].loglog(m.contour_centers, m.msl_contour, ".-", color=c, ms=3, lw=0.8)
     axes[0].set_xlabel("Δr = ‖w_j − w_i‖")
     axes[0].set_ylabel("MSL = ⟨(L_j − L_i)²⟩")
-    axes[0].legend(fontsize=6)
+    _legend(axes[0], fontsize=6)
     axes[1].set_xlabel("contour length s")
     axes[1].set_ylabel("MSL")
     save(fig, path)
@@ -256,7 +264,7 @@ def fig_fluctuations(a: Analysis, path: Path) -> None:
             axes[1].loglog(
                 xs, (d.n_tail / d.n) * (xs / d.xmin) ** (1 - d.alpha), "r-", label=f"α = {d.alpha:.2f}"
             )
-            axes[1].legend(fontsize=7)
+            _legend(axes[1], fontsize=7)
     axes[1].set_xlabel("avalanche duration (steps)")
     axes[1].set_ylabel("P(D ≥ d)")
     axes[2].plot(f.moving_var, lw=0.6)
@@ -284,7 +292,7 @@ def finish_phase_axes(ax) -> None:
     ax.plot([1, 100], [1e-5, 1e-3], "k-.", lw=0.8, label="slope 1 (normal)")
     ax.set_xlabel("τ (steps)")
     ax.set_ylabel("Δr²(τ), geometric mean over walkers")
-    ax.legend(fontsize=6)
+    _legend(ax, fontsize=6)
 
 
 def toy_phase_figure(runs: list[tuple[str, dict]], path: str | os.PathLike) -> None:
@@ -537,7 +545,12 @@ def write_report(
     made = []
     for name, (fn, caption) in figures.items():
         try:
-            fn(a, out / name)
+            with warnings.catch_warnings():
+                # A panel without data (nothing positive on a log axis, an empty mean) draws empty:
+                # the notes say why; matplotlib's and numpy's warnings would only leak to stderr.
+                warnings.simplefilter("ignore", UserWarning)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                fn(a, out / name)
             made.append({"png": name, "svg": str(Path(name).with_suffix(".svg")), "caption": caption})
         except (ValueError, IndexError, KeyError) as exc:  # a figure the data cannot support
             a.notes.append(f"figure {name} skipped: {exc}")

@@ -46,8 +46,24 @@ def window_options(func):
         help="Bytes of data in memory at once.",
     )(func)
     return click.option(
-        "--window", type=click.IntRange(min=2), default=1000, show_default=True, help="Records per window."
+        "--window",
+        type=click.IntRange(min=2),
+        default=1000,
+        show_default=True,
+        callback=_check_window,
+        help="Records per window (at least 4: fewer give no lags to fit).",
     )(func)
+
+
+def _check_window(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """Refuse a window too short for any MSD fit before a store is opened or a toy simulated."""
+    from trajstore.analysis.exponents import check_window
+
+    try:
+        check_window(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx=ctx, param=param) from None
+    return value
 
 def selection_options(func):
     """``--steps``, ``--tensors``, ``--exclude`` and ``--trainable-only/--all``: analyse part of a

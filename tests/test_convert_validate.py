@@ -101,7 +101,10 @@ def test_validate_names_corrupted_chunk(tmp_path):
     data[20] ^= 0xFF
     shard.write_bytes(bytes(data))
     r = validate(path)
-    assert any("weights/value: chunk (2, 0) is corrupted" in p for p in r.problems), r.problems
+    # One line for the shard: its tail differs [V43] and its one chunk fails its checksum [V35].
+    assert len(r.problems) == 1 and r.rules_broken == {"V43", "V35"}, r.problems
+    assert "stored object weights/value/c/2/0 differs" in r.problems[0]
+    assert "chunk (2, 0) is corrupted" in r.problems[0]
     with trajstore.open(path) as t:
         np.testing.assert_array_equal(t.weights[:16].shape, (16, t.n_params))  # other chunks still read
         msg = r"weights/value records 16\.\.23: stored object weights/value/c/2/0 differs"

@@ -219,10 +219,16 @@ def test_reading_one_tensor_fetches_a_small_part_of_the_store(tmp_path):
     with counting_http_server(str(tmp_path), log) as url:
         with trajstore.open(f"{url}/big.zarr") as t:
             opened = bytes_sent(log)
+            # Once per opened store, before its first values: one block of records (every column,
+            # 64 of the 256 records here) compared with its digest (the reads' own check).
+            t.check_one_block()
+            checked = bytes_sent(log) - opened
             got = t.tensor("layer3.weight")[:]
-        fetched = bytes_sent(log) - opened
+        fetched = bytes_sent(log) - opened - checked
     spec = trajstore.Layout.from_params(params)["layer3.weight"]
     np.testing.assert_array_equal(got.reshape(len(w), -1), w[:, spec.offset : spec.stop])
+    shard = max(p.stat().st_size for p in (tmp_path / "big.zarr" / "weights" / "value").rglob("c/*/*"))
+    assert 0 < checked < 1.1 * shard, (checked, shard)
     assert fetched < 0.10 * on_disk, (fetched, on_disk)
     assert opened < 0.05 * on_disk, (opened, on_disk)
 
@@ -246,3 +252,21 @@ def test_missing_gcsfs_names_the_gcs_extra(tmp_path):
     p = run_cli("info", "gs://lab-bucket/run.zarr", env=env)
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
     assert "needs the gcsfs package: pip install 'trajstore[gcs]'" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("name", ["x.zarr", "x.trajstore.zip"])
+def test_verify_of_an_unreachable_url_is_one_line(name):
+    """A new user's verify of http://127.0.0.1:9/x.zarr repeated the path, tagged the failure
+    [V01] (a format rule) and warned 'no manifest'. Now: one line saying the server cannot be
+    reached and why, exit 1, nothing else."""
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/{name}"
+    p = run_cli("verify", url)
+    assert p.returncode == 1 and p.stdout == "", p.stdout
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+    assert "cannot reach the server" in p.stderr and "refused" in p.stderr.lower(), p.stderr
+    assert "[V01]" not in p.stderr and "manifest" not in p.stderr and p.stderr.count("127.0.0.1") == 1

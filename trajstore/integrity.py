@@ -173,7 +173,13 @@ class StoredObjects:
 
     def damage(self, r0: int, r1: int, c0: int = 0, c1: int | None = None, limit: int = 1) -> list[str]:
         """Up to ``limit`` one-line descriptions of damaged objects holding records [r0, r1)."""
-        found: list[str] = []
+        return [text for _, text in self.damaged_objects(r0, r1, c0, c1, limit)]
+
+    def damaged_objects(
+        self, r0: int, r1: int, c0: int = 0, c1: int | None = None, limit: int = 1
+    ) -> list[tuple[tuple[int, ...], str]]:
+        """As :meth:`damage`, each with the object's grid position."""
+        found: list[tuple[tuple[int, ...], str]] = []
         r1 = min(r1, self.n)
         if r1 <= r0:
             return found
@@ -196,8 +202,11 @@ class StoredObjects:
             a = coords[0] * self.rows
             b = min(a + self.rows, self.n)
             found.append(
-                f"{self.backend.path}: {self.path} records {a}..{b - 1}: stored object "
-                f"{self.backend.object_key(self.path, coords)} {why}"
+                (
+                    coords,
+                    f"{self.backend.path}: {self.path} records {a}..{b - 1}: stored object "
+                    f"{self.backend.object_key(self.path, coords)} {why}",
+                )
             )
             if len(found) >= limit:
                 break

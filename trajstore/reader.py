@@ -168,13 +168,35 @@ def _fmt_sel(selection: Any) -> str:
     return "[" + ", ".join(parts) + "]"
 
 
+# (store, array, its description as stored, block, digest) of the blocks this process has
+# checked: a store opened again (a Dask task opens it per task) does not decode the block again.
+_CHECKED_BLOCKS: set[tuple] = set()
+
+
 class LazyArray:
     """A (records, columns) array in the store, read on indexing, limited to committed records.
 
     Indexing with slices or integers reads only the chunks that hold the selection.
+
+    Reads of a 1.1 store are checked against the integrity index's digests (docs/format.md
+    5.1): the first read of values decodes one block (the smallest; all its columns) and
+    compares it with its digest, once per opened array (:meth:`check_one_block`); and every
+    block of records that a read covers whole (every record of the block, every column) is
+    compared with its digest too, a CRC-32C over the values just read. A mismatch is a one-line
+    :class:`CorruptDataError` [V44], nothing is returned. Reads of part of a block (some of its
+    records or columns, e.g. ``weights[5]`` or ``weights[:, :100]``) cannot be compared, as a
+    digest covers the whole block: they rely on the one-block check and the chunk checksums
+    (``trajstore validate`` compares every block).
     """
 
-    def __init__(self, backend: Backend, path: str, n_records: int, objects: StoredObjects | None = None):
+    def __init__(
+        self,
+        backend: Backend,
+        path: str,
+        n_records: int,
+        objects: StoredObjects | None = None,
+        index: IntegrityIndex | None = None,
+    ):
         self._backend = backend
         self.path = path
         self._objects = objects  # checks the shards/chunks of a read exist before reading
@@ -183,6 +205,13 @@ class LazyArray:
         self.dtype = backend.dtype(path)
         self.chunks = backend.chunks(path)
         self._direct: ParamMajorReader | None | bool = False  # False: not looked up yet
+        # (start, stop, CRC-32C) of the committed blocks that have a digest of this array
+        name = path.rsplit("/", 1)[-1]
+        blocks = index.blocks if index is not None and len(self.shape) == 2 and self.shape[1] else ()
+        self._digests: list[tuple[int, int, int]] = [
+            (b.start, b.stop, b.digests[name]) for b in blocks if name in b.digests and b.stop <= n_records
+        ]
+        self._one_checked = not self._digests  # nothing to check without digests
 
     @property
     def ndim(self) -> int:
@@ -220,14 +249,75 @@ class LazyArray:
             if idx.size == 0:
                 return np.empty((0, *self.shape[1:]), self.dtype)[(slice(None), *rest)]
             lo, hi = int(idx.min()), int(idx.max()) + 1
-            self._check_objects(lo, hi, rest)
-            block = _read_checked(self._backend, self.path, (slice(lo, hi), *rest))
-            return block[idx - lo]
+            return self._read(lo, hi, rest)[idx - lo]
         if isinstance(first, slice):
-            self._check_objects(first.start, first.stop, rest)
-        else:
-            self._check_objects(first, first + 1, rest)
-        return _read_checked(self._backend, self.path, (first, *rest))
+            return self._read(first.start, first.stop, rest)
+        self._check_objects(first, first + 1, rest)
+        data = _read_checked(self._backend, self.path, (first, *rest))
+        self.check_one_block()
+        return data
+
+    def _read(self, r0: int, r1: int, rest: tuple) -> np.ndarray:
+        """Records [r0, r1) of columns ``rest``: objects present, whole blocks compared with
+        their digests, one block checked on the first read."""
+        self._check_objects(r0, r1, rest)
+        data = _read_checked(self._backend, self.path, (slice(r0, r1), *rest))
+        if not self._verify_whole_blocks(data, r0, rest):
+            self.check_one_block()
+        return data
+
+    def _verify_whole_blocks(self, data: np.ndarray, r0: int, rest: tuple) -> bool:
+        """Compare each block that ``data`` (records r0 …, the columns ``rest``) holds whole with
+        its digest; whether one was compared. A CRC-32C over bytes already in memory."""
+        if not self._digests or not self._all_columns(rest):
+            return False
+        r1 = r0 + data.shape[0]
+        compared = False
+        for start, stop, expected in self._digests:
+            if r0 <= start and stop <= r1:
+                if digest(data[start - r0 : stop - r0], width=self.chunks[1]) != expected:
+                    raise self._altered(start, stop)
+                compared = True
+        self._one_checked |= compared
+        return compared
+
+    def _all_columns(self, rest: tuple) -> bool:
+        if not rest:
+            return True
+        if len(rest) != 1 or not isinstance(rest[0], slice):
+            return False
+        return rest[0].indices(self.shape[1]) == (0, self.shape[1], 1)
+
+    def check_one_block(self) -> None:
+        """Decode the smallest committed block that has a digest in the integrity index (format
+        1.1; every column, one chunk column at a time) and compare: :class:`CorruptDataError`
+        [V44] when it differs. Chunk checksums catch damaged bytes; this catches values that
+        decode cleanly yet differently from what was written (the array's ``zarr.json`` edited
+        after writing: another transpose order, dtype or codec), which would change every
+        value read. Done once per opened array (and per process for an unchanged description):
+        the first read of values runs it."""
+        if self._one_checked:
+            return
+        start, stop, expected = min(self._digests, key=lambda d: (d[1] - d[0], -d[0]))
+        where = self._backend.path if "://" in self._backend.path else os.path.abspath(self._backend.path)
+        key = (where, self.path, repr(self._backend.array_metadata(self.path)), start, stop, expected)
+        if key not in _CHECKED_BLOCKS:
+            self._check_objects(start, stop, ())
+            width, crc = self.chunks[1], 0
+            for c in range(0, self.shape[1], width):
+                piece = _read_checked(self._backend, self.path, (slice(start, stop), slice(c, c + width)))
+                crc = digest(piece, crc, width=width)
+            if crc != expected:
+                raise self._altered(start, stop)
+            _CHECKED_BLOCKS.add(key)
+        self._one_checked = True
+
+    def _altered(self, start: int, stop: int) -> CorruptDataError:
+        return CorruptDataError(
+            f"{self._backend.path}: {self.path} records {start}..{stop - 1} decode to other values "
+            "than were written (a stored object or the array's description was altered) [V44]; "
+            "nothing is returned. Run 'trajstore validate' to list every damaged part"
+        )
 
     def read_param_major(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
         """Records [r0, r1) of columns [c0, c1) parameter-major: (c1 − c0, r1 − r0), C-contiguous,
@@ -241,6 +331,7 @@ class LazyArray:
         if self._direct is False:
             self._direct = ParamMajorReader.for_array(self._backend, self.path)
         if self._direct is not None:
+            self.check_one_block()  # the transposed values are not compared block by block
             try:
                 return self._direct.read(r0, r1, c0, c1)
             except ShardReadError:
@@ -321,8 +412,22 @@ def iter_blocks(
 ) -> Iterator[Block]:
     """The pieces of :meth:`Trajectory.blocks` of ``arr`` (a :class:`LazyArray` or a view with
     ``shape``, ``chunks``, slicing and ``read_param_major``)."""
-    r0, r1, _ = (records or slice(None)).indices(arr.shape[0])
-    p0, p1, _ = (params or slice(None)).indices(arr.shape[1])
+    r0, r1 = _contiguous(records, "records", arr.shape[0])  # checked at the call, not at first use
+    p0, p1 = _contiguous(params, "params", arr.shape[1])
+    return _pieces(arr, r0, r1, p0, p1, memory_limit, record_block, split_records, param_major)
+
+
+def _pieces(
+    arr: Any,
+    r0: int,
+    r1: int,
+    p0: int,
+    p1: int,
+    memory_limit: int,
+    record_block: int | None,
+    split_records: bool,
+    param_major: bool,
+) -> Iterator[Block]:
     nr = record_block or max(r1 - r0, 1)
     item = 8  # analyses convert blocks to float64: budget for that copy
     cp = arr.chunks[1]
@@ -337,6 +442,25 @@ def iter_blocks(
             re_ = min(rs + nr, r1)
             data = arr.read_param_major(rs, re_, ps, pe) if param_major else arr[rs:re_, ps:pe]
             yield Block(slice(rs, re_), slice(ps, pe), data)
+
+
+def _contiguous(value: Any, name: str, n: int) -> tuple[int, int]:
+    """[start, stop) of ``value``, a slice without a step or None (all n); a one-line TypeError
+    or ValueError that says what to pass otherwise (a tuple used to fail with AttributeError)."""
+    if value is None:
+        return 0, n
+    if not isinstance(value, slice):
+        raise TypeError(
+            f"blocks({name}=...) takes a slice or None, not {type(value).__name__} {value!r:.60}; "
+            f"pass e.g. {name}=slice(10, 20) for {name} 10 to 19"
+        )
+    start, stop, step = value.indices(n)
+    if step != 1:
+        raise ValueError(
+            f"blocks({name}={value!r}): blocks are contiguous ranges, a step is not supported; pass "
+            f"slice({value.start}, {value.stop}) and take every {value.step}th row of each block"
+        )
+    return start, max(start, stop)
 
 
 def _column_ranges(p0: int, p1: int, cols: int, cp: int) -> Iterator[tuple[int, int]]:
@@ -369,7 +493,7 @@ class VectorGroup:
         _check_encoding(backend, name, "vector")
         n = _committed(backend, name, attrs, shape[0])
         self.index = _index(backend, name, version, n)
-        self.values = LazyArray(backend, value, n, _objects(backend, value, n, self.index))
+        self.values = LazyArray(backend, value, n, _objects(backend, value, n, self.index), self.index)
         self.steps = _read_series(backend, name, spec.STEP, n, self.index).astype(np.int64)
         time_path = f"{name}/{spec.TIME}"
         self.times = (
@@ -705,33 +829,18 @@ class Trajectory(WeightsAccess):
         parameter-block-major, records inner. ``param_major``: each block's data is transposed,
         (params, records), as FFTs and Gram matrices along time want it (read without zarr's
         transposition where the layout allows, :meth:`LazyArray.read_param_major`).
+        ``records`` and ``params``: slices without a step (``slice(10, 20)``), or None for all;
+        anything else is a one-line TypeError (a step: ValueError) at the call.
         """
         vg = self._weights if group == spec.WEIGHTS else self._optional[group]
         return iter_blocks(vg.values, records, params, memory_limit, record_block, split_records, param_major)
 
     def check_one_block(self) -> None:
-        """Decode the smallest committed block of the weights that has a digest in the integrity
-        index (format 1.1) and compare: :class:`CorruptDataError` when it differs. Chunk
-        checksums catch damaged bytes; this catches values that decode cleanly yet differently
-        from what was written (the array's ``zarr.json`` edited after writing: another transpose
-        order, dtype or codec), which would change every number derived from them. Reads one
-        chunk column of that block at a time."""
-        index, arr = self._weights.index, self._weights.values
-        if index is None or not arr.shape[1]:
-            return
-        have = [b for b in index.blocks if spec.VALUE in b.digests and b.stop <= arr.shape[0]]
-        if not have:
-            return
-        block = min(have, key=lambda b: (b.stop - b.start, -b.start))
-        width, crc = arr.chunks[1], 0
-        for c in range(0, arr.shape[1], width):
-            crc = digest(arr[block.start : block.stop, c : c + width], crc, width=width)
-        if crc != block.digests[spec.VALUE]:
-            raise CorruptDataError(
-                f"{self.path}: weights/value records {block.start}..{block.stop - 1} decode to other "
-                "values than were written (a stored object or the array's description was altered) "
-                "[V44]; nothing is analysed. Run 'trajstore validate' to list every damaged part"
-            )
+        """:meth:`LazyArray.check_one_block` of the weights: one block decoded and compared with
+        its digest (values that decode cleanly but differ from what was written, e.g. an edited
+        ``zarr.json``, are a :class:`CorruptDataError` [V44]); a no-op once done, and for 1.0
+        stores (no digests)."""
+        self._weights.values.check_one_block()
 
     # -- lifetime ------------------------------------------------------------------------
 

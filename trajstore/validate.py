@@ -539,19 +539,26 @@ def _check_series(
     if not sound:
         return  # reading arrays with broken metadata would read garbage or allocate wildly
     damaged = False
+    # Objects of the wrong size or tail [V43], by array and grid position: the scan joins each
+    # with its chunks that fail to decode, so a truncated shard is one line, not one per chunk.
+    altered: dict[str, dict[tuple[int, ...], str]] = {}
     for path in kinds:
         objects = StoredObjects(b, path, n, index, fill_ok=index is None and _fill_ok_10(b, g, path, n))
-        found = objects.damage(0, n, limit=_MAX_LISTED)
-        for text in found:
-            missing = "[V42]" in text
-            r.add("V42" if missing else "V43", text.replace(" [V42]", "").replace(" [V43]", ""))
-            damaged |= missing
+        for coords, text in objects.damaged_objects(0, n, limit=_MAX_LISTED):
+            if "[V42]" in text:
+                r.add("V42", text.replace(" [V42]", ""))
+                damaged = True
+            else:
+                altered.setdefault(path, {})[coords] = text.replace(" [V43]", "")
     if not checksums or damaged:
+        for lines in altered.values():
+            for text in lines.values():
+                r.add("V43", text)
         if damaged:
             r.warnings.append(f"{g}: not decoded, as stored objects are missing")
         return
     for path in kinds:
-        _scan(b, path, n, index, r)
+        _scan(b, path, n, index, r, altered.get(path, {}))
     try:
         steps = b.read(step, slice(0, n))
     except Exception:  # noqa: BLE001 - already reported by the scan
@@ -595,10 +602,20 @@ def _check_index(
     return index
 
 
-def _scan(b: Backend, path: str, n: int, index: IntegrityIndex | None, r: Report) -> None:
+def _scan(
+    b: Backend,
+    path: str,
+    n: int,
+    index: IntegrityIndex | None,
+    r: Report,
+    altered: dict[tuple[int, ...], str] | None = None,
+) -> None:
     """Decode the committed records of ``path`` once: checksums (V35), digests (V44), and the
     count of non-finite values. Each block is read in column pieces of whole chunks, which is
-    the order its digest chains in (column-major), so every chunk is decoded once."""
+    the order its digest chains in (column-major), so every chunk is decoded once. Problems come
+    one line per damaged stored object (a shard of several chunks, or one chunk): ``altered``
+    holds the [V43] lines of objects of the wrong size or tail, joined here with their chunks
+    that fail to decode."""
     shape = b.shape(path)
     chunks = b.chunks(path)
     itemsize = b.dtype(path).itemsize
@@ -615,7 +632,8 @@ def _scan(b: Backend, path: str, n: int, index: IntegrityIndex | None, r: Report
     covered = spans[-1][1] if spans else 0
     step = chunks[0] if len(shape) == 2 else max(chunks[0], _SCAN_BYTES // itemsize)
     spans += [(a, min(a + step, n), None) for a in range(covered, n, step)]
-    bad = mismatched = nonfinite = 0
+    mismatched = nonfinite = 0
+    bad: dict[tuple[int, ...], str] = {}  # chunk index -> why it fails; each chunk once
     for start, stop, expected in spans:
         if stop <= start:
             continue
@@ -631,9 +649,9 @@ def _scan(b: Backend, path: str, n: int, index: IntegrityIndex | None, r: Report
         for piece in pieces:
             try:
                 data = b.read(path, piece)
-            except Exception:  # noqa: BLE001 - name the chunks that fail
+            except Exception as exc:  # noqa: BLE001 - name the chunks that fail
                 ok = False
-                bad += _name_bad_chunks(b, path, piece, r, bad)
+                _find_bad_chunks(b, path, piece, bad, _one_line(str(exc)) or type(exc).__name__)
                 continue
             crc = digest(data, crc, width=chunks[1] if len(shape) == 2 else None)
             if data.dtype.kind == "f":
@@ -646,23 +664,29 @@ def _scan(b: Backend, path: str, n: int, index: IntegrityIndex | None, r: Report
                     f"{path} records {start}..{stop - 1} differ from what was written "
                     "(a stored object was swapped, moved or altered)",
                 )
-    if bad > _MAX_LISTED:
-        r.add("V35", f"{path}: {bad - _MAX_LISTED} more corrupted chunks")
+    _report_bad_objects(b, path, bad, altered or {}, r)
     if nonfinite:
         r.nonfinite[path] = nonfinite
         r.warnings.append(f"{path}: {nonfinite} non-finite values (NaN or inf), stored as recorded")
 
 
-def _name_bad_chunks(b: Backend, path: str, piece: tuple, r: Report, already: int) -> int:
-    """Decode chunk by chunk a piece that failed; report each bad chunk by its index."""
+def _find_bad_chunks(
+    b: Backend, path: str, piece: tuple, bad: dict[tuple[int, ...], str], failure: str
+) -> None:
+    """Decode chunk by chunk a piece that failed; add each chunk that fails (index -> why) to
+    ``bad``. Chunks already there are not decoded again (pieces of several blocks of records
+    can share a chunk: a 1-D ``step`` chunk holds many blocks)."""
     chunks = b.chunks(path)
     ranges = [
         range(sl.start // c, max(sl.start // c + 1, math.ceil(sl.stop / c)))
         for sl, c in zip(piece, chunks, strict=False)
     ]
-    bad = 0
+    found = False
     for idx in np.ndindex(*[len(x) for x in ranges]):
         cidx = tuple(x[i] for x, i in zip(ranges, idx, strict=True))
+        if cidx in bad:
+            found = True
+            continue
         sel = tuple(
             slice(max(k * c, sl.start), min((k + 1) * c, sl.stop))
             for k, c, sl in zip(cidx, chunks, piece, strict=False)
@@ -670,11 +694,50 @@ def _name_bad_chunks(b: Backend, path: str, piece: tuple, r: Report, already: in
         try:
             b.read(path, sel)
         except Exception as exc:  # noqa: BLE001 - any decode failure is a damaged chunk
-            bad += 1
-            if already + bad <= _MAX_LISTED:
-                msg = str(exc).strip().splitlines()
-                r.add("V35", f"{path}: chunk {cidx} is corrupted ({msg[0] if msg else type(exc).__name__})")
-    return max(bad, 1)
+            msg = str(exc).strip().splitlines()
+            bad[cidx] = msg[0] if msg else type(exc).__name__
+            found = True
+    if not found:  # the piece failed as a whole (``failure``), yet no chunk alone: name its first
+        first = tuple(x[0] for x in ranges)
+        bad.setdefault(first, f"{failure}; no chunk fails when read alone")
+
+
+def _report_bad_objects(
+    b: Backend,
+    path: str,
+    bad: dict[tuple[int, ...], str],
+    altered: dict[tuple[int, ...], str],
+    r: Report,
+) -> None:
+    """One line per damaged stored object: its [V43] line (wrong size or tail) and/or its
+    chunks that fail to decode [V35] (the chunk itself when the object holds one chunk)."""
+    chunks, grid = b.chunks(path), b.object_grid(path)
+    per_object: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
+    for cidx in sorted(bad):
+        obj = tuple(k * c // g for k, c, g in zip(cidx, chunks, grid, strict=False))
+        per_object.setdefault(obj, []).append(cidx)
+    listed = 0
+    for obj in sorted(set(per_object) | set(altered)):
+        listed += 1
+        if listed > _MAX_LISTED:
+            continue
+        cidxs = per_object.get(obj, [])
+        if not cidxs:
+            r.add("V43", altered[obj])
+            continue
+        first = cidxs[0]
+        if len(cidxs) == 1:
+            what = f"chunk {first} is corrupted ({bad[first]})"
+        else:
+            what = f"{len(cidxs)} of its chunks are corrupted, the first, chunk {first}: {bad[first]}"
+        if obj in altered:
+            r.add("V35", f"{altered[obj]} [V43]; {what}")
+        elif len(cidxs) == 1:
+            r.add("V35", f"{path}: {what}")
+        else:
+            r.add("V35", f"{path}: stored object {b.object_key(path, obj)}: {what}")
+    if listed > _MAX_LISTED:
+        r.add("V35", f"{path}: {listed - _MAX_LISTED} more damaged stored objects")
 
 
 def _check_recording_attrs(attrs: dict, layout: Layout | None, r: Report) -> None:

@@ -39,6 +39,8 @@ def verify(path: str | os.PathLike, *, content: bool = True) -> VerifyReport:
     if not remote and not os.path.exists(path):
         report.problems.append(f"{path}: no such file or folder; check the path")
         return report
+    if remote:  # a server that cannot be reached is one error, not a damaged store [V01]
+        _check_reachable(path)
     unreadable = False
     try:
         files = RemoteStoreFiles(path) if remote else StoreFiles(path)
@@ -53,7 +55,7 @@ def verify(path: str | os.PathLike, *, content: bool = True) -> VerifyReport:
             "no manifest: files were not checked against digests, only the chunk checksums "
             "(write one with 'trajstore manifest')"
         )
-    else:
+    elif manifest is not None:
         report.problems.extend(compare_files(files, manifest))
         report.files_checked = len(manifest["files"])
     checked = validate(path)
@@ -74,3 +76,15 @@ def verify(path: str | os.PathLike, *, content: bool = True) -> VerifyReport:
     if manifest.get("store_id") and manifest["store_id"] != store_id:
         report.problems.append(f"store id {store_id} differs from the manifest's {manifest['store_id']}")
     return report
+
+
+def _check_reachable(url: str) -> None:
+    """For an http(s) URL: the store's entry file answers (with byte ranges, as reading needs);
+    else a one-line :class:`~trajstore.remote.RemoteError` or ``StoreNotFoundError`` saying why
+    (connection refused, DNS, HTTP 404/403, no range support)."""
+    from .remote import check_http, require_fsspec
+
+    require_fsspec(url)
+    name = url.rstrip("/").rsplit("/", 1)[-1].lower()
+    single_file = name.endswith((".zip", ".h5", ".hdf5", ".hdf"))
+    check_http(url if single_file else url.rstrip("/") + "/zarr.json", suffix=not single_file)
