@@ -155,7 +155,8 @@ def test_landscape_window_stays_under_the_limit_with_its_pair_arrays(tmp_path):
         (ref,) = windowed_msl(traj, t_records, memory_limit=UNLIMITED)
         assert ref.hurst is not None  # the costly path (the interval) is taken
         # 5 arrays hold the Gram pass (3 reserved) but not the MSL: refused before anything is read
-        with pytest.raises(ValueError, match=rf"needs at least [\d.]+ MiB .*{MSL_ARRAYS} arrays of 600 × 600") as e:
+        needs = rf"needs at least [\d.]+ MiB .*{MSL_ARRAYS} arrays of 600 × 600"
+        with pytest.raises(ValueError, match=needs) as e:
             windowed_msl(traj, t_records, memory_limit=5 * square)
         assert "\n" not in str(e.value) and "--memory-limit" in str(e.value)
         limit = MSL_ARRAYS * square + (1 << 20)
