@@ -148,3 +148,20 @@ def test_damaged_rows_are_refused_in_one_line(tmp_path, edit, match):
         trajstore.open(path).weights[:]
     assert "\n" not in str(err.value) and "[V41]" in str(err.value)
     assert "V41" in validate(path).rules_broken
+
+
+def test_a_damaged_row_chunk_is_refused_in_one_line(tmp_path):
+    """A byte of the rows' chunk flipped: its Fletcher-32 checksum fails, nothing is trusted."""
+    path = tmp_path / "f.h5"
+    write_store(path, n_records=40)
+    with h5py.File(path, "r") as f:
+        info = f["weights/integrity"].id.get_chunk_info(0)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + 3)
+        byte = fh.read(1)[0]
+        fh.seek(info.byte_offset + 3)
+        fh.write(bytes([byte ^ 0xFF]))
+    with pytest.raises(trajstore.TrajstoreError, match="weights/integrity cannot be read") as err:
+        trajstore.open(path).weights[:]
+    assert "\n" not in str(err.value)
+    assert "V41" in validate(path).rules_broken

@@ -186,7 +186,7 @@ def parse_index(backend, group: str, raw: object, where: str) -> IntegrityIndex:
             raise bad(f"{path} is {dtype} {shape}, expected int64 with at least {k} rows of {width}")
         try:
             data = backend.read(path, slice(0, k))
-        except (OSError, ValueError) as exc:  # e.g. a chunk failing its Fletcher-32 checksum
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # e.g. failing Fletcher-32
             raise bad(f"{path} cannot be read: {exc}") from exc
         nulls = range(width - 2, width)  # nbytes and tail
         rows = [[None if j in nulls and v == NO_VALUE else v for j, v in enumerate(r)] for r in data.tolist()]
