@@ -26,6 +26,10 @@ from .verdicts import range_reason
 from .windows import plan_reads, prefetch, record_windows
 
 MIN_PAIRS_PER_BIN = 20
+# (T, T) float64 arrays the MSL of a T-record window holds at its peak, its distances included
+# (msl_from_pairs with the H interval; tests/test_memory_limit.py measures 5.7 with every
+# record's loss, one more when some are missing: their distances are copied).
+MSL_ARRAYS = 7
 UPPER_PAIR_QUANTILE = 0.25  # the fit range ends where this fraction of the pairs is closer
 
 
@@ -68,11 +72,12 @@ def pair_distances(
     r0, r1, _ = records.indices(traj.n_records)
     n = r1 - r0
     gram = np.zeros((n, n))
-    # Memory: the Gram matrix, the product added to it and the pair arrays of the MSL (~3 T²
-    # float64), the read path's decoded chunks, three blocks in flight (prefetch) and, per column
-    # of a sub-block, its float64 centred copy. Reads take up to half of what is left, in whole
-    # chunk columns when one fits, else in narrower pieces of one (each chunk then decoded once
-    # per piece, the price of the limit).
+    # Memory: the Gram matrix and the product added to it (3 T² float64 reserved), the read
+    # path's decoded chunks, three blocks in flight (prefetch) and, per column of a sub-block,
+    # its float64 centred copy. Reads take up to half of what is left, in whole chunk columns
+    # when one fits, else in narrower pieces of one (each chunk then decoded once per piece,
+    # the price of the limit). The MSL of the window (msl_from_pairs) then holds MSL_ARRAYS T²
+    # float64 arrays, after the reads: refused here too when they exceed the limit.
     read_cols, sub_cols = plan_reads(
         traj,
         n,
@@ -82,6 +87,7 @@ def pair_distances(
         read_share=0.5,
         max_sub_cols=1 << 62,
         what=f"the landscape (MSL) pass over {n} records (its {n} × {n} Gram matrix)",
+        after=(MSL_ARRAYS * gram.nbytes, f"{MSL_ARRAYS} arrays of {n} × {n} float64 for its pair distances"),
     )
     for block in prefetch(
         traj.blocks(
@@ -224,6 +230,10 @@ def msl_from_pairs(
     centers, msl, counts = log_binned_mean(dist, dl2, min_count=MIN_PAIRS_PER_BIN)
     if len(centers) < 4:
         raise ValueError("too few populated distance bins for an MSL fit")
+    cc, mc = (np.zeros(0), np.zeros(0))
+    if contour is not None:
+        cc, mc, _ = log_binned_mean(contour[ju] - contour[iu], dl2, min_count=MIN_PAIRS_PER_BIN)
+    del iu, ju, dist, dl2  # the pair arrays (~2 T² float64) are not held through the interval
     step = np.sqrt(np.maximum(np.diag(d2, 1), 0))
     resolution = float(np.median(step[step > 0])) if np.any(step > 0) else 0.0
     floor = noise_floor(centers, msl)
@@ -245,7 +255,7 @@ def msl_from_pairs(
     if reason is None:  # the interval (the costly part) only for an H that stands so far
         has_loss = np.isfinite(losses)
         ci, reason = landscape_interval.hurst_interval(
-            d2[np.ix_(has_loss, has_loss)],
+            d2 if has_loss.all() else d2[np.ix_(has_loss, has_loss)],
             centers,
             msl,
             rng,
@@ -256,10 +266,6 @@ def msl_from_pairs(
     if reason is None:
         reason = range_reason("H", slope / 2, (ci[0] / 2, ci[1] / 2), 0.0, 1.0)
     lower = msl[centers >= rng[0]][0] if (centers >= rng[0]).any() else np.nan
-    cc, mc = (np.zeros(0), np.zeros(0))
-    if contour is not None:
-        s = contour[ju] - contour[iu]
-        cc, mc, _ = log_binned_mean(s, dl2, min_count=MIN_PAIRS_PER_BIN)
     h = None if reason else slope / 2
     return MSLResult(
         t_w=int(steps[0]),

@@ -37,8 +37,14 @@ def landscape_field(d2: np.ndarray, two_h: float, scale: float) -> np.ndarray:
     L_0 = 0, so row 0 of A is zero and the rest is a Cholesky factor (differences of L, all
     that the MSL uses, do not depend on the anchor). A jitter of 1e-9 of the largest variance
     keeps points visited twice (a singular covariance) factorisable; eigh is the fallback."""
-    g = np.power(np.sqrt(np.maximum(d2, 0.0)), two_h)
-    cov = 0.5 * scale * (g[1:, :1] + g[:1, 1:] - g[1:, 1:])
+    # In place (the same operations in the same order): one (T, T) array at a time.
+    g = np.maximum(d2, 0.0)
+    np.sqrt(g, out=g)
+    np.power(g, two_h, out=g)
+    cov = g[1:, :1] + g[:1, 1:]
+    cov -= g[1:, 1:]
+    cov *= 0.5 * scale
+    del g
     factor = np.zeros((len(d2), len(d2) - 1))
     try:
         cov[np.diag_indices_from(cov)] += 1e-9 * max(float(cov.diagonal().max()), np.finfo(float).tiny)
@@ -82,6 +88,7 @@ def hurst_interval(
     centers, _, counts = log_binned_mean(dist[apart], ones, min_count=min_count)
     bin_of, n_bins = log_bin_index(np.log10(dist[apart]))
     kept = np.bincount(bin_of, minlength=n_bins) >= max(min_count, 1)
+    del dist, apart, ones  # pair arrays not needed below: not held while the field is factorised
     factor = landscape_field(d2, two_h, scale)
     noise = np.sqrt(max(floor, 0.0) / 2.0)
     rng = np.random.default_rng(seed)

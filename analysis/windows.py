@@ -81,6 +81,7 @@ def plan_reads(
     read_share: float,
     max_sub_cols: int,
     what: str,
+    after: tuple[int, str] = (0, ""),
 ) -> tuple[int, int]:
     """Columns per read block and per compute sub-block of a pass over ``n`` records that stays
     within ``memory_limit`` bytes: ``fixed`` (its sums, whatever the blocks) + the read path
@@ -91,18 +92,24 @@ def plan_reads(
     then decoded once per window. When not, reads are narrower pieces of one chunk column each
     (equal, ``Trajectory.blocks`` keeps them within a chunk column), and each chunk is decoded
     once per piece: that extra decoding is the price of the limit (docs/scale.md). ValueError,
-    naming the memory needed, when even one column does not fit (``what`` names the pass)."""
+    naming the memory needed, when even one column does not fit (``what`` names the pass), or
+    when ``after`` = (bytes, what they are), what the pass holds once its reads are done (not
+    alongside them), exceeds the limit."""
     cp = int(traj.weights.chunks[1])
     per_read_col = 3 * n * traj.weights.dtype.itemsize
     avail = memory_limit - fixed
     decode = decode_reserve(traj, n, 1)
     need = fixed + decode + per_read_col + compute_per_col
-    if memory_limit < need:
-        need_mib = math.ceil(need / 2**20 * 10) / 10
+    if memory_limit < max(need, after[0]):
+        need_mib = math.ceil(max(need, after[0]) / 2**20 * 10) / 10
+        parts = (
+            f"{fixed / 2**20:.1f} MiB for its sums, {decode / 2**20:.1f} MiB to decode chunks of "
+            f"{traj.weights.chunks[0]} records × {cp} parameters, and one column of {n} records"
+            if need >= after[0]
+            else after[1]
+        )
         raise ValueError(
-            f"{what} needs at least {need_mib:g} MiB of memory ({fixed / 2**20:.1f} MiB for its "
-            f"sums, {decode / 2**20:.1f} MiB to decode chunks of {traj.weights.chunks[0]} "
-            f"records × {cp} parameters, and one column of {n} records), more than the memory limit "
+            f"{what} needs at least {need_mib:g} MiB of memory ({parts}), more than the memory limit "
             f"of {_mib(memory_limit)}; "
             + (
                 "raise --memory-limit (decoding this store's chunks alone needs more)"

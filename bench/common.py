@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "RESULTS.md"
+T = TypeVar("T")
 
 
 def machine() -> str:
@@ -42,6 +47,21 @@ def finish(title: str, lines: list[str], no_record: bool) -> None:
         print("\n".join(lines))
     else:
         record_result(title, lines)
+
+
+def replicate_args() -> argparse.Namespace:
+    """The options of a coverage benchmark: ``--replicates N`` (default 100), ``--no-record``."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--replicates", type=int, default=100)
+    ap.add_argument("--no-record", action="store_true")
+    return ap.parse_args()
+
+
+def timed(fn: Callable[[], T]) -> tuple[float, T]:
+    """(seconds ``fn()`` took, what it returned)."""
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
 
 
 def load_example(name: str):

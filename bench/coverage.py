@@ -7,19 +7,15 @@ held-out check of issue 11 (200 exact-fBm coordinates × 1000 records; a 1.6 →
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
-from common import finish
+from common import finish, replicate_args
 from trajstore.analysis.calibration import crossover_coverage, fbm_coverage
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--replicates", type=int, default=100)
-    ap.add_argument("--no-record", action="store_true")
-    args = ap.parse_args()
+    args = replicate_args()
     t0 = time.perf_counter()
     fb = fbm_coverage(n_records=1000, n_params=200, replicates=args.replicates, seed=1)
     cr = crossover_coverage(1.6, 0.6, 100.0, n_records=1000, n_params=200, replicates=args.replicates, seed=1)

@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from trajstore.analysis.landscape import pair_distances  # noqa: E402
 from trajstore.analysis.windows import iter_windows, window_bounds  # noqa: E402
 
 import trajstore  # noqa: E402
-from bench.common import finish  # noqa: E402
+from bench.common import finish, timed  # noqa: E402
 
 MEMORY_LIMIT = 256 << 20
 
@@ -53,12 +52,6 @@ def passes(traj, window: int, engine=None) -> list:
     else:
         d2 = list(engine.pair_distances(traj, bounds, **kw))
     return [s.msd for s in stats] + d2
-
-
-def timed(fn) -> tuple[float, list]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
 
 
 def max_rel_diff(got: list, ref: list) -> float:

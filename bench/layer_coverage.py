@@ -9,10 +9,9 @@ smaller tensors.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from common import finish
+from common import finish, replicate_args
 from trajstore.analysis.layer_calibration import layer_coverage
 
 TENSORS = {
@@ -31,10 +30,7 @@ TYPES = {
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--replicates", type=int, default=100)
-    ap.add_argument("--no-record", action="store_true")
-    args = ap.parse_args()
+    args = replicate_args()
     t0 = time.perf_counter()
     cov = layer_coverage(TENSORS, TYPES, n_records=1000, replicates=args.replicates, n_boot=400, seed=1)
     lines = [

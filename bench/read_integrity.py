@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import finish
+from common import finish, timed
 
 import trajstore
 from trajstore import spec
@@ -40,9 +40,7 @@ def _write(path: Path, w: np.ndarray, chunk_records: int, index: bool) -> float:
 
 
 def _timed(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
+    return timed(fn)[0]
 
 
 def _read_cases(path: Path, checks: bool, rng_seed: int) -> dict[str, float]:
@@ -74,6 +72,14 @@ def _check_alone(path: Path) -> float:
         group = t._weights
         objects = StoredObjects(t._backend, group.values.path, t.n_records, group.index, fill_ok=False)
         return _timed(lambda: objects.check(0, t.n_records))
+
+
+def _checks_alone_note(seconds: float, n_shards: int) -> str:
+    return (
+        f"The checks by themselves (stat + 4 KiB tail + CRC-32 per shard, uncached): {seconds * 1e3:.2f} ms "
+        f"for the {n_shards} shards ({seconds / n_shards * 1e3:.3f} ms per shard), "
+        "once per shard per open store."
+    )
 
 
 def _open_time(path: Path, repeat: int) -> float:
@@ -132,12 +138,7 @@ def main() -> None:
     lines.append(f"| open (step/time digests) | {a:.4f} | {b:.4f} | {b / a:.3f} |")
     a, b = min(writes["without"]), min(writes["with"])
     lines.append(f"| write (digests, shard tails) | {a:.3f} | {b:.3f} | {b / a:.3f} |")
-    lines += [
-        "",
-        f"The checks by themselves (stat + 4 KiB tail + CRC-32 per shard, uncached): {alone * 1e3:.2f} ms "
-        f"for the {n_shards} shards ({alone / n_shards * 1e3:.3f} ms per shard), "
-        "once per shard per open store.",
-    ]
+    lines += ["", _checks_alone_note(alone, n_shards)]
     finish("bench/read_integrity.py", lines, args.no_record)
 
 

@@ -95,6 +95,42 @@ INDEX_EDITS = [
 ]
 
 
+# (1.2) HDF5 keeps the full blocks of the weights' index as rows of weights/integrity.
+H5_INDEX_ROW_EDITS = [
+    ("value digest", lambda g, ix: g["integrity"].__setitem__((1, 2), (g["integrity"][1, 2] + 1) % 2**32)),
+    ("stop", lambda g, ix: g["integrity"].__setitem__((0, 1), 7)),
+    ("deleted", lambda g, ix: g.__delitem__("integrity")),
+    ("fewer rows", lambda g, ix: g["integrity"].resize(ix["n_blocks"] - 1, axis=0)),
+    ("n_blocks 1e9", lambda g, ix: ix.update(n_blocks=10**9)),
+    ("n_blocks -1", lambda g, ix: ix.update(n_blocks=-1)),
+    ("n_blocks less", lambda g, ix: ix.update(n_blocks=ix["n_blocks"] - 1)),
+    ("null nbytes of a row", lambda g, ix: g["integrity"].__setitem__((0, 5), -2)),
+]
+
+
+def _edit_h5_rows(path, edit):
+    with h5py.File(path, "r+", locking=False) as f:
+        g = f["weights"]
+        ix = json.loads(g.attrs["integrity"])
+        assert ix["n_blocks"] >= 2, "the original store keeps its blocks as rows"
+        edit(g, ix)
+        g.attrs["integrity"] = json.dumps(ix)
+
+
+def _h5_index_as_attribute(path, group):
+    """Fold the rows of an HDF5 group's integrity dataset (1.2) into the attribute, as a 1.1
+    writer kept the index, so edits of the attribute's blocks apply to every block."""
+    with h5py.File(path, "r+", locking=False) as f:
+        g = f[group]
+        ix = json.loads(g.attrs["integrity"])
+        rows = []
+        if ix.pop("n_blocks", 0):
+            rows = [[*r[:-2], *(None if v == -1 else v for v in r[-2:])] for r in g["integrity"][()].tolist()]
+            del g["integrity"]
+        ix["blocks"] = rows + ix["blocks"]
+        g.attrs["integrity"] = json.dumps(ix)
+
+
 def _walk_codecs(codecs):
     for c in codecs:
         yield c
@@ -371,12 +407,16 @@ def _corpus():
             )
         for group, name, edit in INDEX_EDITS:
 
-            def mutate(p, g=group, e=edit):
+            def mutate(p, g=group, e=edit, h5=suffix == ".h5"):
+                if h5:
+                    _h5_index_as_attribute(p, g)
                 ix = _get_attr(p, g, "integrity")
                 e(ix)
                 _set_attr(p, g, "integrity", ix)
 
             out.append((f"{suffix}-index-{group}-{name}", suffix, mutate, True))
+    for name, edit in H5_INDEX_ROW_EDITS:
+        out.append((f".h5-index-rows-{name}", ".h5", lambda p, e=edit: _edit_h5_rows(p, e), True))
     for arr, name, edit in ZARR_ARRAY_EDITS:
         out.append((f".zarr-array-{arr}-{name}", ".zarr", lambda p, a=arr, e=edit: _edit_zarr(p, a, e), True))
     for name, edit in ZARR_DATA_EDITS:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from trajstore.analysis.fbm import fbm
-from trajstore.analysis.landscape import pair_distances, paired_losses, windowed_msl
+from trajstore.analysis.landscape import MSL_ARRAYS, pair_distances, paired_losses, windowed_msl
 from trajstore.analysis.toy import fbm_surface
 
 import trajstore
@@ -90,7 +90,8 @@ def test_pair_distances_in_blocks(tmp_path):
         for i in range(150):
             wr.append(i, w[i])
     t = trajstore.open(tmp_path / "g.h5")
-    d2 = pair_distances(t, slice(0, 150), memory_limit=3 * 150 * 150 * 8 + 200_000)
+    # The MSL's arrays fit; the reads of the Gram pass get ~0.5 MB: blocks of 192 of 300 columns
+    d2 = pair_distances(t, slice(0, 150), memory_limit=MSL_ARRAYS * 150 * 150 * 8 + 200_000)
     x = t.weights[:].astype(np.float64)
     ref = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     np.testing.assert_allclose(d2, ref, rtol=1e-9, atol=1e-9)

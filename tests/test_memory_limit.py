@@ -131,3 +131,36 @@ def test_landscape_that_does_not_fit_is_skipped_with_its_reason(tmp_path):
     skipped = [n for n in res.notes if n.startswith("landscape analysis skipped")]
     assert skipped and "Gram matrix" in skipped[0] and "--memory-limit" in skipped[0]
     assert res.msl is None or not res.msl
+
+
+def test_landscape_window_stays_under_the_limit_with_its_pair_arrays(tmp_path):
+    """The MSL of a window holds several T × T float64 arrays after its Gram pass (pair
+    distances, the H interval's pair arrays and field): they are counted, so a limit that holds
+    the Gram pass but not them is refused in one line naming the memory needed, and a limit
+    that holds them is kept to (traced peak), with the results of an unlimited run."""
+    from trajstore.analysis.fbm import fbm
+    from trajstore.analysis.landscape import MSL_ARRAYS, windowed_msl
+
+    t_records = 600
+    rng = np.random.default_rng(5)
+    profile = fbm(2**13, 0.5, rng=rng)[:, 0]  # a rough landscape: H determined, interval computed
+    x = np.clip(2**12 + np.cumsum(np.round(rng.normal(0, 4.0, t_records))), 0, 2**13 - 1).astype(int)
+    path = tmp_path / "rough.h5"
+    with trajstore.create(path, 4, chunk_records=64) as wr:
+        for i in range(t_records):
+            wr.append(i, np.array([x[i] - 2**12, 0, 0, 0], dtype=np.float32))
+            wr.log("loss", i, float(profile[x[i]]), evaluated_at="post_step")
+    square = t_records * t_records * 8  # one T × T float64 array
+    with trajstore.open(path) as traj:
+        (ref,) = windowed_msl(traj, t_records, memory_limit=UNLIMITED)
+        assert ref.hurst is not None  # the costly path (the interval) is taken
+        # 5 arrays hold the Gram pass (3 reserved) but not the MSL: refused before anything is read
+        needs = rf"needs at least [\d.]+ MiB .*{MSL_ARRAYS} arrays of 600 × 600"
+        with pytest.raises(ValueError, match=needs) as e:
+            windowed_msl(traj, t_records, memory_limit=5 * square)
+        assert "\n" not in str(e.value) and "--memory-limit" in str(e.value)
+        limit = MSL_ARRAYS * square + (1 << 20)
+        (got,), peak = _peak(lambda: windowed_msl(traj, t_records, memory_limit=limit))
+    assert peak <= limit, f"peak {peak / square:.2f} T² arrays above the limit of {limit / square:.2f}"
+    _assert_rel(got.msl, ref.msl, "MSL")
+    assert got.hurst == ref.hurst and got.hurst_ci == ref.hurst_ci

@@ -34,6 +34,9 @@ def test_doc_examples_run_and_give_the_stored_values(tmp_path, monkeypatch):
     exec(blocks[1], ns)  # h5py
     np.testing.assert_array_equal(ns["weights"], w)
     assert ns["provenance"] == {"seed": 0}
+    # (1.2) the HDF5 index (rows + listed blocks) has the zarr index's record ranges and digests
+    zarr_blocks = zarr.open_group("run.zarr", mode="r")["weights"].attrs["integrity"]["blocks"]
+    assert [b[:5] for b in ns["blocks"]] == [b[:5] for b in zarr_blocks] and len(zarr_blocks) == 7
     exec(blocks[2], ns)  # loss/weight pairing
     pw, pl = ns["pairs"]
     # loss at step s (record i) belongs to the weights of step s - 1 = record i - 1: steps are 0,2,4..

@@ -25,6 +25,8 @@ from .errors import CorruptDataError, InvalidStoreError
 ALGORITHM = "crc32c"
 TAIL_BYTES = 4096  # the shard index and the last inner chunk's own CRC-32C live at the end
 _U32 = 1 << 32
+ROWS = "integrity"  # (1.2) the array of a group holding the first ``n_blocks`` blocks as rows
+NO_VALUE = -1  # a null ``nbytes`` / ``tail`` in a row of that array
 
 
 def digest(data: np.ndarray, value: int = 0, width: int | None = None) -> int:
@@ -68,6 +70,10 @@ class Block:
     def to_json(self, arrays: tuple[str, ...]) -> list:
         return [self.start, self.stop, *(self.digests[a] for a in arrays), self.nbytes, self.tail]
 
+    def to_row(self, arrays: tuple[str, ...]) -> list[int]:
+        """The block as a row of the ``integrity`` array (1.2): nulls as ``NO_VALUE``."""
+        return [NO_VALUE if v is None else v for v in self.to_json(arrays)]
+
 
 @dataclass(frozen=True)
 class IntegrityIndex:
@@ -77,13 +83,14 @@ class IntegrityIndex:
     arrays: tuple[str, ...]
     blocks: tuple[Block, ...]
 
-    def to_json(self) -> dict:
-        return {
-            "algorithm": ALGORITHM,
-            "n_committed": self.n_committed,
-            "arrays": list(self.arrays),
-            "blocks": [b.to_json(self.arrays) for b in self.blocks],
-        }
+    def to_json(self, n_rows: int | None = None) -> dict:
+        """The ``integrity`` attribute. ``n_rows`` (1.2): the first ``n_rows`` blocks are rows of
+        the group's ``integrity`` array (:func:`store_index`) and only the rest are listed."""
+        out = {"algorithm": ALGORITHM, "n_committed": self.n_committed, "arrays": list(self.arrays)}
+        if n_rows is not None:
+            out["n_blocks"] = n_rows
+        out["blocks"] = [b.to_json(self.arrays) for b in self.blocks[n_rows or 0 :]]
+        return out
 
     def by_start(self) -> dict[int, Block]:
         return {b.start: b for b in self.blocks}
@@ -149,7 +156,65 @@ def read_index(backend, group: str, version: tuple[int, int]) -> IntegrityIndex 
                 f"{version[0]}.{version[1]}; it was altered, run 'trajstore validate' [V40]"
             )
         return None
-    return IntegrityIndex.from_json(raw, f"{backend.path}: {group}")
+    return parse_index(backend, group, raw, f"{backend.path}: {group}")
+
+
+def parse_index(backend, group: str, raw: object, where: str) -> IntegrityIndex:
+    """Parse the ``integrity`` attribute ``raw`` of ``group``, with the first ``n_blocks``
+    blocks read from the group's ``integrity`` array when the attribute says so (1.2).
+    Raise :class:`InvalidStoreError` naming the first fault [V41]."""
+    if not isinstance(raw, dict) or "n_blocks" not in raw:
+        return IntegrityIndex.from_json(raw, where)
+
+    def bad(why: str) -> InvalidStoreError:
+        return InvalidStoreError(f"{where}: the integrity index is malformed ({why}) [V41]")
+
+    k, n, arrays = raw["n_blocks"], raw.get("n_committed"), raw.get("arrays")
+    # Every block holds a record: more blocks than records is refused before anything is read.
+    if not _is_int(k) or not 0 <= k <= (n if _is_int(n) else 0):
+        raise bad(f"n_blocks {k!r} is not a count of at most n_committed ({n!r}) blocks")
+    if not isinstance(arrays, list):
+        raise bad(f"arrays {arrays!r} is not a list")
+    width = 4 + len(arrays)
+    path = f"{group}/{ROWS}"
+    rows: list = []
+    if k:
+        if not backend.is_array(path):
+            raise bad(f"n_blocks is {k} but there is no array {path}")
+        shape, dtype = backend.shape(path), backend.dtype(path)
+        if dtype != np.dtype("<i8") or len(shape) != 2 or shape[1] != width or shape[0] < k:
+            raise bad(f"{path} is {dtype} {shape}, expected int64 with at least {k} rows of {width}")
+        try:
+            data = backend.read(path, slice(0, k))
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # e.g. failing Fletcher-32
+            raise bad(f"{path} cannot be read: {exc}") from exc
+        nulls = range(width - 2, width)  # nbytes and tail
+        rows = [[None if j in nulls and v == NO_VALUE else v for j, v in enumerate(r)] for r in data.tolist()]
+    listed = raw.get("blocks")
+    if not isinstance(listed, list):
+        raise bad("blocks is not a list")
+    return IntegrityIndex.from_json({**raw, "blocks": rows + listed}, where)
+
+
+def store_index(
+    backend, group: str, index: IntegrityIndex, n_rows: int, block_records: int
+) -> tuple[dict, int]:
+    """The ``integrity`` attribute of ``index`` to write with the commit, and its block count
+    in the group's ``integrity`` array (1.2).
+
+    A back end that keeps the blocks as rows (``index_rows``, HDF5) gets the full blocks past the
+    ``n_rows`` already stored appended to the array first, so a commit costs O(new blocks), not
+    O(all blocks); the attribute then lists only a last partial block (rewritten as it fills, so
+    never a row: a crash between the row and the attribute would leave them disagreeing).
+    Other back ends get the whole list in the attribute, as in 1.1."""
+    if not getattr(backend, "index_rows", False):
+        return index.to_json(), 0
+    blocks = index.blocks
+    full = len(blocks) - (1 if blocks and blocks[-1].stop - blocks[-1].start < block_records else 0)
+    if full > n_rows:
+        rows = np.array([b.to_row(index.arrays) for b in blocks[n_rows:full]], dtype="<i8")
+        backend.write_rows(f"{group}/{ROWS}", n_rows, rows)
+    return index.to_json(full), full
 
 
 class StoredObjects:

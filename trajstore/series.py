@@ -15,7 +15,7 @@ import numpy as np
 from . import spec
 from .backends import Backend, Compression
 from .chunking import SCALAR_CHUNK_RECORDS, shard_shape
-from .integrity import TAIL_BYTES, Block, IntegrityIndex, digest, tail_digest
+from .integrity import TAIL_BYTES, Block, IntegrityIndex, digest, parse_index, store_index, tail_digest
 from .shards import EncoderPool, ShardValues
 
 
@@ -63,6 +63,7 @@ class SeriesWriter:
         # Integrity index (format 1.1): one entry per written block, keyed by block start.
         # None for a 1.0 store continued by this writer (it stays 1.0).
         self.blocks: dict[int, Block] | None = {}
+        self.n_rows = 0  # blocks of the committed index kept as rows of an array (1.2, HDF5)
 
     # -- creation and re-opening ---------------------------------------------------------
 
@@ -97,7 +98,8 @@ class SeriesWriter:
             b.create_array(
                 f"{g}/{spec.TIME}", (0,), "<f8", index_chunks, None, (spec.DIM_RECORD,), compression
             )
-        b.set_attrs(g, {**attrs, spec.ATTR_INTEGRITY: self._index(0).to_json(), spec.ATTR_N_COMMITTED: 0})
+        index, self.n_rows = store_index(b, g, self._index(0), 0, self.chunk_records)
+        b.set_attrs(g, {**attrs, spec.ATTR_INTEGRITY: index, spec.ATTR_N_COMMITTED: 0})
         self._attach_values()
         if not g.startswith("."):  # a hidden name under construction is listed once moved
             list_group(b, g)
@@ -125,9 +127,11 @@ class SeriesWriter:
         if attrs.get(spec.ATTR_INTEGRITY) is None:
             series.blocks = None  # a 1.0 store: continued as 1.0
         else:
-            index = IntegrityIndex.from_json(attrs[spec.ATTR_INTEGRITY], f"{backend.path}: {group}")
-            # Entries past the commit (a crash between the two attributes) are written again.
+            index = parse_index(backend, group, attrs[spec.ATTR_INTEGRITY], f"{backend.path}: {group}")
+            # Entries past the commit (a crash between the two attributes) are written again,
+            # rows of the integrity array included.
             series.blocks = {b.start: b for b in index.blocks if b.stop <= n}
+            series.n_rows = min(int(attrs[spec.ATTR_INTEGRITY].get("n_blocks", 0)), len(series.blocks))
         series.block_start = (n // series.chunk_records) * series.chunk_records
         series.n_buf = n - series.block_start
         if series.n_buf:  # the committed part of a partial block goes back into the buffer
@@ -288,7 +292,9 @@ class SeriesWriter:
             if self.blocks is not None:
                 # Index first: after a crash between the two (HDF5 writes attributes one by
                 # one) the index covers more records than the commit, never fewer.
-                attrs[spec.ATTR_INTEGRITY] = self._index(self.n_written).to_json()
+                attrs[spec.ATTR_INTEGRITY], self.n_rows = store_index(
+                    self.backend, self.group, self._index(self.n_written), self.n_rows, self.chunk_records
+                )
             attrs[spec.ATTR_N_COMMITTED] = self.n_written
             self.backend.set_attrs(self.group, attrs)
             self.n_committed = self.n_written

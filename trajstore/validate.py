@@ -26,7 +26,7 @@ from .backends import Backend, backend_kind, open_backend
 from .backends.locking import is_being_written
 from .description import problems as description_problems
 from .errors import TrajstoreError
-from .integrity import IntegrityIndex, StoredObjects, digest
+from .integrity import IntegrityIndex, StoredObjects, digest, parse_index
 from .layout import Layout
 
 _SCAN_BYTES = 64 * 1024 * 1024  # read committed records in pieces of about this size
@@ -589,7 +589,7 @@ def _check_index(
             r.add("V40", f"{g}: no integrity index, although the store is format {version[0]}.{version[1]}")
         return None
     try:
-        index = IntegrityIndex.from_json(raw, g)
+        index = parse_index(b, g, raw, g)
     except TrajstoreError as exc:
         r.add("V41", str(exc).replace(" [V41]", ""))
         return None
