@@ -117,6 +117,7 @@ def measure(
     threads: int = 1,
     zarr_path: bool = False,
     warm: int = 0,
+    nice: int | None = None,
 ) -> dict:
     """Step and trial times without and with recording (alternating trials).
 
@@ -138,7 +139,14 @@ def measure(
             series.SeriesWriter._attach_values = zarr_write_path
         t0 = time.perf_counter()
         rec = Recorder(
-            model, path, overwrite=True, progress=False, schedule=schedule, codec=codec, threads=threads
+            model,
+            path,
+            overwrite=True,
+            progress=False,
+            schedule=schedule,
+            codec=codec,
+            threads=threads,
+            store_options=None if nice is None else {"nice": nice},
         )
         with rec:
             rec.attach(opt)
@@ -184,6 +192,7 @@ def main() -> None:
     ap.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)")
     ap.add_argument("--codec", default="balanced", help="Recorder codec preset")
     ap.add_argument("--threads", type=int, default=1, help="Recorder encoder threads")
+    ap.add_argument("--nice", type=int, default=None, help="writer threads' nice steps (default: Recorder's)")
     ap.add_argument("--zarr-write-path", action="store_true", help="also measure zarr's own write path")
     ap.add_argument(
         "--warm", type=int, default=None, help="recorded start-up steps per trial, reported apart"
@@ -196,7 +205,8 @@ def main() -> None:
     device = torch.device(args.device)
     tmp = Path(tempfile.mkdtemp())
     lines = [
-        f"Recorder codec {args.codec}, threads {args.threads}; torch on 1 thread.",
+        f"Recorder codec {args.codec}, threads {args.threads}, writer threads' nice "
+        f"{'default' if args.nice is None else args.nice}; torch on 1 thread.",
         "",
         "| case | device | params | raw MB/s | plain ms/step | recorded ms/step | median ratio "
         "| loop ratio | loop+close ratio | start-up s (steps) |",
@@ -219,6 +229,7 @@ def main() -> None:
                 args.threads,
                 zarr_path,
                 warm,
+                args.nice,
             )
             label = f"{name} {args.schedule}" + (" (zarr write path)" if zarr_path else "")
             lines.append(

@@ -13,6 +13,7 @@ from tqdm import tqdm
 
 from trajstore.errors import RecordingError, describe_os_error
 from trajstore.progress import Progress
+from trajstore.shards import lower_thread_priority
 
 _STOP = object()
 _POLL_SECONDS = 0.1  # how soon a blocked training thread notices that the writer failed
@@ -40,8 +41,10 @@ class WriterThread:
         max_queue: int = 64,
         progress: bool | None = None,
         failed: threading.Event | None = None,
+        nice: int = 0,
     ):
         self.writer = writer
+        self.nice = nice  # steps below the priority of the thread that starts it (Linux)
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue = queue.Queue(max_queue)
         self._error: BaseException | None = None
@@ -84,6 +87,7 @@ class WriterThread:
             self.failed.set()
 
     def _run(self) -> None:
+        lower_thread_priority(self.nice)
         # One compression thread: the training process owns the other cores.
         import numcodecs.blosc
 

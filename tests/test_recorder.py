@@ -414,3 +414,36 @@ def test_records_travel_in_batches_sized_by_the_pool(tmp_path):
     with Recorder(big, tmp_path / "c.zarr", progress=False) as rec:
         rec.attach(torch.optim.SGD(big.parameters(), lr=0.0))
         assert rec.pool_size == 4 and rec._record_batch == 2
+
+
+def _nice_of_threads(prefix: str) -> list[int]:
+    import threading
+
+    ids = [t.native_id for t in threading.enumerate() if t.name.startswith(prefix) and t.native_id]
+    return [os.getpriority(os.PRIO_PROCESS, i) for i in ids]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_writer_threads_run_below_training(tmp_path):
+    """The writer thread and its encoders run WRITER_NICE steps below the training thread, so
+    that training keeps its core when they compete (docs/scale.md); store_options can undo it."""
+    from trajstore.recorders.recorder import WRITER_NICE
+
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for options, expected in (({}, min(19, base + WRITER_NICE)), ({"nice": 0}, base)):
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        path = tmp_path / f"n{len(options)}.zarr"
+        with Recorder(model, path, store_options={"chunk_records": 4, **options}) as rec:
+            rec.attach(opt)
+            _train(model, opt, 9)  # two full blocks: the encoder has run
+            writer, encoders = _nice_of_threads("trajstore-writer"), _nice_of_threads("trajstore-encode")
+            assert writer == [expected] and encoders and set(encoders) == {expected}, (writer, encoders)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == base  # the training thread is untouched
+        with trajstore.open(path) as t:
+            assert t.n_records == 10
+
+
+def test_create_refuses_a_nice_value_out_of_range(tmp_path):
+    with pytest.raises(ValueError, match="nice must be 0 to 19"):
+        trajstore.create(tmp_path / "x.zarr", 3, nice=20)

@@ -292,14 +292,32 @@ class ShardJob:
                 self.future.set_exception(exc)
 
 
-class EncoderPool:
-    """The threads that encode full blocks of every series of one writer."""
+def lower_thread_priority(nice: int) -> None:
+    """Raise the calling thread's nice value by ``nice`` (at most to 19). On Linux every thread
+    has its own; elsewhere, or where the OS refuses, nothing happens."""
+    if nice <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except OSError:
+        pass
 
-    def __init__(self, threads: int):
+
+class EncoderPool:
+    """The threads that encode full blocks of every series of one writer, ``nice`` steps below
+    the priority of the thread that makes them (:func:`lower_thread_priority`)."""
+
+    def __init__(self, threads: int, nice: int = 0):
         if threads < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.threads = threads
-        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="trajstore-encode")
+        self._pool = ThreadPoolExecutor(
+            threads,
+            thread_name_prefix="trajstore-encode",
+            initializer=lower_thread_priority,
+            initargs=(nice,),
+        )
 
     def submit(self, encoder: ShardEncoder, chunks: np.ndarray, path: str, tail_bytes: int) -> Future:
         return ShardJob(encoder, chunks, path, tail_bytes, self._pool).future

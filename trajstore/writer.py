@@ -54,11 +54,12 @@ class Writer:
         buffers_layout: Layout | None,
         threads: int = 0,
         shard_params: int | None = None,
+        nice: int = 0,
     ):
         self._backend = backend
         # Threads that encode full blocks in the background (trajstore.shards); 0: the caller.
         self.threads = int(threads)
-        self._pool = EncoderPool(self.threads) if self.threads > 0 else None
+        self._pool = EncoderPool(self.threads, nice) if self.threads > 0 else None
         self.layout = layout
         self.buffers_layout = buffers_layout
         self.path = backend.path
@@ -326,6 +327,7 @@ def create(
     dataset: Mapping[str, Any] | None = None,
     threads: int = 0,
     shard_params: int | None = None,
+    nice: int = 0,
 ) -> Writer:
     """Create (or continue) a trajectory store and return its :class:`Writer`.
 
@@ -342,13 +344,17 @@ def create(
     :mod:`trajstore.description`). ``threads``: threads that compress full blocks in the
     background while the next block fills (Zarr; 0: on the calling thread, each block committed
     as it fills; with threads a block is committed at the first ``append`` after it is written,
-    or at ``flush``). The store is the same either way.
+    or at ``flush``). The store is the same either way. ``nice``: how many steps below the
+    calling thread's priority those threads run (Linux nice; 0: the same): a recorder uses it so
+    that training keeps its cores and the encoders take what is left.
     ``shard_params``: columns per stored object (Zarr shard) of the vector groups, a multiple of
     ``chunk_params``; default one object per time block spanning every column. Narrower shards let
     several processes write disjoint column ranges of one record (sharded models).
     """
     if int(threads) < 0:
         raise ValueError(f"threads must be 0 or more, got {threads}")
+    if not 0 <= int(nice) <= 19:
+        raise ValueError(f"nice must be 0 to 19, got {nice}")
     path = os.fspath(path)
     if mode not in ("x", "w", "a"):
         raise ValueError(f"mode must be 'x', 'w' or 'a', got {mode!r}")
@@ -359,7 +365,7 @@ def create(
     description = normalise_description(dataset) if dataset else None
     exists = os.path.exists(path)
     if exists and mode == "a":
-        return _reopen(path, kind, layout, comp, keepbits, threads)
+        return _reopen(path, kind, layout, comp, keepbits, threads, nice)
     if exists and mode == "x":
         raise StoreExistsError(f"{path} exists; pass overwrite (mode='w') or append (mode='a')")
     if exists:
@@ -415,13 +421,19 @@ def create(
         return w
     b.close()
     os.rename(build, path)
-    w = _reopen(path, kind, layout, comp, keepbits, threads)
+    w = _reopen(path, kind, layout, comp, keepbits, threads, nice)
     w._chunk_records, w._chunk_params = chunk_records, chunk_params  # for groups created later
     return w
 
 
 def _reopen(
-    path: str, kind: str, layout: Layout, comp: Compression, keepbits: int | None, threads: int = 0
+    path: str,
+    kind: str,
+    layout: Layout,
+    comp: Compression,
+    keepbits: int | None,
+    threads: int = 0,
+    nice: int = 0,
 ) -> Writer:
     if kind == "zarr" and os.path.isdir(path):
         remove_stale_temporaries(path)  # left by a writer killed in the middle of a file write
@@ -450,6 +462,7 @@ def _reopen(
             created_epoch=parse_iso(attrs.get(spec.ATTR_CREATED, "")),
             buffers_layout=buffers_layout,
             threads=threads,
+            nice=nice,
         )
         for name in spec.VECTOR_GROUPS:
             if b.exists(name):
