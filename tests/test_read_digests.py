@@ -77,8 +77,16 @@ def _alter_digest(path, block: int) -> tuple[int, int]:
     b = open_backend(str(path), "r+")
     try:
         index = b.attrs(spec.WEIGHTS)[spec.ATTR_INTEGRITY]
-        entry = index["blocks"][block]
-        entry[2] ^= 1  # [start, stop, digest(value), ...]
+        if isinstance(index, str):
+            index = json.loads(index)
+        k = index.get("n_blocks", 0)  # (1.2) the first k blocks are rows of weights/integrity
+        if block < k:
+            rows = b.read(f"{spec.WEIGHTS}/integrity", slice(block, block + 1))
+            rows[0, 2] ^= 1  # [start, stop, digest(value), ...]
+            b.write(f"{spec.WEIGHTS}/integrity", block, rows)
+            return int(rows[0, 0]), int(rows[0, 1])
+        entry = index["blocks"][block - k]
+        entry[2] ^= 1
         b.set_attrs(spec.WEIGHTS, {spec.ATTR_INTEGRITY: index})
     finally:
         b.close()
