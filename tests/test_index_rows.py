@@ -275,8 +275,9 @@ def test_a_damaged_row_chunk_is_refused_in_one_line(tmp_path, suffix):
         (lambda m: m["chunk_grid"]["configuration"].update(chunk_shape=[10**9, 7]), "chunk grid"),
         (lambda m: m.update(data_type="float64", fill_value=0.0), "not int64"),
         (lambda m: m.update(shape="x"), "cannot be read"),
+        (lambda m: m["codecs"][0].update(configuration=[1]), "not an object"),
     ],
-    ids=["codec off the list", "huge chunk", "float64", "shape not a list"],
+    ids=["codec off the list", "huge chunk", "float64", "shape not a list", "codec configuration"],
 )
 def test_a_bad_zarr_rows_metadata_is_refused_before_reading(tmp_path, edit, match):
     """The rows' zarr.json is judged as written before zarr reads a chunk of it: a declared

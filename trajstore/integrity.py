@@ -243,6 +243,8 @@ def _zarr_rows_fault(meta: dict) -> str | None:
         if name not in spec.ZARR_CODECS:
             return f"has codec {name!r}, not one of the allowed"
         conf = c.get("configuration") or {}
+        if not isinstance(conf, dict):
+            return f"has codec {name!r} with configuration {str(conf)[:40]}, not an object"
         if name == "sharding_indexed" and not _small_chunk(conf.get("chunk_shape")):
             return "has an inner chunk shape that is not small positive sizes"
         for key in ("codecs", "index_codecs"):
@@ -257,8 +259,8 @@ def store_index(
     """The ``integrity`` attribute of ``index`` to write with the commit, and its block count
     in the group's ``integrity`` array (1.2).
 
-    A back end that keeps the blocks as rows (``index_rows``: HDF5, Zarr) gets the full blocks past the
-    ``n_rows`` already stored appended to the array first, so a commit costs O(new blocks), not
+    A back end that keeps the blocks as rows (``index_rows``: HDF5, Zarr) gets the full blocks
+    past the ``n_rows`` already stored appended to the array first, so a commit costs O(new blocks), not
     O(all blocks); the attribute then lists only a last partial block (rewritten as it fills, so
     never a row: a crash between the row and the attribute would leave them disagreeing).
     Other back ends get the whole list in the attribute, as in 1.1."""
