@@ -3,7 +3,7 @@ commit per chunk) to HDF5 and Zarr, and report seconds and stored size (issue 13
 
 Each commit records the new block's digests in the group's integrity index. Kept as one JSON
 attribute rewritten whole (format 1.1), a commit cost O(all blocks so far) and writing
-O(blocks²); HDF5 now appends the new blocks as rows of the group's ``integrity`` dataset
+O(blocks²); both back ends now append the new blocks as rows of the group's ``integrity`` array
 (format 1.2, docs/format.md §5.1). The first R/4 records are timed too, so the ratio
 (time of R) / (time of R/4) shows the growth: 4 for linear, up to 16 for quadratic.
 

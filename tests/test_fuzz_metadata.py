@@ -19,6 +19,7 @@ import tracemalloc
 import h5py
 import numpy as np
 import pytest
+import zarr
 
 import trajstore
 from trajstore.info import summarize
@@ -95,40 +96,61 @@ INDEX_EDITS = [
 ]
 
 
-# (1.2) HDF5 keeps the full blocks of the weights' index as rows of weights/integrity.
-H5_INDEX_ROW_EDITS = [
-    ("value digest", lambda g, ix: g["integrity"].__setitem__((1, 2), (g["integrity"][1, 2] + 1) % 2**32)),
-    ("stop", lambda g, ix: g["integrity"].__setitem__((0, 1), 7)),
-    ("deleted", lambda g, ix: g.__delitem__("integrity")),
-    ("fewer rows", lambda g, ix: g["integrity"].resize(ix["n_blocks"] - 1, axis=0)),
-    ("n_blocks 1e9", lambda g, ix: ix.update(n_blocks=10**9)),
-    ("n_blocks -1", lambda g, ix: ix.update(n_blocks=-1)),
-    ("n_blocks less", lambda g, ix: ix.update(n_blocks=ix["n_blocks"] - 1)),
-    ("null nbytes of a row", lambda g, ix: g["integrity"].__setitem__((0, 5), -2)),
+# (1.2) Both back ends keep the full blocks of the weights' index as rows of weights/integrity
+# (``rows`` is the h5py dataset or the zarr array, ``ix`` the attribute).
+INDEX_ROW_EDITS = [
+    ("value digest", lambda g, rows, ix: rows.__setitem__((1, 2), (int(rows[1, 2]) + 1) % 2**32)),
+    ("stop", lambda g, rows, ix: rows.__setitem__((0, 1), 7)),
+    ("deleted", lambda g, rows, ix: g.__delitem__("integrity")),
+    ("fewer rows", lambda g, rows, ix: rows.resize((ix["n_blocks"] - 1, rows.shape[1]))),
+    ("n_blocks 1e9", lambda g, rows, ix: ix.update(n_blocks=10**9)),
+    ("n_blocks -1", lambda g, rows, ix: ix.update(n_blocks=-1)),
+    ("n_blocks less", lambda g, rows, ix: ix.update(n_blocks=ix["n_blocks"] - 1)),
+    ("null nbytes of a row", lambda g, rows, ix: rows.__setitem__((0, 5), -2)),
+]
+
+# Edits of the rows array's zarr.json: each makes the index unreadable by the rules [V41].
+ZARR_ROWS_META_EDITS = [
+    ("codec", lambda m: m["codecs"].insert(0, {"name": "vlen-utf8"})),
+    ("dtype", lambda m: m.update(data_type="float64", fill_value=0.0)),
+    ("huge chunk", lambda m: m["chunk_grid"]["configuration"].update(chunk_shape=[10**9, 7])),
+    ("not an array", lambda m: m.update(node_type="group")),
+    ("storage transformer", lambda m: m.update(storage_transformers=[{"name": "x"}])),
 ]
 
 
-def _edit_h5_rows(path, edit):
+def _edit_rows(path, edit):
+    if str(path).endswith(".zarr"):
+        g = zarr.open_group(path, mode="r+")["weights"]
+        ix = dict(g.attrs["integrity"])
+        assert ix["n_blocks"] >= 2, "the original store keeps its blocks as rows"
+        edit(g, g["integrity"], ix)
+        g.attrs["integrity"] = ix
+        return
     with h5py.File(path, "r+", locking=False) as f:
         g = f["weights"]
         ix = json.loads(g.attrs["integrity"])
         assert ix["n_blocks"] >= 2, "the original store keeps its blocks as rows"
-        edit(g, ix)
+        edit(g, g["integrity"], ix)
         g.attrs["integrity"] = json.dumps(ix)
 
 
-def _h5_index_as_attribute(path, group):
-    """Fold the rows of an HDF5 group's integrity dataset (1.2) into the attribute, as a 1.1
-    writer kept the index, so edits of the attribute's blocks apply to every block."""
-    with h5py.File(path, "r+", locking=False) as f:
-        g = f[group]
-        ix = json.loads(g.attrs["integrity"])
-        rows = []
-        if ix.pop("n_blocks", 0):
-            rows = [[*r[:-2], *(None if v == -1 else v for v in r[-2:])] for r in g["integrity"][()].tolist()]
-            del g["integrity"]
-        ix["blocks"] = rows + ix["blocks"]
-        g.attrs["integrity"] = json.dumps(ix)
+def _index_as_attribute(path, group):
+    """Fold the rows of a group's integrity array (1.2) into the attribute, as a 1.1 writer
+    kept the index, so edits of the attribute's blocks apply to every block."""
+    ix = _get_attr(path, group, "integrity")
+    rows = []
+    if ix.pop("n_blocks", 0):
+        if str(path).endswith(".zarr"):
+            rows = zarr.open_array(path / group / "integrity", mode="r")[()].tolist()
+            shutil.rmtree(path / group / "integrity")
+        else:
+            with h5py.File(path, "r+", locking=False) as f:
+                rows = f[group]["integrity"][()].tolist()
+                del f[group]["integrity"]
+        rows = [[*r[:-2], *(None if v == -1 else v for v in r[-2:])] for r in rows]
+    ix["blocks"] = rows + ix["blocks"]
+    _set_attr(path, group, "integrity", ix)
 
 
 def _walk_codecs(codecs):
@@ -407,16 +429,18 @@ def _corpus():
             )
         for group, name, edit in INDEX_EDITS:
 
-            def mutate(p, g=group, e=edit, h5=suffix == ".h5"):
-                if h5:
-                    _h5_index_as_attribute(p, g)
+            def mutate(p, g=group, e=edit):
+                _index_as_attribute(p, g)
                 ix = _get_attr(p, g, "integrity")
                 e(ix)
                 _set_attr(p, g, "integrity", ix)
 
             out.append((f"{suffix}-index-{group}-{name}", suffix, mutate, True))
-    for name, edit in H5_INDEX_ROW_EDITS:
-        out.append((f".h5-index-rows-{name}", ".h5", lambda p, e=edit: _edit_h5_rows(p, e), True))
+        for name, edit in INDEX_ROW_EDITS:
+            out.append((f"{suffix}-index-rows-{name}", suffix, lambda p, e=edit: _edit_rows(p, e), True))
+    for name, edit in ZARR_ROWS_META_EDITS:
+        mutate = lambda p, e=edit: _edit_zarr(p, "weights/integrity", e)  # noqa: E731
+        out.append((f".zarr-index-rows-meta-{name}", ".zarr", mutate, True))
     for arr, name, edit in ZARR_ARRAY_EDITS:
         out.append((f".zarr-array-{arr}-{name}", ".zarr", lambda p, a=arr, e=edit: _edit_zarr(p, a, e), True))
     for name, edit in ZARR_DATA_EDITS:

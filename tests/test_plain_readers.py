@@ -10,9 +10,21 @@ import h5py
 import numpy as np
 import zarr
 
+from trajstore import spec
+from trajstore.backends import open_backend
+from trajstore.integrity import read_index
+
 from .conftest import write_store
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "format.md"
+
+
+def _index(path):
+    b = open_backend(str(path), "r")
+    try:
+        return read_index(b, spec.WEIGHTS, (1, 2))
+    finally:
+        b.close()
 
 
 def doc_code_blocks() -> list[str]:
@@ -27,6 +39,8 @@ def test_doc_examples_run_and_give_the_stored_values(tmp_path, monkeypatch):
     assert len(blocks) == 3
     ns: dict = {}
     exec(blocks[0], ns)  # zarr
+    zarr_blocks = ns["blocks"]
+    assert ns["k"] >= 1 and len(zarr_blocks) == 7  # (1.2) the rows are read, and the partial block
     np.testing.assert_array_equal(ns["weights"], w)
     np.testing.assert_array_equal(ns["steps"], steps)
     np.testing.assert_array_equal(ns["fc"], w[:, 40:88].reshape(-1, 3, 16))
@@ -34,9 +48,11 @@ def test_doc_examples_run_and_give_the_stored_values(tmp_path, monkeypatch):
     exec(blocks[1], ns)  # h5py
     np.testing.assert_array_equal(ns["weights"], w)
     assert ns["provenance"] == {"seed": 0}
-    # (1.2) the HDF5 index (rows + listed blocks) has the zarr index's record ranges and digests
-    zarr_blocks = zarr.open_group("run.zarr", mode="r")["weights"].attrs["integrity"]["blocks"]
-    assert [b[:5] for b in ns["blocks"]] == [b[:5] for b in zarr_blocks] and len(zarr_blocks) == 7
+    # (1.2) the HDF5 index (rows + listed blocks) has the zarr index's record ranges and digests,
+    # and both are trajstore's own index (nulls are -1 in rows, None when listed)
+    assert [b[:5] for b in ns["blocks"]] == [b[:5] for b in zarr_blocks]
+    own = _index("run.zarr")
+    assert [b[:5] for b in zarr_blocks] == [[b.start, b.stop, *b.digests.values()] for b in own.blocks]
     exec(blocks[2], ns)  # loss/weight pairing
     pw, pl = ns["pairs"]
     # loss at step s (record i) belongs to the weights of step s - 1 = record i - 1: steps are 0,2,4..
@@ -86,6 +102,8 @@ def test_xarray_opens_a_group(tmp_path):
 
     w, steps = write_store(tmp_path / "x.zarr")
     ds = xr.open_zarr(tmp_path / "x.zarr", group="weights", consolidated=False)
-    assert dict(ds.sizes) == {"record": len(w), "param": w.shape[1]}
+    # (1.2) the integrity index's rows come along as a variable of their own dimensions
+    assert dict(ds.sizes) == {"record": len(w), "param": w.shape[1], "block": 6, "field": 7}
+    assert ds["integrity"].dims == ("block", "field") and ds["integrity"].dtype == np.int64
     np.testing.assert_array_equal(ds["value"].values, w)
     np.testing.assert_array_equal(ds["step"].values, steps)

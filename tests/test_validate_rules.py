@@ -46,6 +46,16 @@ def _index_edit(group, fn):
     return edit
 
 
+def _row_edit(group, row, col, fn):
+    """Change one field of a block kept as a row of ``<group>/integrity`` (1.2)."""
+
+    def edit(path):
+        rows = zarr.open_group(path, mode="r+")[group]["integrity"]
+        rows[row, col] = fn(int(rows[row, col]))
+
+    return edit
+
+
 def _as_10(path):
     """Make the store what a 1.0 writer wrote, so editing data breaks only the rule under test."""
     root = zarr.open_group(path, mode="r+")
@@ -135,11 +145,8 @@ BREAK = {
     "V40": (".zarr", lambda p: zarr.open_group(p, mode="r+")["weights"].attrs.pop("integrity")),
     "V41": (".zarr", _index_edit("weights", lambda ix: ix.update(algorithm="md5"))),
     "V42": (".zarr", lambda p: (p / "weights" / "value" / "c" / "2" / "0").unlink()),
-    "V43": (
-        ".zarr",
-        _index_edit("weights", lambda ix: ix["blocks"][1].__setitem__(5, ix["blocks"][1][5] + 1)),
-    ),
-    "V44": (".zarr", _index_edit("weights", lambda ix: ix["blocks"][1].__setitem__(2, 7))),
+    "V43": (".zarr", _row_edit("weights", 1, 5, lambda nbytes: nbytes + 1)),
+    "V44": (".zarr", _row_edit("weights", 1, 2, lambda crc: (crc + 7) % 2**32)),
     "V45": (".zarr", lambda p: _attr(p, "", "groups", ["weights", "observables/lost"])),
     "V46": (".zarr", lambda p: _attr(p, "", "trainable", [{"step": 0, "trainable": [True]}])),
     "V47": (".h5", lambda p: _attr(p, "", "segments", [{"start_record": "3"}])),

@@ -179,9 +179,23 @@ def parse_index(backend, group: str, raw: object, where: str) -> IntegrityIndex:
     path = f"{group}/{ROWS}"
     rows: list = []
     if k:
-        if not backend.is_array(path):
+        # Zarr: the raw zarr.json is judged before zarr's parser reads it (codecs from the
+        # allowed list only); a node zarr cannot parse is a malformed index, not a traceback.
+        try:
+            if getattr(backend, "skips_empty_chunks", False):  # Zarr: its zarr.json as written
+                meta = backend.array_metadata(path)
+                fault = _zarr_rows_fault(meta) if meta else "no array"
+            else:
+                fault = None if backend.exists(path) else "no array"
+            if fault is None and not backend.is_array(path):
+                fault = "no array"
+            shape, dtype = (backend.shape(path), backend.dtype(path)) if fault is None else ((), None)
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
+            raise bad(f"{path} cannot be read: {exc}") from exc
+        if fault == "no array":
             raise bad(f"n_blocks is {k} but there is no array {path}")
-        shape, dtype = backend.shape(path), backend.dtype(path)
+        if fault is not None:
+            raise bad(f"{path} {fault}")
         if dtype != np.dtype("<i8") or len(shape) != 2 or shape[1] != width or shape[0] < k:
             raise bad(f"{path} is {dtype} {shape}, expected int64 with at least {k} rows of {width}")
         try:
@@ -196,14 +210,57 @@ def parse_index(backend, group: str, raw: object, where: str) -> IntegrityIndex:
     return IntegrityIndex.from_json({**raw, "blocks": rows + listed}, where)
 
 
+_MAX_ROW_CHUNK = 1 << 20  # values in one chunk of a rows array (8 MiB): checked before reading
+
+
+def _small_chunk(shape: object) -> bool:
+    return (
+        isinstance(shape, list)
+        and len(shape) == 2
+        and all(_is_int(c) and c > 0 for c in shape)
+        and shape[0] * shape[1] <= _MAX_ROW_CHUNK
+    )
+
+
+def _zarr_rows_fault(meta: dict) -> str | None:
+    """What makes the raw ``zarr.json`` of a rows array unreadable by trajstore's rules
+    (not an array, storage transformers, a codec off spec.ZARR_CODECS), "no array" when it is
+    absent; None when fine."""
+    if meta.get("node_type") != "array":
+        return "no array"
+    if meta.get("storage_transformers"):
+        return "has storage transformers"
+    if meta.get("data_type") != "int64":
+        return f"has data type {str(meta.get('data_type'))[:40]!r}, not int64"
+    grid = meta.get("chunk_grid")
+    chunks = ((grid.get("configuration") or {}) if isinstance(grid, dict) else {}).get("chunk_shape")
+    if not _small_chunk(chunks) or grid.get("name") != "regular":
+        return f"has chunk grid {str(grid)[:80]}, not regular with at most {_MAX_ROW_CHUNK} values a chunk"
+    stack = list(meta.get("codecs") or ()) if isinstance(meta.get("codecs"), list) else [None]
+    while stack:
+        c = stack.pop()
+        name = c.get("name") if isinstance(c, dict) else None
+        if name not in spec.ZARR_CODECS:
+            return f"has codec {name!r}, not one of the allowed"
+        conf = c.get("configuration") or {}
+        if not isinstance(conf, dict):
+            return f"has codec {name!r} with configuration {str(conf)[:40]}, not an object"
+        if name == "sharding_indexed" and not _small_chunk(conf.get("chunk_shape")):
+            return "has an inner chunk shape that is not small positive sizes"
+        for key in ("codecs", "index_codecs"):
+            inner = conf.get(key) or []
+            stack.extend(inner if isinstance(inner, list) else [None])
+    return None
+
+
 def store_index(
     backend, group: str, index: IntegrityIndex, n_rows: int, block_records: int
 ) -> tuple[dict, int]:
     """The ``integrity`` attribute of ``index`` to write with the commit, and its block count
     in the group's ``integrity`` array (1.2).
 
-    A back end that keeps the blocks as rows (``index_rows``, HDF5) gets the full blocks past the
-    ``n_rows`` already stored appended to the array first, so a commit costs O(new blocks), not
+    A back end that keeps the blocks as rows (``index_rows``: HDF5, Zarr) gets the full blocks
+    past the ``n_rows`` already stored appended to the array first, so a commit costs O(new blocks), not
     O(all blocks); the attribute then lists only a last partial block (rewritten as it fills, so
     never a row: a crash between the row and the attribute would leave them disagreeing).
     Other back ends get the whole list in the attribute, as in 1.1."""

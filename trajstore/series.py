@@ -63,7 +63,7 @@ class SeriesWriter:
         # Integrity index (format 1.1): one entry per written block, keyed by block start.
         # None for a 1.0 store continued by this writer (it stays 1.0).
         self.blocks: dict[int, Block] | None = {}
-        self.n_rows = 0  # blocks of the committed index kept as rows of an array (1.2, HDF5)
+        self.n_rows = 0  # blocks of the committed index kept as rows of an array (1.2)
 
     # -- creation and re-opening ---------------------------------------------------------
 
