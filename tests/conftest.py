@@ -48,6 +48,32 @@ def write_store(path, n_records=50, params=None, seed=0, chunk_records=8, loss=T
 
 
 
+def stored_index(path):
+    """The integrity index of ``weights`` as trajstore reads it (rows and listed blocks)."""
+    from trajstore import spec
+    from trajstore.backends import open_backend
+    from trajstore.integrity import read_index
+
+    b = open_backend(str(path), "r")
+    try:
+        return read_index(b, spec.WEIGHTS, (1, 2))
+    finally:
+        b.close()
+
+
+def edit_transpose_order(path) -> None:
+    """Set the transpose order of the Zarr store's ``weights/value`` to [0, 1], as a new user
+    did: every chunk still decodes and passes its CRC, to other values."""
+    import json
+
+    meta_path = path / "weights" / "value" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    inner = meta["codecs"][0]["configuration"]["codecs"]
+    assert inner[0]["name"] == "transpose"
+    inner[0]["configuration"]["order"] = [0, 1]
+    meta_path.write_text(json.dumps(meta))
+
+
 def flip_hdf5_chunk(path) -> None:
     """Corrupt chunk 1 of ``weights/value`` in the HDF5 store at ``path``: one byte inverted."""
     import h5py

@@ -16,11 +16,10 @@ import zarr
 import trajstore
 from trajstore import spec
 from trajstore.backends import open_backend
-from trajstore.integrity import read_index
 from trajstore.shards import ShardFormat
 from trajstore.validate import validate
 
-from .conftest import write_store
+from .conftest import stored_index, write_store
 
 SUFFIXES = pytest.mark.parametrize("suffix", [".h5", ".zarr"])
 
@@ -54,14 +53,6 @@ def _delete_rows(path, group="weights") -> None:
         return
     with h5py.File(path, "r+", locking=False) as f:
         del f[group]["integrity"]
-
-
-def _index(path):
-    b = open_backend(str(path), "r")
-    try:
-        return read_index(b, spec.WEIGHTS, (1, 2))
-    finally:
-        b.close()
 
 
 @SUFFIXES
@@ -105,7 +96,7 @@ def test_both_back_ends_give_the_same_index(tmp_path):
     plain zarr read the same rows (nulls as -1) followed by the attribute's partial block."""
     write_store(tmp_path / "a.zarr", n_records=29)
     write_store(tmp_path / "a.h5", n_records=29)
-    z, h = _index(tmp_path / "a.zarr"), _index(tmp_path / "a.h5")
+    z, h = stored_index(tmp_path / "a.zarr"), stored_index(tmp_path / "a.h5")
     ranges = [(b.start, b.stop, b.digests) for b in z.blocks]
     assert ranges == [(b.start, b.stop, b.digests) for b in h.blocks]
     assert len(h.blocks) == 4 and h.n_committed == z.n_committed == 29
@@ -154,7 +145,7 @@ def test_a_11_store_reads_validates_and_continues_as_rows(tmp_path, suffix):
     w, _ = write_store(path, n_records=20)
     _as_11(path)
     assert "n_blocks" not in _attr_index(path) and len(_attr_index(path)["blocks"]) == 3
-    before = _index(path)
+    before = stored_index(path)
     assert validate(path).valid
     with trajstore.open(path) as t:
         assert np.array_equal(t.weights[:], w)
@@ -162,7 +153,7 @@ def test_a_11_store_reads_validates_and_continues_as_rows(tmp_path, suffix):
         for i in range(20, 37):
             wr.append(1000 + i, w[i % 20] + 1)
     assert validate(path).valid
-    after = _index(path)
+    after = stored_index(path)
     assert after.blocks[:2] == before.blocks[:2] and after.n_committed == 37
     ix = _attr_index(path)
     assert ix["n_blocks"] == 4 and len(ix["blocks"]) == 1  # migrated: full blocks became rows
@@ -189,7 +180,7 @@ def test_rows_past_the_commit_are_written_again(tmp_path, suffix):
     assert report.valid, report.problems
     with trajstore.open(path) as t:
         assert np.array_equal(t.weights[24:], w[24:] + 1)
-    assert _rows(path)[3:, 2].tolist() == [b.digests["value"] for b in _index(path).blocks[3:5]]
+    assert _rows(path)[3:, 2].tolist() == [b.digests["value"] for b in stored_index(path).blocks[3:5]]
 
 
 @SUFFIXES

@@ -10,21 +10,9 @@ import h5py
 import numpy as np
 import zarr
 
-from trajstore import spec
-from trajstore.backends import open_backend
-from trajstore.integrity import read_index
-
-from .conftest import write_store
+from .conftest import stored_index, write_store
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "format.md"
-
-
-def _index(path):
-    b = open_backend(str(path), "r")
-    try:
-        return read_index(b, spec.WEIGHTS, (1, 2))
-    finally:
-        b.close()
 
 
 def doc_code_blocks() -> list[str]:
@@ -51,7 +39,7 @@ def test_doc_examples_run_and_give_the_stored_values(tmp_path, monkeypatch):
     # (1.2) the HDF5 index (rows + listed blocks) has the zarr index's record ranges and digests,
     # and both are trajstore's own index (nulls are -1 in rows, None when listed)
     assert [b[:5] for b in ns["blocks"]] == [b[:5] for b in zarr_blocks]
-    own = _index("run.zarr")
+    own = stored_index("run.zarr")
     assert [b[:5] for b in zarr_blocks] == [[b.start, b.stop, *b.digests.values()] for b in own.blocks]
     exec(blocks[2], ns)  # loss/weight pairing
     pw, pl = ns["pairs"]

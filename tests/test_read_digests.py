@@ -17,7 +17,7 @@ from trajstore.backends import open_backend
 from trajstore.errors import CorruptDataError
 from trajstore.selection import select
 
-from .conftest import write_store
+from .conftest import edit_transpose_order, write_store
 
 PARAMS = {"a.weight": (300,), "b.weight": (20, 10), "c.bias": (200,)}  # 700 parameters
 ALTERED = r"records (\d+)\.\.(\d+) decode to other values than were written .*\[V44\]"
@@ -31,16 +31,6 @@ def _store(path, n_records=50):
         for i in range(n_records):
             wr.append(i, w[i])
     return w
-
-
-def _edit_transpose_order(path) -> None:
-    """As the new user did: every chunk decodes and passes its CRC, to other values."""
-    meta_path = path / "weights" / "value" / "zarr.json"
-    meta = json.loads(meta_path.read_text())
-    inner = meta["codecs"][0]["configuration"]["codecs"]
-    assert inner[0]["name"] == "transpose"
-    inner[0]["configuration"]["order"] = [0, 1]
-    meta_path.write_text(json.dumps(meta))
 
 
 READS = {
@@ -64,7 +54,7 @@ def test_plain_reads_of_an_edited_array_description_are_refused(tmp_path, read):
         got = READS[read](traj)
         if read == "every record":
             np.testing.assert_array_equal(got, w)
-    _edit_transpose_order(path)
+    edit_transpose_order(path)
     with trajstore.open(path) as traj:
         with pytest.raises(CorruptDataError, match=ALTERED) as exc:
             READS[read](traj)

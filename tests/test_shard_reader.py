@@ -177,21 +177,15 @@ def test_an_edited_array_description_is_refused_not_analysed(tmp_path):
     """The transpose order of weights/value/zarr.json set to [0, 1] after writing: every chunk
     still decodes and passes its checksum, but to other values (a new user found analyze printing
     alpha 0.003 for 1.24). analyze checks one block against its digest and refuses."""
-    import json
 
     from trajstore.analysis.pipeline import analyze
 
-    from .conftest import run_cli
+    from .conftest import edit_transpose_order, run_cli
 
     path = _store(tmp_path / "s.zarr")
     with trajstore.open(path) as traj:
         assert analyze(traj, 50, progress=False).windows  # fine before
-    meta_path = path / "weights" / "value" / "zarr.json"
-    meta = json.loads(meta_path.read_text())
-    inner = meta["codecs"][0]["configuration"]["codecs"]
-    assert inner[0]["name"] == "transpose"
-    inner[0]["configuration"]["order"] = [0, 1]
-    meta_path.write_text(json.dumps(meta))
+    edit_transpose_order(path)
     with trajstore.open(path) as traj:
         with pytest.raises(CorruptDataError, match=r"records \d+\.\.\d+ decode to other values .*\[V44\]"):
             analyze(traj, 50, progress=False)
