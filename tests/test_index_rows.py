@@ -283,3 +283,30 @@ def test_a_bad_zarr_rows_metadata_is_refused_before_reading(tmp_path, edit, matc
         trajstore.open(path).weights[:]
     assert "\n" not in str(err.value) and "[V41]" in str(err.value)
     assert "V41" in validate(path).rules_broken
+
+
+def test_a_forged_count_of_rows_is_refused_without_allocating_it(tmp_path):
+    """n_blocks, n_committed and the rows' shape are all declared: a store that declares
+    500,000 rows but holds 5 is refused at the first missing piece (rows never written read as
+    -1), with a small peak of memory, not after reading and converting all it declares."""
+    import tracemalloc
+
+    path = tmp_path / "forged.zarr"
+    write_store(path, n_records=40)
+    ix = _attr_index(path)
+    ix.update(n_blocks=500_000, n_committed=4_000_000)
+    _set_attr_index(path, ix)
+    meta_file = path / "weights" / "integrity" / "zarr.json"
+    meta = json.loads(meta_file.read_text())
+    meta["shape"][0] = 500_000
+    meta_file.write_text(json.dumps(meta))
+    tracemalloc.start()
+    try:
+        with pytest.raises(trajstore.TrajstoreError) as err:
+            trajstore.open(path).weights[:]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "\n" not in str(err.value) and "[V41]" in str(err.value), err.value
+    assert peak < 16 * 2**20, peak / 2**20
+    assert "V41" in validate(path).rules_broken

@@ -198,12 +198,23 @@ def parse_index(backend, group: str, raw: object, where: str) -> IntegrityIndex:
             raise bad(f"{path} {fault}")
         if dtype != np.dtype("<i8") or len(shape) != 2 or shape[1] != width or shape[0] < k:
             raise bad(f"{path} is {dtype} {shape}, expected int64 with at least {k} rows of {width}")
-        try:
-            data = backend.read(path, slice(0, k))
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:  # e.g. failing Fletcher-32
-            raise bad(f"{path} cannot be read: {exc}") from exc
+        # Read in pieces, each judged before the next is read: n_blocks and the shape are only
+        # declared, and rows never written read as the fill value -1, so a forged count stops at
+        # its first missing piece instead of allocating what it declares.
         nulls = range(width - 2, width)  # nbytes and tail
-        rows = [[None if j in nulls and v == NO_VALUE else v for j, v in enumerate(r)] for r in data.tolist()]
+        piece = max(1, _MAX_ROW_CHUNK // width)
+        for a in range(0, k, piece):
+            try:
+                data = backend.read(path, slice(a, min(k, a + piece)))
+            except (OSError, ValueError, RuntimeError, KeyError) as exc:  # e.g. failing Fletcher-32
+                raise bad(f"{path} cannot be read: {exc}") from exc
+            broken = np.flatnonzero((data[:, 0] < 0) | (data[:, 1] <= data[:, 0]))
+            if broken.size:
+                i = int(broken[0])
+                raise bad(f"{path} row {a + i} is no block (start {data[i, 0]}, stop {data[i, 1]})")
+            rows += [
+                [None if j in nulls and v == NO_VALUE else v for j, v in enumerate(r)] for r in data.tolist()
+            ]
     listed = raw.get("blocks")
     if not isinstance(listed, list):
         raise bad("blocks is not a list")
