@@ -38,7 +38,7 @@ import trajstore
 from trajstore import spec
 from trajstore.chunking import choose_chunks
 from trajstore.crc_combine import combine_all
-from trajstore.integrity import TAIL_BYTES, Block, IntegrityIndex, digest, tail_digest
+from trajstore.integrity import TAIL_BYTES, Block, IntegrityIndex, digest, store_index, tail_digest
 
 from .discovery import UnsupportedModelError
 
@@ -295,6 +295,7 @@ class ShardedWriter:
         self.n_buf = 0
         self.last_step: int | None = None
         self._blocks: dict[int, Block] = {}
+        self._n_rows = 0  # full blocks already rows of weights/integrity (1.2)
         self._closed = False
         if writer is not None:
             # Rank 0 commits the weights itself: the Writer keeps observables and attributes.
@@ -438,7 +439,10 @@ class ShardedWriter:
             stop, (spec.VALUE, spec.STEP, spec.TIME), tuple(self._blocks[s] for s in sorted(self._blocks))
         )
         b.flush()  # every rank's data is written (they said so): now the commit
-        b.set_attrs(g, {spec.ATTR_INTEGRITY: index.to_json(), spec.ATTR_N_COMMITTED: stop})
+        # Full blocks become rows of weights/integrity, as an unsharded writer stores them: a
+        # commit writes its new block, not the whole index again (O(blocks) per commit).
+        attr, self._n_rows = store_index(b, g, index, self._n_rows, self.chunk_records)
+        b.set_attrs(g, {spec.ATTR_INTEGRITY: attr, spec.ATTR_N_COMMITTED: stop})
         b.flush()
 
 

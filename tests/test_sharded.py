@@ -15,6 +15,7 @@ import crc32c
 import numpy as np
 import pytest
 import torch
+import zarr
 from trajstore.recorders.sharded import build_plan
 
 import trajstore
@@ -22,6 +23,8 @@ from tests.fsdp_model import CASES, STEPS
 from trajstore.crc_combine import combine, combine_all
 from trajstore.digest import content_digest
 from trajstore.validate import validate
+
+from .conftest import stored_index
 
 pytest.importorskip("torch.distributed.fsdp")
 if not hasattr(torch.distributed.fsdp, "fully_shard"):
@@ -147,6 +150,13 @@ def test_fsdp2_ranks_write_disjoint_columns_of_the_unsharded_store(ranks_out, tm
         assert content_digest(s) == content_digest(r)
         assert s.metadata["trajstore_sharded_recording"]["world_size"] == 2
         chunks = s.weights.chunks
+    # The index as an unsharded writer stores it: full blocks as rows of weights/integrity (1.2).
+    def blocks(path) -> list:  # times differ between the runs; values and steps do not
+        return [(b.start, b.stop, b.digests["value"], b.digests["step"]) for b in stored_index(path).blocks]
+
+    assert blocks(sharded) == blocks(reference)
+    full = sum(b[1] - b[0] == chunks[0] for b in blocks(sharded))
+    assert zarr.open_group(sharded, mode="r")["weights"].attrs["integrity"].get("n_blocks", 0) == full
     ranks = [json.loads((ranks_out / f"{case}.rank{i}.json").read_text()) for i in range(2)]
     owned = sorted(tuple(rng) for rk in ranks for rng in rk["owned"])
     covered = [i for a, b in owned for i in range(a, b)]
