@@ -20,7 +20,7 @@ import trajstore
 from trajstore import spec
 from trajstore.validate import validate
 
-from .conftest import write_store
+from .conftest import run_cli, write_store
 
 TRIALS = int(os.environ.get("TRAJSTORE_CORRUPTION_TRIALS", "40"))
 
@@ -302,12 +302,8 @@ def test_convert_does_not_launder_damage(tmp_path, damaged):
         convert(path, tmp_path / "d.h5")
 
 
-def test_hdf5_flip_that_crashes_libhdf5_is_contained(tmp_path):
-    """Seed 100, trial 110 of the metadata flips damages the chunk index so that libhdf5 fails
-    (or, on some builds, crashes) when the file is read (this machine, h5py 3.16 / HDF5 2.0, the
-    1.2 file layout with the integrity dataset; trial 18 did before it, trial 156 before the
-    layout gained root attributes). validate runs HDF5 checks in a child, so it reports, not
-    crashes."""
+def _flipped_chunk_index(tmp_path):
+    """An HDF5 store with trial 110 (seed 100) of the metadata flips: its chunk index damaged."""
     src = tmp_path / "o.h5"
     write_store(src, n_records=24, chunk_records=8)
     in_data = np.zeros(os.path.getsize(src), bool)
@@ -326,6 +322,28 @@ def test_hdf5_flip_that_crashes_libhdf5_is_contained(tmp_path):
             byte = fh.read(1)[0]
             fh.seek(int(off))
             fh.write(bytes([byte ^ int(rng.integers(1, 256))]))
+    return src
+
+
+def test_hdf5_flip_that_crashes_libhdf5_is_contained(tmp_path):
+    """Seed 100, trial 110 of the metadata flips damages the chunk index so that libhdf5 fails
+    (or, on some builds, crashes) when the file is read (this machine, h5py 3.16 / HDF5 2.0, the
+    1.2 file layout with the integrity dataset; trial 18 did before it, trial 156 before the
+    layout gained root attributes). validate runs HDF5 checks in a child, so it reports, not
+    crashes."""
+    src = _flipped_chunk_index(tmp_path)
     report = validate(src)
     assert not report.valid
     assert all("\n" not in p for p in report.problems)
+
+
+@pytest.mark.parametrize("command", ["info", "analyze"])
+def test_a_damaged_hdf5_chunk_index_is_one_line_not_a_traceback(tmp_path, command):
+    """The same damage made h5py's get_chunk_info_by_coord raise RuntimeError, which reached
+    `info` and `analyze` as a traceback. In a child process: libhdf5 may crash on some builds."""
+    src = _flipped_chunk_index(tmp_path)
+    extra = ["-o", str(tmp_path / "report")] if command == "analyze" else []
+    p = run_cli(command, src, *extra)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+    assert "chunk index is damaged" in p.stderr

@@ -8,7 +8,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import UnsafePathError
+from ..errors import CorruptDataError, UnsafePathError
 from ..jsonsafe import to_json
 from .base import CODEC_PRESET_NAMES, HDF5_SMALL_LEVEL, Compression, decode_attr, encode_attr
 from .locking import is_being_written, writer_lock
@@ -299,7 +299,15 @@ class HDF5Backend:
         if not ds.chunks:
             return int(ds.id.get_storage_size()) or None
         offset = tuple(int(c) * int(k) for c, k in zip(coords, ds.chunks, strict=True))
-        info = ds.id.get_chunk_info_by_coord(offset)
+        try:
+            info = ds.id.get_chunk_info_by_coord(offset)
+        except (RuntimeError, OSError, ValueError) as exc:  # libhdf5: its chunk index is damaged
+            msg = str(exc).strip().splitlines()
+            raise CorruptDataError(
+                f"{self.path}: {path} chunk {tuple(coords)} cannot be located "
+                f"({msg[0] if msg else type(exc).__name__}): the file's chunk index is damaged; "
+                "restore it from a copy or run 'trajstore validate'"
+            ) from None
         return None if info.byte_offset is None else int(info.size)
 
     def object_tail(self, path: str, coords: tuple[int, ...], n: int) -> bytes | None:
