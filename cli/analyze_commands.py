@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import click
 
@@ -100,8 +101,51 @@ def analyze(
         from trajstore.analysis.report import add_link
 
         add_link(outdir, "compare/index.html", "Comparison with the toy model (fractal, cone, shuffled)")
-    for note in result.notes:
+    for note in group_window_notes(result.notes):
         inform(f"note: {note}", quiet)
     if as_json:
         emit_json(summary)
     inform(f"report: {os.path.join(outdir, 'index.html')}", quiet)
+
+
+_WINDOW_NOTE = re.compile(r"^(landscape )?window (\d+)(?: \(t_w = [^)]*\))?( skipped)?: (.*)$")
+
+
+def group_window_notes(notes: list[str]) -> list[str]:
+    """One line per note that windows share: "window 3: no fit …" for 22 windows becomes
+    "windows 0–21 (22): no fit …" (summary.json keeps every note as it was)."""
+    groups: dict[tuple, list[tuple[int, str]]] = {}
+    order: list = []  # notes that name no window, and group keys, in order of first appearance
+    for note in notes:
+        m = _WINDOW_NOTE.match(note)
+        if m is None:
+            order.append(note)
+            continue
+        key = (m.group(1) or "", m.group(3) or "", m.group(4))
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append((int(m.group(2)), note))
+    lines = []
+    for item in order:
+        if isinstance(item, str):
+            lines.append(item)
+        elif len(groups[item]) == 1:
+            lines.append(groups[item][0][1])
+        else:
+            prefix, skipped, rest = item
+            ks = [k for k, _ in groups[item]]
+            lines.append(f"{prefix}windows {_ranges(ks)} ({len(ks)}){skipped}: {rest}")
+    return lines
+
+
+def _ranges(ks: list[int]) -> str:
+    """[0, 1, 2, 5, 7, 8] -> "0–2, 5, 7–8"."""
+    ks = sorted(set(ks))
+    parts, start = [], ks[0]
+    for a, b in zip(ks, ks[1:] + [None], strict=True):
+        if b != a + 1:
+            parts.append(f"{start}" if start == a else f"{start}–{a}")
+            start = b
+    return ", ".join(parts)
+

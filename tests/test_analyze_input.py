@@ -48,7 +48,7 @@ def test_the_minimum_window_is_the_first_that_can_be_fitted():
         check_window(least - 1)
 
 
-@pytest.mark.parametrize("window", ["2", "3"])
+@pytest.mark.parametrize("window", ["1", "2", "3"])
 def test_a_window_too_short_to_fit_is_refused_in_one_line(tmp_path, window):
     store = _store(tmp_path / "s.zarr")
     p = run_cli("analyze", store, "-o", tmp_path / "rep", "--window", window)
@@ -83,3 +83,33 @@ def test_panels_without_data_do_not_warn(tmp_path):
     assert "has non-finite weights" in p.stderr  # the notes say why panels are empty
     assert "Warning" not in p.stderr and "warn(" not in p.stderr, p.stderr
     assert (tmp_path / "rep" / "msd.png").exists()
+
+
+def test_the_window_option_states_one_least_value(tmp_path):
+    """--help said x>=2 while the least window is 4: the option now names only the fits' own."""
+    p = run_cli("analyze", "--help")
+    assert p.returncode == 0 and "x>=" not in p.stdout and "at least 4" in p.stdout
+
+
+def test_notes_that_windows_share_are_one_line(tmp_path):
+    """A new user's --window 4 printed 22 identical 'window N: no two-regime fit' lines and 22
+    identical landscape lines; each is now one line naming the windows. summary.json keeps all."""
+    import json
+
+    from trajstore.cli.analyze_commands import group_window_notes
+
+    store = _store(tmp_path / "s.zarr", n_records=40)
+    p = run_cli("analyze", store, "-o", tmp_path / "rep", "--window", "4")
+    assert p.returncode == 0, p.stderr
+    notes = [line for line in p.stderr.splitlines() if line.startswith("note: ")]
+    assert len(notes) == len(set(notes)), notes
+    fit = [n for n in notes if "no two-regime fit" in n]
+    assert len(fit) == 1 and fit[0].startswith("note: windows 0–9 (10): no two-regime fit"), notes
+    kept = json.loads((tmp_path / "rep" / "summary.json").read_text())
+    assert len([n for n in kept["notes"] if "no two-regime fit" in n]) == 10
+    shared = ["window 2: x", "a", "window 5: x", "window 6: x", "landscape window 1 (t_w = 8) skipped: y"]
+    assert group_window_notes(shared) == [
+        "windows 2, 5–6 (3): x",
+        "a",
+        "landscape window 1 (t_w = 8) skipped: y",
+    ]

@@ -270,3 +270,20 @@ def test_verify_of_an_unreachable_url_is_one_line(name):
     assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
     assert "cannot reach the server" in p.stderr and "refused" in p.stderr.lower(), p.stderr
     assert "[V01]" not in p.stderr and "manifest" not in p.stderr and p.stderr.count("127.0.0.1") == 1
+
+
+def test_an_unreachable_object_store_is_one_line_not_a_traceback():
+    """A gs:// bucket on a host that cannot be reached printed gcsfs's 40-line retry traceback and
+    then 'is not a Zarr v3 store': a store never reached is not 'not a store'. s3:// to a
+    closed port on 127.0.0.1 takes the same path (faster: botocore retries for ~4 s)."""
+    pytest.importorskip("s3fs")
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, **s3_env(f"http://127.0.0.1:{port}")}
+    p = run_cli("info", "s3://lab-bucket/run.zarr", env=env)
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+    assert "cannot reach the server" in p.stderr and "not a Zarr" not in p.stderr, p.stderr

@@ -56,10 +56,13 @@ def require_fsspec(url: str):
 class _DropBucketTypeProbe(logging.Filter):
     """gcsfs asks a control-plane API for every bucket's layout and, where it may not (anonymous
     reads of a public bucket, an emulator), warns on each call that it falls back to plain GCS:
-    lines on every command that say nothing the user can act on. Other gcsfs messages pass."""
+    lines on every command that say nothing the user can act on. And when its retries run out it
+    logs the exception with its traceback (~40 lines) before raising it, which trajstore then
+    reports in one line. Other gcsfs messages pass."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "back to GCSFileSystem" not in record.getMessage()
+        msg = record.getMessage()
+        return "back to GCSFileSystem" not in msg and "out of retries" not in msg
 
 
 def _quiet_gcs_bucket_probe() -> None:

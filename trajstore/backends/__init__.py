@@ -93,11 +93,32 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
     except TrajstoreError:
         raise
     except Exception as exc:  # noqa: BLE001 - damaged zarr.json (bad JSON, 100 000-deep nesting)
+        if reading and remote.is_remote(path) and _unreachable(exc):
+            raise remote.RemoteError(
+                f"{path}: cannot reach the server ({_first_line(exc)}); check the address and the network"
+            ) from None
         if reading:
             raise NotAStoreError(
                 f"{path} is not a Zarr v3 store (no readable zarr.json): {_first_line(exc)}"
             ) from None
         raise
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) is a failure to connect, not an answer from a server:
+    a store never reached is not 'not a store'."""
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (ConnectionError, TimeoutError)) or type(e).__name__ in _CONNECT_ERRORS:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+# aiohttp's (HTTP, S3, GCS) connection failures, by name: aiohttp is an optional dependency.
+_CONNECT_ERRORS = {"ClientConnectorError", "ClientConnectorDNSError", "ServerTimeoutError", "ClientOSError"}
 
 
 def _first_line(exc: BaseException) -> str:
