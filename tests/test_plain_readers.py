@@ -31,7 +31,10 @@ def test_doc_examples_run_and_give_the_stored_values(tmp_path, monkeypatch):
     assert ns["k"] >= 1 and len(zarr_blocks) == 7  # (1.2) the rows are read, and the partial block
     np.testing.assert_array_equal(ns["weights"], w)
     np.testing.assert_array_equal(ns["steps"], steps)
-    np.testing.assert_array_equal(ns["fc"], w[:, 40:88].reshape(-1, 3, 16))
+    t = ns["t"]  # the first tensor of the layout
+    expected_tensor = w[:, t["offset"] : t["offset"] + t["size"]].reshape(-1, *t["shape"])
+    np.testing.assert_array_equal(ns["tensor"], expected_tensor)
+    assert ns["d"] == ns["expected"]  # the doc's digest of one block matches the index
     np.testing.assert_array_equal(ns["loss_values"], 1.0 / np.arange(2, len(w) + 1))
     exec(blocks[1], ns)  # h5py
     np.testing.assert_array_equal(ns["weights"], w)
@@ -59,8 +62,7 @@ def test_pairing_when_every_step_is_recorded(tmp_path, monkeypatch):
             if s:
                 wr.log("loss", s, 100.0 + s, evaluated_at="pre_step")
     ns: dict = {}
-    src = doc_code_blocks()[0].replace('"fc.weight"', '"flat"')
-    exec(src, ns)
+    exec(doc_code_blocks()[0], ns)
     exec(doc_code_blocks()[2], ns)
     pw, pl = ns["pairs"]
     np.testing.assert_array_equal(pw, w[:9])  # loss of step s pairs with weights of step s-1
