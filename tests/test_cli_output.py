@@ -298,3 +298,16 @@ def test_hdf5_store_opens_alongside_plain_h5py(tmp_path):
         assert t.n_records == f["weights/value"].shape[0] == 12
     with h5py.File(path, "r", locking=False) as f, trajstore.open(path) as t:  # the other flags too
         assert t.n_records == f["weights/value"].shape[0]
+
+
+def test_info_rounds_the_last_observable_value(tmp_path):
+    """info printed 'last 2.24497127532959' beside rounded figures; six significant digits now."""
+    path = tmp_path / "r.zarr"
+    with trajstore.create(path, 3) as w:
+        for i in range(3):
+            w.append(i, [0.0, 1.0, 2.0])
+            w.log("loss", i, 2.0 / 3.0 + i, evaluated_at="post_step")
+    p = run_cli("info", path)
+    assert p.returncode == 0, p.stderr
+    line = next(x for x in p.stdout.splitlines() if x.startswith("observable   loss"))
+    assert line.endswith("last 2.66667"), line

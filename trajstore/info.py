@@ -102,7 +102,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"WARNING      {s['nonfinite_weights']} non-finite weight values (NaN/inf)")
     for name, o in s["observables"].items():
         unit = f" [{o['unit']}]" if o["unit"] else ""
-        lines.append(f"observable   {name}{unit}: {o['n']} values, {o['evaluated_at']}, last {o['last']}")
+        last = f"{o['last']:.6g}" if isinstance(o["last"], float) else o["last"]
+        lines.append(f"observable   {name}{unit}: {o['n']} values, {o['evaluated_at']}, last {last}")
     for t in s["tensors"][:50]:
         lines.append(f"tensor       {t['name']} {tuple(t['shape'])} @ {t['offset']}")
     if len(s["tensors"]) > 50:

@@ -385,7 +385,8 @@ def digest_mismatches(
         if digest(data[b.start : b.stop]) != b.digests[name]:
             found.append(
                 f"{where}/{name} records {b.start}..{b.stop - 1} differ from what was written "
-                "(a stored object was swapped, moved or altered) [V44]"
+                "(a stored object was swapped, moved or altered, or the array's description "
+                "in its metadata edited) [V44]"
             )
             if len(found) >= limit:
                 break

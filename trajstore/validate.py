@@ -662,7 +662,8 @@ def _scan(
                 r.add(
                     "V44",
                     f"{path} records {start}..{stop - 1} differ from what was written "
-                    "(a stored object was swapped, moved or altered)",
+                    "(a stored object was swapped, moved or altered, or the array's description "
+                    "in its metadata edited)",
                 )
     _report_bad_objects(b, path, bad, altered or {}, r)
     if nonfinite:
