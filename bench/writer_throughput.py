@@ -1,15 +1,15 @@
 """Writer throughput (MB/s of raw float32 records) against the codec alone, per codec preset.
 
-The data: a real weight trajectory (the 141k-parameter digits CNN of recording_overhead.py,
-SGD, batch 64), fed to ``trajstore.create(...).append`` as fast as possible, records cycled.
-Baseline, measured in the same run: the codec alone (numcodecs Blosc, bit-shuffle) on the
-same blocks already transposed into chunks, on one thread and on two threads at once (what
-the machine gives two threads). Writer: ``threads=0`` (everything on the calling thread: one
-core), ``threads=1`` and ``threads=2`` (background encoders while the caller fills the next
-block), and, as "before", the same writer made to take zarr's own write path (rows buffered,
-``array[a:b] = rows``; what trajstore did before it wrote shards itself, and still does for
-HDF5 and remote stores). Wall-clock MB/s and MB per CPU-second (process time, all threads); ratios are against
-the codec of the same preset in the same run.
+The data: a real weight trajectory (the 141k-parameter digits CNN of recording_overhead.py, SGD,
+batch 64), fed to ``trajstore.create(...).append`` as fast as possible, records cycled.
+Baseline, measured in the same run: the codec alone (numcodecs Blosc with the preset's shuffle
+and block size) on the same blocks already transposed into chunks, on one thread and on two
+threads at once (what the machine gives two threads). Writer: ``threads=0`` (everything on the
+calling thread: one core), ``threads=1`` and ``threads=2`` (background encoders while the caller
+fills the next block), and, as "before", the same writer made to take zarr's own write path
+(rows buffered, ``array[a:b] = rows``; what trajstore did before it wrote shards itself, and
+still does for HDF5 and remote stores). Wall-clock MB/s and MB per CPU-second (process time, all
+threads); ratios are against the codec of the same preset in the same run.
 
     python bench/writer_throughput.py [--records 1536] [--presets fast,balanced,small] [--no-record]
 """
@@ -33,7 +33,7 @@ from recording_overhead import WIDE, WideDigitsCNN
 
 import trajstore
 from trajstore import series
-from trajstore.backends.base import BLOSC_BLOCKSIZE, CODEC_PRESETS
+from trajstore.backends.base import BLOSC_BLOCKSIZE, CODEC_PRESETS, CODEC_SHUFFLE
 from trajstore.chunking import choose_chunks
 
 
@@ -62,11 +62,17 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
+def first(r: tuple) -> float:
+    """The wall seconds of a (wall s, ...) result: what 'best of' compares."""
+    return r[0]
+
+
 def codec_alone(
-    chunks: list[np.ndarray], cname: str, clevel: int, threads: int, blocksize: int = 0
+    chunks: list[np.ndarray], cname: str, clevel: int, threads: int, blocksize: int, shuffle: str
 ) -> tuple[float, float, float]:
     """Blosc on pre-transposed chunks: (wall s, CPU s, compression ratio)."""
-    codec = Blosc(cname=cname, clevel=clevel, shuffle=Blosc.BITSHUFFLE, typesize=4, blocksize=blocksize)
+    shuffle_id = {"shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[shuffle]
+    codec = Blosc(cname=cname, clevel=clevel, shuffle=shuffle_id, typesize=4, blocksize=blocksize)
     sizes: list[int] = []
 
     def run():
@@ -138,9 +144,12 @@ def main() -> None:
     ]
     for preset in args.presets.split(","):
         cname, clevel = CODEC_PRESETS[preset]
-        bs = BLOSC_BLOCKSIZE.get(preset, 0)  # the preset's Blosc block size, as the writer uses it
-        c1 = min((codec_alone(chunks, cname, clevel, 1, bs) for _ in range(args.repeats)), key=lambda r: r[0])
-        c2 = min((codec_alone(chunks, cname, clevel, 2, bs) for _ in range(args.repeats)), key=lambda r: r[0])
+        # the preset's Blosc block size and shuffle, as the writer uses them
+        bs, sh = BLOSC_BLOCKSIZE.get(preset, 0), CODEC_SHUFFLE[preset]
+        c1, c2 = (
+            min((codec_alone(chunks, cname, clevel, t, bs, sh) for _ in range(args.repeats)), key=first)
+            for t in (1, 2)
+        )
         ws = {}
         ws["zarr"] = min(
             (
@@ -163,7 +172,7 @@ def main() -> None:
         w1, w2 = mb / ws[1][0], mb / ws[2][0]
         cells = [
             preset,
-            f"{cname}-{clevel}",
+            f"{cname}-{clevel} {sh}",
             f"{c1[2]:.3f}",
             f"{codec1:.0f}",
             f"{codec_cpu:.0f}",

@@ -69,6 +69,8 @@ def test_presets_round_trip_bit_exact_and_plain_zarr_reads_them(tmp_path, preset
     blosc = meta["codecs"][0]["configuration"]["codecs"][2]["configuration"]
     assert (blosc["cname"], blosc["clevel"]) == CODEC_PRESETS[preset]
     assert blosc["blocksize"] == BLOSC_BLOCKSIZE.get(preset, 0)
+    # byte-shuffle where speed counts (bench/codec_blocksize.py: ~2 x decode), bit-shuffle for ratio
+    assert blosc["shuffle"] == {"fast": "shuffle", "balanced": "shuffle", "small": "bitshuffle"}[preset]
     assert validate(path).valid
 
 

@@ -43,17 +43,33 @@ class Compression:
     @property
     def blosc_blocksize(self) -> int:
         """Blosc's block size in bytes for this preset (0: Blosc chooses)."""
-        return BLOSC_BLOCKSIZE.get("balanced" if self.kind == "default" else self.kind, 0)
+        return BLOSC_BLOCKSIZE.get(self._preset, 0)
+
+    @property
+    def blosc_shuffle(self) -> str:
+        """The Zarr ``blosc`` codec's ``shuffle`` for this preset (``"shuffle"``: byte-shuffle)."""
+        return CODEC_SHUFFLE.get(self._preset, CODEC_SHUFFLE["balanced"])
+
+    @property
+    def _preset(self) -> str:
+        return "balanced" if self.kind == "default" else self.kind
 
 
-# Lossless presets (Zarr: Blosc + bit-shuffle over parameter-major chunks; all read by plain
-# zarr). HDF5 keeps deflate: "small" raises its level (HDF5_SMALL_LEVEL), the others use level 1.
+# Lossless presets (Zarr: Blosc over parameter-major chunks, shuffled per CODEC_SHUFFLE; all read
+# by plain zarr). HDF5 keeps deflate: "small" raises its level (HDF5_SMALL_LEVEL), the others use
+# level 1.
 CODEC_PRESETS: dict[str, tuple[str, int]] = {
     "fast": ("lz4", 5),
     "balanced": ("zstd", 1),
     "small": ("zstd", 5),
 }
 CODEC_PRESET_NAMES = tuple(CODEC_PRESETS)
+# Byte-shuffle for the recording presets: on two real trajectories (digits CNNs of 34k and 141k
+# parameters) zstd-1 (512 KiB blocks) encoded 1.6-1.7 x and decoded ~2 x as fast as with
+# bit-shuffle for a 5 % lower ratio; lz4 1.4-1.5 x and 1.8-2 x for 1-4 %. A recorder must keep up
+# with training and an analysis decodes every byte. "small" keeps bit-shuffle, whose ratio is
+# what it is for (bench/codec_blocksize.py).
+CODEC_SHUFFLE: dict[str, str] = {"fast": "shuffle", "balanced": "shuffle", "small": "bitshuffle"}
 # Blosc's own choice for zstd level 1 (small blocks) costs speed for nothing on trajectories: on
 # two real ones (digits CNNs of 34k and 141k parameters) 512 KiB blocks encoded 1.24-1.38 x and
 # decoded 1.35-1.57 x as fast, at a 1-4 % better ratio (bench/codec_blocksize.py). lz4 and zstd-5

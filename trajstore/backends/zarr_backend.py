@@ -121,14 +121,14 @@ class ZarrBackend:
     def create_array(self, path, shape, dtype, chunks, shards, dims, compression: Compression):
         level = compression.level or DEFAULT_LEVEL
         itemsize = np.dtype(dtype).itemsize
-        # Bit-shuffle on time-contiguous chunks: the slowly changing high mantissa bits of one
-        # parameter become long runs. Default zstd level 1: most of the ratio at several times
-        # the speed; the presets trade one for the other (backends.base.CODEC_PRESETS).
+        # Shuffle on time-contiguous chunks: the slowly changing high bytes (bits, for "small")
+        # of one parameter become long runs. Default zstd level 1: most of the ratio at several
+        # times the speed; the presets trade one for the other (backends.base.CODEC_PRESETS).
         cname, clevel = compression.blosc
         blosc = BloscCodec(
             cname=cname,
             clevel=clevel,
-            shuffle="bitshuffle",
+            shuffle=compression.blosc_shuffle,
             typesize=itemsize,
             blocksize=compression.blosc_blocksize,
         )
