@@ -21,6 +21,7 @@ from tests.conftest import run_cli
 from trajstore.backends.base import BLOSC_BLOCKSIZE, CODEC_PRESETS
 from trajstore.crc_combine import crc32c_combine
 from trajstore.digest import content_digest
+from trajstore.shards import ShardFormat
 from trajstore.validate import validate
 
 # 300 params in chunks of 64 columns: 5 chunk columns, the last one partial (44 of 64).
@@ -74,12 +75,16 @@ def test_presets_round_trip_bit_exact_and_plain_zarr_reads_them(tmp_path, preset
     assert validate(path).valid
 
 
-def test_shards_are_the_bytes_zarr_itself_writes(tmp_path):
+@pytest.mark.parametrize("compression", ["default", "none", "no-transpose"])
+def test_shards_are_the_bytes_zarr_itself_writes(tmp_path, compression):
     weights = trajectory(40)
     ours = str(tmp_path / "ours.zarr")
     previous = numcodecs.blosc.set_nthreads(1)  # blosc with several threads is not deterministic
     try:
-        write(ours, weights, flush_at=(3,))
+        write(ours, weights, compression=compression, flush_at=(3,))
+        assert ShardFormat.from_metadata(  # the fast writer's layout, not zarr's write path
+            json.load(open(os.path.join(ours, "weights", "value", "zarr.json")))
+        ).transpose == (compression == "default")
         # The same array (same zarr.json) written by zarr's own write path.
         theirs = str(tmp_path / "theirs")
         os.makedirs(theirs)
@@ -227,8 +232,6 @@ def test_cli_record_and_convert_take_a_codec(tmp_path):
 
 
 def test_only_shards_spanning_every_column_are_written_directly(tmp_path):
-    from trajstore.shards import ShardFormat
-
     path = str(tmp_path / "s.zarr")
     write(path, trajectory(3))
     meta = json.load(open(os.path.join(path, "weights", "value", "zarr.json")))

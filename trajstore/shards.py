@@ -2,12 +2,12 @@
 
 zarr's own write path spends about as long around the codec as in it (a transposition one
 element at a time, buffer wrappers, an event loop, a copy per layer; docs/scale.md). Here a
-time block is kept, while its records arrive, in the form its shard stores: each record is
-copied into a small strip of records (one contiguous run per inner chunk), the CRC-32C digest
-of each chunk column (integrity index, docs/format.md) is continued from the strip, and every
-few records the strip is transposed into the block's inner chunks, already parameter-major. A
-full block is then compressed chunk by chunk with numcodecs' Blosc (which releases the GIL, so
-chunks are encoded on several threads at once) and written as one file, laid out exactly as
+time block is kept record-major while its records arrive (each record one contiguous copy),
+and the CRC-32C digest of each chunk column (integrity index, docs/format.md) is continued from
+each record. A full block is then compressed chunk by chunk with numcodecs' Blosc (which
+releases the GIL, so chunks are encoded on several threads at once): each inner chunk is
+transposed parameter-major into a small buffer of the encoding thread just before it is
+compressed, while it is still in the CPU's cache, and the shard is written as one file, laid out exactly as
 zarr lays out a shard (chunks in Morton order, then the index with its CRC-32C), so plain zarr
 reads it and the bytes are those zarr itself would write. Only the layout trajstore creates is
 taken this way (:meth:`ShardFormat.from_metadata`); anything else goes through zarr.
@@ -28,7 +28,6 @@ import numpy as np
 
 from .crc_combine import crc32c_combine
 
-STRIP_RECORDS = 8  # records transposed at once (measured fastest of 4-32 with numpy)
 _LITTLE = sys.byteorder == "little"
 
 
@@ -112,73 +111,88 @@ class ShardFormat:
 
 
 class ShardBlock:
-    """One time block being filled record by record, kept as its shard's inner chunks.
+    """One time block being filled record by record, kept record-major as it arrives.
 
-    ``chunks`` (n_chunks, *chunk_shape): the block as stored; rows not filled yet and columns
-    past the array's edge hold the fill value 0. ``digest(n)`` is the integrity digest of the
-    rows put so far: the CRC-32C of each chunk column's C-order values, chained."""
+    ``rows`` (records, columns): the records put so far in rows [0, n). ``digest()`` is the
+    integrity digest of those rows: the CRC-32C of each chunk column's C-order values, chained.
+    :meth:`finish` gives the inner chunks as stored, each made (transposed) only when it is
+    encoded, so that the transposition runs on the encoder threads and the chunk is still in
+    the CPU's cache when the codec reads it."""
 
-    def __init__(self, fmt: ShardFormat, strip_records: int = STRIP_RECORDS, touched: bool = False):
+    def __init__(self, fmt: ShardFormat, touched: bool = False):
         self.fmt = fmt
-        self.chunks = np.zeros((fmt.n_chunks, *fmt.chunk_shape), dtype=fmt.dtype)
+        self.rows = np.zeros((fmt.records, fmt.columns), dtype=fmt.dtype)
         if touched:  # fault every page in now (np.zeros maps them lazily)
-            self.chunks.fill(0)
-        self.strip = np.zeros((fmt.n_chunks, min(strip_records, fmt.records), fmt.width), dtype=fmt.dtype)
+            self.rows.fill(0)
         self.n = 0  # rows put
-        self._strip_start = 0
-        self._full = fmt.columns // fmt.width  # chunk columns entirely inside the array
-        self._crcs = [0] * fmt.n_chunks  # per chunk column, over rows [0, _strip_start)
+        self._columns = [(j * fmt.width, fmt.column_width(j)) for j in range(fmt.n_chunks)]
+        self._crcs = [0] * fmt.n_chunks  # per chunk column, over rows [0, n)
 
     def reset(self) -> None:
-        self.n = self._strip_start = 0
+        self.n = 0
         self._crcs = [0] * self.fmt.n_chunks
 
     def put(self, row: np.ndarray) -> None:
         """Append one record (columns,)."""
-        s = self.n - self._strip_start
-        f, w = self._full, self.fmt.width
-        self.strip[:f, s, :] = row[: f * w].reshape(f, w)
-        if f < self.fmt.n_chunks:
-            self.strip[f, s, : self.fmt.columns - f * w] = row[f * w :]
+        stored = self.rows[self.n]
+        stored[:] = row
+        raw = stored.view(np.uint8)  # the digest is of the values as stored (their dtype)
+        item = self.fmt.dtype.itemsize
+        crcs = self._crcs
+        for j, (c0, cw) in enumerate(self._columns):
+            crcs[j] = _crc32c.crc32c(raw[c0 * item : (c0 + cw) * item], value=crcs[j])
         self.n += 1
-        if self.n - self._strip_start == self.strip.shape[1]:
-            self._move_strip()
-
-    def _move_strip(self) -> None:
-        """Digest the strip's rows and transpose them into the chunks."""
-        m = self.n - self._strip_start
-        if m == 0:
-            return
-        rows = self.strip[:, :m, :]
-        for j in range(self.fmt.n_chunks):
-            cw = self.fmt.column_width(j)
-            part = rows[j] if cw == self.fmt.width else np.ascontiguousarray(rows[j, :, :cw])
-            self._crcs[j] = _crc32c.crc32c(part.view(np.uint8).reshape(-1), value=self._crcs[j])
-        r0 = self._strip_start
-        if self.fmt.transpose:
-            self.chunks[:, :, r0 : r0 + m] = rows.transpose(0, 2, 1)
-        else:
-            self.chunks[:, r0 : r0 + m, :] = rows
-        self._strip_start = self.n
 
     def digest(self) -> int:
         """Integrity digest (CRC-32C) of rows [0, n), chunk column after chunk column."""
-        self._move_strip()
         value = 0
         item = self.fmt.dtype.itemsize
-        for j in range(self.fmt.n_chunks):
-            value = crc32c_combine(value, self._crcs[j], self.n * self.fmt.column_width(j) * item)
+        for j, (_, cw) in enumerate(self._columns):
+            value = crc32c_combine(value, self._crcs[j], self.n * cw * item)
         return value
 
-    def finish(self) -> np.ndarray:
-        """The chunks, ready to encode: rows past ``n`` are set to the fill value."""
-        self._move_strip()
-        if self.n < self.fmt.records:
-            if self.fmt.transpose:
-                self.chunks[:, :, self.n :] = 0
-            else:
-                self.chunks[:, self.n :, :] = 0
-        return self.chunks
+    def finish(self) -> BlockChunks:
+        """The inner chunks of rows [0, n), ready to encode (rows past ``n`` and columns past the
+        array's edge are the fill value 0). They read ``rows``: put nothing until encoded."""
+        return BlockChunks(self.fmt, self.rows, self.n)
+
+
+_buffers = threading.local()
+
+
+class BlockChunks:
+    """The inner chunks of a block's first ``n`` rows, as stored: ``len()`` of them, the
+    ``j``-th made by ``chunks[j]`` into a buffer of the calling thread, valid until that
+    thread's next ``chunks[...]`` (encode it before)."""
+
+    def __init__(self, fmt: ShardFormat, rows: np.ndarray, n: int):
+        self.fmt = fmt
+        self.rows = rows
+        self.n = n
+
+    def __len__(self) -> int:
+        return self.fmt.n_chunks
+
+    def __getitem__(self, j: int) -> np.ndarray:
+        fmt, n = self.fmt, self.n
+        if not 0 <= j < fmt.n_chunks:
+            raise IndexError(f"chunk {j} of a block of {fmt.n_chunks}")
+        c0, cw = j * fmt.width, fmt.column_width(j)
+        key = (fmt.chunk_shape, fmt.dtype.str)
+        cache = _buffers.__dict__.setdefault("chunks", {})
+        buf = cache.get(key)
+        if buf is None:  # one per thread and shape: fresh memory is slow to touch the first time
+            buf = cache[key] = np.zeros(fmt.chunk_shape, dtype=fmt.dtype)
+        part = self.rows[:n, c0 : c0 + cw]
+        if fmt.transpose:
+            buf[:cw, :n] = part.T
+            buf[:cw, n:] = 0
+            buf[cw:] = 0
+        else:
+            buf[:n, :cw] = part
+            buf[:n, cw:] = 0
+            buf[n:] = 0
+        return buf
 
 
 @dataclass(frozen=True)
@@ -202,8 +216,10 @@ class ShardEncoder:
 
     def encode_chunk(self, chunk: np.ndarray) -> list:
         """The stored bytes of one inner chunk, as a list of pieces (data, then its CRC-32C)."""
-        raw = chunk.reshape(-1).view(np.uint8)
-        data = raw if self._blosc is None else self._blosc.encode(raw if _LITTLE else raw.byteswap())
+        values = chunk.reshape(-1)
+        raw = (values if _LITTLE else values.byteswap()).view(np.uint8)  # stored little endian
+        # a copy either way: ``chunk`` is a buffer the thread reuses for its next chunk
+        data = raw.tobytes() if self._blosc is None else self._blosc.encode(raw)
         crc = _crc32c.crc32c(data)
         return [data, np.array([crc], dtype="<u4").tobytes()]
 
@@ -235,9 +251,9 @@ class ShardEncoder:
         nbytes = sum(len(memoryview(p).cast("B")) for p in pieces)
         return WrittenShard(nbytes, _tail(pieces, tail_bytes))
 
-    def encode_and_write(self, chunks: np.ndarray, path: str, tail_bytes: int) -> WrittenShard:
+    def encode_and_write(self, chunks: BlockChunks, path: str, tail_bytes: int) -> WrittenShard:
         """All of a block on the calling thread."""
-        return self.write(path, [self.encode_chunk(c) for c in chunks], tail_bytes)
+        return self.write(path, [self.encode_chunk(chunks[j]) for j in range(len(chunks))], tail_bytes)
 
 
 def _tail(pieces: list, n: int) -> bytes:
@@ -257,7 +273,7 @@ class ShardJob:
     """A block encoded chunk by chunk on a thread pool; the thread finishing the last chunk
     writes the file. ``future`` gives the :class:`WrittenShard` or the first error."""
 
-    def __init__(self, encoder: ShardEncoder, chunks: np.ndarray, path: str, tail_bytes: int, pool):
+    def __init__(self, encoder: ShardEncoder, chunks: BlockChunks, path: str, tail_bytes: int, pool):
         self.encoder = encoder
         self.chunks = chunks
         self.path = path
@@ -319,7 +335,7 @@ class EncoderPool:
             initargs=(nice,),
         )
 
-    def submit(self, encoder: ShardEncoder, chunks: np.ndarray, path: str, tail_bytes: int) -> Future:
+    def submit(self, encoder: ShardEncoder, chunks: BlockChunks, path: str, tail_bytes: int) -> Future:
         return ShardJob(encoder, chunks, path, tail_bytes, self._pool).future
 
     def prepare(self, make: Callable[[], ShardBlock]) -> Future:
@@ -353,9 +369,9 @@ class ShardValues:
         self.encoder = ShardEncoder(fmt)
         self._spare: list[ShardBlock] = []
         self.in_flight: list[_InFlight] = []
-        # With a pool, the blocks are made on an encoder thread, ahead of their first record: the
-        # first rows put touch every page of a block (its chunks are parameter-major), and first
-        # touches of fresh memory ran at ~0.4 GB/s here: a 0.4 s stall per 144 MB block.
+        # With a pool, the blocks are made on an encoder thread, ahead of their first record, their
+        # pages touched there: first touches of fresh memory ran at ~0.4 GB/s here, a stall of
+        # the caller's thread of up to 0.4 s per 144 MB block.
         self._block: ShardBlock | None = None if pool else ShardBlock(fmt)
         self._first: Future | None = pool.prepare(lambda: ShardBlock(fmt, touched=True)) if pool else None
         self._next: Future | None = pool.prepare(lambda: ShardBlock(fmt, touched=True)) if pool else None
