@@ -237,13 +237,53 @@ def format_summary(s: dict) -> str:
         lines.append(f"tensor       {t['name']} {tuple(t['shape'])} @ {t['offset']}")
     if len(s["tensors"]) > 50:
         lines.append(f"tensor       ... {len(s['tensors']) - 50} more")
-    for key, value in (s.get("provenance") or {}).items():
+    provenance = dict(s.get("provenance") or {})
+    lines += optimizer_lines(provenance)  # takes the optimizer keys out of ``provenance``
+    for key, value in provenance.items():
         if key == "script_text" and isinstance(value, str):
             value = f"<{len(value)} characters; see --json>"
+        elif isinstance(value, str) and "\n" in value:  # e.g. a model's repr: its first line
+            value = f"{value.splitlines()[0]} ... <{value.count(chr(10)) + 1} lines; see --json>"
         lines.append(f"provenance   {key}: {value}")
     for key, value in (s.get("metadata") or {}).items():
         lines.append(f"metadata     {key}: {value}")
     return "\n".join(lines)
+
+
+def optimizer_lines(provenance: dict) -> list[str]:
+    """One ``optimizer`` line per optimizer of the provenance: its name (when several or not the
+    default), class and each parameter group's settings. The keys it shows (``optimizers``
+    (1.1) and, for one optimizer, the 1.0 ``optimizer_class`` / ``optimizer`` that repeat it)
+    are removed from ``provenance``; entries of another shape are left there to print as they are."""
+    entries = provenance.get("optimizers")
+    single = {
+        "name": None,
+        "optimizer_class": provenance.get("optimizer_class"),
+        "optimizer": provenance.get("optimizer"),
+    }
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        entries = [single] if single["optimizer_class"] is not None else []
+    lines = []
+    for e in entries:
+        groups = e.get("optimizer")
+        if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+            return []  # not the recorder's shape: printed as stored
+        settings = "; ".join(
+            (f"group {i}: " if len(groups) > 1 else "") + ", ".join(f"{k}={v}" for k, v in g.items())
+            for i, g in enumerate(groups)
+        )
+        name = e.get("name")
+        label = (
+            f"{name} ({e.get('optimizer_class')})" if name and len(entries) > 1 else e.get("optimizer_class")
+        )
+        lines.append(f"optimizer    {label}: {settings or 'no parameter groups'}")
+    provenance.pop("optimizers", None)
+    if len(entries) == 1 and {k: single[k] for k in ("optimizer_class", "optimizer")} == {
+        k: entries[0].get(k) for k in ("optimizer_class", "optimizer")
+    }:
+        provenance.pop("optimizer_class", None)
+        provenance.pop("optimizer", None)
+    return lines
 
 
 def _steps_text(s: dict) -> str:
