@@ -179,8 +179,6 @@ def _header_only(path: str, damage: TrajstoreError) -> dict:
             line += "; run 'trajstore validate' to list every damaged part"
         out["damage"] = [line]
         return out
-    except TrajstoreError:
-        raise damage from None
     except Exception:  # noqa: BLE001 - metadata unreadable too: the store's own error, one line
         raise damage from None
     finally:

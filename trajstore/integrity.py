@@ -384,8 +384,8 @@ class StoredObjects:
         """:func:`~trajstore.shard_check.shard_problem` of the object at ``coords`` when the
         array is sharded with its index at the end (Zarr), else None."""
         if self._index_bytes is False:
-            meta = getattr(self.backend, "array_metadata", None)
-            self._index_bytes = shard_index_bytes(meta(self.path)) if meta is not None else None
+            zarr = getattr(self.backend, "skips_empty_chunks", False)  # Zarr: its zarr.json as written
+            self._index_bytes = shard_index_bytes(self.backend.array_metadata(self.path)) if zarr else None
         if self._index_bytes is None:
             return None
         try:
