@@ -106,3 +106,35 @@ def test_a_flipped_chunk_byte_is_a_checksum_failure_in_words(tmp_path):
         "weights/value: chunk (5, 0) is corrupted (its CRC-32C checksum does not "
         "match its stored bytes) [V35]"
     ], r.problems
+
+
+def test_a_partial_shard_replaced_while_it_is_checked_is_not_called_truncated(tmp_path):
+    """A live writer replaces the partial shard whole as it fills. If that happens between the
+    check's size and its read of the shard's tail (the full suite's live-reader test met it:
+    "has 737 bytes, its shard index expects 740"), the check looks again instead of calling a
+    whole shard truncated. The replacement is a real newer shard of the same store, put in
+    place at that moment with os.replace, as the writer does."""
+    import os
+    import shutil
+
+    path, w = _store(tmp_path)
+    later = tmp_path / "later.zarr"
+    shutil.copytree(path, later)
+    params = {"conv.weight": (4, 1, 3, 3), "conv.bias": (4,), "fc.weight": (3, 16), "fc.bias": (3,)}
+    with trajstore.create(later, params, mode="a") as wr:  # records 45..47 into the same shard
+        for i, row in enumerate(np.random.default_rng(1).normal(size=(3, 91)).astype(np.float32)):
+            wr.append(100 + i, row)
+    newer = later / PARTIAL
+    assert newer.stat().st_size != (path / PARTIAL).stat().st_size
+    with trajstore.open(path) as t:
+        backend = t._backend
+        read_tail = backend.object_tail
+
+        def tail_after_the_writer_replaced_it(*args, **kwargs):
+            if newer.exists():
+                os.replace(newer, path / PARTIAL)
+            return read_tail(*args, **kwargs)
+
+        backend.object_tail = tail_after_the_writer_replaced_it
+        np.testing.assert_array_equal(t.weights[40:45], w[40:45])
+    assert not newer.exists()  # the replacement did happen during the check

@@ -388,11 +388,23 @@ class StoredObjects:
             self._index_bytes = shard_index_bytes(self.backend.array_metadata(self.path)) if zarr else None
         if self._index_bytes is None:
             return None
-        try:
-            tail = self.backend.object_tail(self.path, coords, self._index_bytes)
-        except OSError:
-            return None  # unreadable: the read that follows reports it
-        return None if tail is None else shard_problem(nbytes, tail, self._index_bytes)
+        # A partial shard is replaced whole as it fills: a live writer may swap it between the
+        # size and the tail read here, so the pair is judged only if the size held across.
+        for _ in range(_LIVE_LOOKS):
+            try:
+                tail = self.backend.object_tail(self.path, coords, self._index_bytes)
+                after = self.backend.object_nbytes(self.path, coords)
+            except OSError:
+                return None  # unreadable: the read that follows reports it
+            if tail is None or after is None:
+                return None
+            if after == nbytes:
+                return shard_problem(nbytes, tail, self._index_bytes)
+            nbytes = after
+        return None  # still being rewritten: not judged here
+
+
+_LIVE_LOOKS = 3  # looks at a shard that a live writer keeps replacing before leaving it be
 
 
 def digest_mismatches(
