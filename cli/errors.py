@@ -8,14 +8,14 @@ from collections.abc import Callable
 
 import click
 
-from trajstore.errors import TrajstoreError, describe_os_error
+from trajstore.errors import TrajstoreError, describe_os_error, in_words
 
 EXIT_ERROR = 1
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
     """Print ``error: message`` on stderr and exit with ``code``."""
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {in_words(message)}", err=True)
     sys.exit(code)
 
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import click
 
-import trajstore
 from trajstore.convert import convert as convert_store
-from trajstore.info import format_summary, summarize
+from trajstore.info import format_summary, summarize_store
 from trajstore.validate import validate as validate_store
 
-from .errors import one_line_errors, problem_line
+from .errors import EXIT_ERROR, one_line_errors, problem_line
 from .output import emit_json, inform, json_option, quiet_option
 
 
@@ -24,12 +23,15 @@ from .output import emit_json, inform, json_option, quiet_option
 @one_line_errors
 def info(store: str, as_json: bool, scan: bool | None) -> None:
     """Show records, steps, parameters, size, observables and provenance of STORE."""
-    with trajstore.open(store) as traj:
-        s = summarize(traj, scan_nonfinite=scan)
+    s = summarize_store(store, scan_nonfinite=scan)
     if as_json:
         emit_json(s)
     else:
         click.echo(format_summary(s))
+    if s.get("damage"):  # what could be read is shown above; the damage, one line each, then exit 1
+        for line in s["damage"]:
+            click.echo(f"error: {line}", err=True)
+        raise SystemExit(EXIT_ERROR)
 
 
 @click.command()

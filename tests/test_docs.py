@@ -36,6 +36,9 @@ def test_cli_page_commands_run(tmp_path):
         ln for b in re.findall(r"```bash\n(.*?)```", text, flags=re.S) for ln in b.splitlines() if ln.strip()
     ]
     assert len(lines) >= 6
+    # output shown as "$ COMMAND" then lines it prints (a line ending in " ..." is cut short)
+    shown = dict(re.findall(r"```text\n\$ (trajstore [^\n]*)\n(.*?)```", text, flags=re.S))
+    assert shown and set(shown) <= set(lines), shown
     (tmp_path / "examples").symlink_to(root / "examples")
     for line in lines:
         argv = shlex.split(line)
@@ -47,6 +50,10 @@ def test_cli_page_commands_run(tmp_path):
             text=True,
         )
         assert p.returncode == 0, (line, p.stderr)
+        printed = p.stdout.splitlines()
+        for want in shown.get(line, "").splitlines():
+            cut = want.endswith(" ...")
+            assert any(o.startswith(want[:-4]) if cut else o == want for o in printed), (line, want, p.stdout)
         if "--json" in argv:  # strict JSON that follows the command's schema
             from .test_cli_output import assert_matches, strict
 

@@ -287,3 +287,43 @@ def test_an_unreachable_object_store_is_one_line_not_a_traceback():
     assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
     assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
     assert "cannot reach the server" in p.stderr and "not a Zarr" not in p.stderr, p.stderr
+
+
+def test_an_unreachable_gcs_server_is_one_line_within_seconds():
+    """gs:// on a server that cannot be reached took ~51 s of gcsfs's retries (6, with
+    exponential back-off) before its one line; s3:// ~4 s. A connection probe now answers at
+    once. The bound is loose on purpose: it tells seconds from the ~50 s of the retries."""
+    pytest.importorskip("gcsfs")
+    import socket
+    import time
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://127.0.0.1:{port}"}
+    for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        env.pop(v, None)
+    start = time.monotonic()
+    p = run_cli("info", "gs://unreachable-bucket/x.zarr", env=env)
+    took = time.monotonic() - start
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert p.stderr.startswith("error: ") and p.stderr.count("\n") == 1, p.stderr
+    assert took < 15, (took, p.stderr)
+    assert f"cannot reach the server http://127.0.0.1:{port} (Connection refused)" in p.stderr, p.stderr
+
+
+def test_a_gcs_server_that_accepts_but_is_slow_to_answer_passes_the_probe(monkeypatch):
+    """The probe only connects: a server that takes its time to answer is left to gcsfs."""
+    import socket
+
+    from trajstore import remote
+
+    for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(v, raising=False)
+    with socket.socket() as server:  # listens, never answers
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+        monkeypatch.setattr(remote, "_reached", set())
+        remote.check_reachable("gs://b/x.zarr", f"http://127.0.0.1:{port}")  # no error
+        assert remote._reached == {("127.0.0.1", port)}

@@ -54,7 +54,7 @@ def test_a_truncated_shard_is_one_line_with_its_chunk_count(tmp_path):
     r = validate(path)
     assert len(r.problems) == 1, r.problems
     line = r.problems[0]
-    assert "records 16..31: stored object weights/value/c/1/0 has" in line and "truncated" in line
+    assert "records 16..31: stored object weights/value/c/1/0 is truncated: it has" in line
     assert "11 of its chunks are corrupted" in line and r.rules_broken == {"V43", "V35"}
     lines = _validate_cli(path)
     assert len(lines) == 1 and "11 of its chunks" in lines[0] and lines[0].count(str(path)) == 1

@@ -5,6 +5,8 @@ The CLI prints ``str(error)`` as it is, so every message says what is wrong and 
 
 from __future__ import annotations
 
+import re
+
 
 class TrajstoreError(Exception):
     """Base class of every error trajstore raises on purpose."""
@@ -79,3 +81,18 @@ def describe_os_error(exc: BaseException) -> str:
         e = e.__cause__ or e.__context__
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+# zarr's crc32c codec: "Stored and computed checksum do not match. Stored: b'\x00f\x06\x00'.
+# Computed: b'\xa0\x98e\x96'." Raw bytes mean nothing to a user; the words below say the same.
+_CHECKSUM_MISMATCH = re.compile(
+    r"Stored and computed checksum do not match\."
+    r"(?:\s*Stored:\s*b(?:'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\")\.?)?"
+    r"(?:\s*Computed:\s*b(?:'(?:\\.|[^'\\])*'|\"(?:\\.|[^\"\\])*\")\.?)?"
+)
+CHECKSUM_WORDS = "its CRC-32C checksum does not match its stored bytes"
+
+
+def in_words(text: str) -> str:
+    """``text`` (a library's error message) with checksum mismatches said in words, not bytes."""
+    return _CHECKSUM_MISMATCH.sub(CHECKSUM_WORDS, str(text))

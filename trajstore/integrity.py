@@ -20,7 +20,8 @@ import crc32c as _crc32c
 import numpy as np
 
 from . import spec
-from .errors import CorruptDataError, InvalidStoreError
+from .errors import CorruptDataError, InvalidStoreError, in_words
+from .shard_check import shard_index_bytes, shard_problem
 
 ALGORITHM = "crc32c"
 TAIL_BYTES = 4096  # the shard index and the last inner chunk's own CRC-32C live at the end
@@ -191,7 +192,7 @@ def parse_index(backend, group: str, raw: object, where: str) -> IntegrityIndex:
                 fault = "no array"
             shape, dtype = (backend.shape(path), backend.dtype(path)) if fault is None else ((), None)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
-            raise bad(f"{path} cannot be read: {exc}") from exc
+            raise bad(f"{path} cannot be read: {in_words(exc)}") from exc
         if fault == "no array":
             raise bad(f"n_blocks is {k} but there is no array {path}")
         if fault is not None:
@@ -207,7 +208,7 @@ def parse_index(backend, group: str, raw: object, where: str) -> IntegrityIndex:
             try:
                 data = backend.read(path, slice(a, min(k, a + piece)))
             except (OSError, ValueError, RuntimeError, KeyError) as exc:  # e.g. failing Fletcher-32
-                raise bad(f"{path} cannot be read: {exc}") from exc
+                raise bad(f"{path} cannot be read: {in_words(exc)}") from exc
             broken = np.flatnonzero((data[:, 0] < 0) | (data[:, 1] <= data[:, 0]))
             if broken.size:
                 i = int(broken[0])
@@ -303,6 +304,7 @@ class StoredObjects:
         self.n_cols = backend.shape(path)[1] if len(grid) > 1 else None
         self._blocks = index.by_start() if index is not None and path.endswith(f"/{spec.VALUE}") else {}
         self._ok: set[tuple[int, ...]] = set()
+        self._index_bytes: int | None | bool = False  # of a shard's own index; False: not looked up
 
     def damage(self, r0: int, r1: int, c0: int = 0, c1: int | None = None, limit: int = 1) -> list[str]:
         """Up to ``limit`` one-line descriptions of damaged objects holding records [r0, r1)."""
@@ -362,16 +364,47 @@ class StoredObjects:
             return "is empty [V42]"
         block = self._blocks.get(coords[0] * self.rows)
         if block is None or block.nbytes is None or block.stop - block.start != self.rows:
-            return None
+            # No size recorded (a partial block, rewritten as it fills): a Zarr shard's own
+            # index says whether it is whole.
+            why = self._shard_problem(coords, nbytes)
+            return None if why is None else f"{why} [V35]"
+        if nbytes < block.nbytes:
+            return f"is truncated: it has {nbytes} bytes, {block.nbytes} were written [V43]"
         if nbytes != block.nbytes:
-            return f"has {nbytes} bytes, {block.nbytes} were written (truncated or replaced?) [V43]"
+            return f"has {nbytes} bytes, {block.nbytes} were written (replaced or appended to?) [V43]"
         try:
             tail = self.backend.object_tail(self.path, coords, TAIL_BYTES)
         except OSError as exc:  # e.g. a package entry failing its CRC-32
-            return f"cannot be read ({exc}) [V43]"
+            return f"cannot be read ({in_words(exc)}) [V43]"
         if block.tail is not None and tail is not None and tail_digest(tail) != block.tail:
             return "differs from what was written there (altered, swapped or moved?) [V43]"
         return None
+
+    def _shard_problem(self, coords: tuple[int, ...], nbytes: int) -> str | None:
+        """:func:`~trajstore.shard_check.shard_problem` of the object at ``coords`` when the
+        array is sharded with its index at the end (Zarr), else None."""
+        if self._index_bytes is False:
+            zarr = getattr(self.backend, "skips_empty_chunks", False)  # Zarr: its zarr.json as written
+            self._index_bytes = shard_index_bytes(self.backend.array_metadata(self.path)) if zarr else None
+        if self._index_bytes is None:
+            return None
+        # A partial shard is replaced whole as it fills: a live writer may swap it between the
+        # size and the tail read here, so the pair is judged only if the size held across.
+        for _ in range(_LIVE_LOOKS):
+            try:
+                tail = self.backend.object_tail(self.path, coords, self._index_bytes)
+                after = self.backend.object_nbytes(self.path, coords)
+            except OSError:
+                return None  # unreadable: the read that follows reports it
+            if tail is None or after is None:
+                return None
+            if after == nbytes:
+                return shard_problem(nbytes, tail, self._index_bytes)
+            nbytes = after
+        return None  # still being rewritten: not judged here
+
+
+_LIVE_LOOKS = 3  # looks at a shard that a live writer keeps replacing before leaving it be
 
 
 def digest_mismatches(

@@ -20,6 +20,7 @@ from .errors import (
     SpecVersionError,
     StoreBusyError,
     TrajstoreError,
+    in_words,
 )
 from .integrity import IntegrityIndex, StoredObjects, check_digests, digest, read_index
 from .layout import Layout
@@ -91,7 +92,7 @@ def _read_checked(backend: Backend, path: str, selection: Any) -> np.ndarray:
                 f"{backend.path}: {path} chunk {exc.args[0]} holds committed records but was never "
                 "written (it would read as zeros); the store is damaged there"
             ) from None
-        msg = str(exc).strip().splitlines()
+        msg = in_words(str(exc)).strip().splitlines()
         where = _first_bad_chunk(backend, path, selection)
         place = f"chunk {where}" if where is not None else f"records {_fmt_sel(selection)}"
         raise CorruptDataError(
@@ -907,6 +908,6 @@ def _open_once(path: str) -> Trajectory:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    text = in_words(str(exc)).strip().splitlines()
     line = text[0] if text else type(exc).__name__
     return line[:200]

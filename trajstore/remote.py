@@ -9,7 +9,10 @@ were asked for, and sharded chunks would then fail to decode as if the store wer
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import IO
 
@@ -50,7 +53,58 @@ def require_fsspec(url: str):
             ) from None
     if proto == "gs":
         _quiet_gcs_bucket_probe()
+        check_reachable(url, _gcs_endpoint(fsspec))
     return fsspec
+
+
+CONNECT_TIMEOUT_S = 10.0  # to open a TCP connection to an object store's server, once
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+_reached: set[tuple[str, int]] = set()  # servers this process has connected to
+
+
+def _gcs_endpoint(fsspec) -> str:
+    """The server gcsfs talks to: an ``endpoint_url`` in fsspec's configuration, else the
+    emulator named by ``STORAGE_EMULATOR_HOST`` (as gcsfs reads it), else Google's."""
+    for key in ("gs", "gcs"):
+        configured = (fsspec.config.conf.get(key) or {}).get("endpoint_url")
+        if configured:
+            return str(configured)
+    emulator = os.environ.get("STORAGE_EMULATOR_HOST", "")
+    if emulator not in ("", "default"):
+        return emulator if emulator.startswith(("http://", "https://")) else f"http://{emulator}"
+    return "https://storage.googleapis.com"
+
+
+def check_reachable(url: str, endpoint: str) -> None:
+    """Open (and close) one TCP connection to ``endpoint``, the server of ``url``, within
+    :data:`CONNECT_TIMEOUT_S`; :class:`RemoteError` when that fails.
+
+    gcsfs retries a request that cannot connect 6 times with exponential back-off (~50 s), a
+    count it does not let callers change; this probe tells an unreachable server in a moment
+    instead. It only connects: a server that accepts the connection passes however slowly it
+    answers, and gcsfs's own retries then apply. Skipped behind a proxy (the direct connection
+    may be blocked where the proxied one works), and done once per server and process."""
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return
+    parts = urllib.parse.urlsplit(endpoint)
+    host = parts.hostname
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return  # not a port number: gcsfs reports the address
+    if not host or (host, port) in _reached:
+        return
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError):
+            reason = f"no connection within {CONNECT_TIMEOUT_S:g} s"
+        raise RemoteError(
+            f"{url}: cannot reach the server {parts.scheme}://{parts.netloc} ({reason}); check the "
+            "address and the network"
+        ) from None
+    _reached.add((host, port))
 
 
 class _DropBucketTypeProbe(logging.Filter):

@@ -25,7 +25,7 @@ from . import spec
 from .backends import Backend, backend_kind, open_backend
 from .backends.locking import is_being_written
 from .description import problems as description_problems
-from .errors import TrajstoreError
+from .errors import TrajstoreError, in_words
 from .integrity import IntegrityIndex, StoredObjects, digest, parse_index
 from .layout import Layout
 
@@ -204,7 +204,7 @@ def _guard(r: Report, rule: str, where: str) -> Iterator[None]:
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(str(text).split())
+    line = " ".join(in_words(text).split())
     return line if len(line) <= 400 else line[:397] + "..."
 
 
@@ -539,9 +539,10 @@ def _check_series(
     if not sound:
         return  # reading arrays with broken metadata would read garbage or allocate wildly
     damaged = False
-    # Objects of the wrong size or tail [V43], by array and grid position: the scan joins each
-    # with its chunks that fail to decode, so a truncated shard is one line, not one per chunk.
-    altered: dict[str, dict[tuple[int, ...], str]] = {}
+    # Objects of the wrong size or tail [V43], or shards cut short [V35], by array and grid
+    # position, as (rule, line): the scan joins each with its chunks that fail to decode, so a
+    # truncated shard is one line, not one per chunk.
+    altered: dict[str, dict[tuple[int, ...], tuple[str, str]]] = {}
     for path in kinds:
         objects = StoredObjects(b, path, n, index, fill_ok=index is None and _fill_ok_10(b, g, path, n))
         for coords, text in objects.damaged_objects(0, n, limit=_MAX_LISTED):
@@ -549,11 +550,12 @@ def _check_series(
                 r.add("V42", text.replace(" [V42]", ""))
                 damaged = True
             else:
-                altered.setdefault(path, {})[coords] = text.replace(" [V43]", "")
+                rule = "V35" if text.endswith(" [V35]") else "V43"
+                altered.setdefault(path, {})[coords] = (rule, text.removesuffix(f" [{rule}]"))
     if not checksums or damaged:
         for lines in altered.values():
-            for text in lines.values():
-                r.add("V43", text)
+            for rule, text in lines.values():
+                r.add(rule, text)
         if damaged:
             r.warnings.append(f"{g}: not decoded, as stored objects are missing")
         return
@@ -608,7 +610,7 @@ def _scan(
     n: int,
     index: IntegrityIndex | None,
     r: Report,
-    altered: dict[tuple[int, ...], str] | None = None,
+    altered: dict[tuple[int, ...], tuple[str, str]] | None = None,
 ) -> None:
     """Decode the committed records of ``path`` once: checksums (V35), digests (V44), and the
     count of non-finite values. Each block is read in column pieces of whole chunks, which is
@@ -695,7 +697,7 @@ def _find_bad_chunks(
         try:
             b.read(path, sel)
         except Exception as exc:  # noqa: BLE001 - any decode failure is a damaged chunk
-            msg = str(exc).strip().splitlines()
+            msg = in_words(str(exc)).strip().splitlines()
             bad[cidx] = msg[0] if msg else type(exc).__name__
             found = True
     if not found:  # the piece failed as a whole (``failure``), yet no chunk alone: name its first
@@ -707,11 +709,12 @@ def _report_bad_objects(
     b: Backend,
     path: str,
     bad: dict[tuple[int, ...], str],
-    altered: dict[tuple[int, ...], str],
+    altered: dict[tuple[int, ...], tuple[str, str]],
     r: Report,
 ) -> None:
-    """One line per damaged stored object: its [V43] line (wrong size or tail) and/or its
-    chunks that fail to decode [V35] (the chunk itself when the object holds one chunk)."""
+    """One line per damaged stored object: its (rule, line) of ``altered`` ([V43] wrong size or
+    tail, [V35] a shard cut short) and/or its chunks that fail to decode [V35] (the chunk
+    itself when the object holds one chunk)."""
     chunks, grid = b.chunks(path), b.object_grid(path)
     per_object: dict[tuple[int, ...], list[tuple[int, ...]]] = {}
     for cidx in sorted(bad):
@@ -724,7 +727,7 @@ def _report_bad_objects(
             continue
         cidxs = per_object.get(obj, [])
         if not cidxs:
-            r.add("V43", altered[obj])
+            r.add(*altered[obj])
             continue
         first = cidxs[0]
         if len(cidxs) == 1:
@@ -732,7 +735,8 @@ def _report_bad_objects(
         else:
             what = f"{len(cidxs)} of its chunks are corrupted, the first, chunk {first}: {bad[first]}"
         if obj in altered:
-            r.add("V35", f"{altered[obj]} [V43]; {what}")
+            rule, line = altered[obj]
+            r.add("V35", f"{line} [{rule}]; {what}" if rule != "V35" else f"{line}; {what}")
         elif len(cidxs) == 1:
             r.add("V35", f"{path}: {what}")
         else:
