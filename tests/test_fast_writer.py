@@ -241,3 +241,23 @@ def test_only_shards_spanning_every_column_are_written_directly(tmp_path):
     meta["chunk_grid"]["configuration"]["chunk_shape"] = [16, 320]
     meta["codecs"][0]["configuration"]["index_location"] = "start"
     assert ShardFormat.from_metadata(meta) is None
+
+
+@pytest.mark.parametrize("threads", [0, 1])
+def test_digests_continued_a_few_records_at_once_match_the_values(tmp_path, threads):
+    # Blocks of 40 records: the writer continues its chunk-column digests every 16 records
+    # (shards.CRC_RECORDS) and at each flush; validate recomputes them from the stored values.
+    from trajstore.shards import CRC_RECORDS
+
+    assert 40 % CRC_RECORDS
+    weights = trajectory(97)
+    path = str(tmp_path / "d.zarr")
+    w = trajstore.create(path, N_PARAMS, chunk_records=40, chunk_params=64, threads=threads)
+    for i, row in enumerate(weights):
+        w.append(i, row)
+        if i in (7, 16, 23, 50, 79):
+            w.flush()
+    w.close()
+    report = validate(path)
+    assert report.valid, report
+    assert np.array_equal(plain(path), weights)

@@ -29,6 +29,7 @@ import numpy as np
 from .crc_combine import crc32c_combine
 
 _LITTLE = sys.byteorder == "little"
+CRC_RECORDS = 16  # records whose chunk-column digests are continued at once
 
 
 @dataclass(frozen=True)
@@ -126,25 +127,38 @@ class ShardBlock:
             self.rows.fill(0)
         self.n = 0  # rows put
         self._columns = [(j * fmt.width, fmt.column_width(j)) for j in range(fmt.n_chunks)]
-        self._crcs = [0] * fmt.n_chunks  # per chunk column, over rows [0, n)
+        self._crcs = [0] * fmt.n_chunks  # per chunk column, over rows [0, _digested)
+        self._digested = 0
+        self._scratch = np.empty(min(CRC_RECORDS, fmt.records) * fmt.width, dtype=fmt.dtype)
 
     def reset(self) -> None:
-        self.n = 0
+        self.n = self._digested = 0
         self._crcs = [0] * self.fmt.n_chunks
 
     def put(self, row: np.ndarray) -> None:
         """Append one record (columns,)."""
-        stored = self.rows[self.n]
-        stored[:] = row
-        raw = stored.view(np.uint8)  # the digest is of the values as stored (their dtype)
-        item = self.fmt.dtype.itemsize
+        self.rows[self.n] = row
+        self.n += 1
+        if self.n - self._digested == CRC_RECORDS:
+            self._digest_rows()
+
+    def _digest_rows(self) -> None:
+        """Continue each chunk column's CRC-32C over rows [_digested, n): a few records at once,
+        so that the Python loop, which holds the GIL that training needs, runs once per
+        CRC_RECORDS records rather than once per record."""
+        r0, r1 = self._digested, self.n
+        if r1 == r0:
+            return
         crcs = self._crcs
         for j, (c0, cw) in enumerate(self._columns):
-            crcs[j] = _crc32c.crc32c(raw[c0 * item : (c0 + cw) * item], value=crcs[j])
-        self.n += 1
+            part = self._scratch[: (r1 - r0) * cw].reshape(r1 - r0, cw)  # C order, contiguous
+            np.copyto(part, self.rows[r0:r1, c0 : c0 + cw])
+            crcs[j] = _crc32c.crc32c(part.view(np.uint8).reshape(-1), value=crcs[j])
+        self._digested = r1
 
     def digest(self) -> int:
         """Integrity digest (CRC-32C) of rows [0, n), chunk column after chunk column."""
+        self._digest_rows()
         value = 0
         item = self.fmt.dtype.itemsize
         for j, (_, cw) in enumerate(self._columns):
