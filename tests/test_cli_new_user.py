@@ -17,3 +17,18 @@ def test_analyze_and_compare_refuse_a_report_path_that_is_a_file_before_analysin
         assert len(lines) == 1 and "is a file, not a folder" in lines[0], result.stderr
         assert "Traceback" not in result.stderr
     assert script.read_text() == "print('mine')\n"  # left as it was
+
+
+def test_a_damaged_zarr_json_is_named_by_every_command(tmp_path):
+    store = tmp_path / "run.zarr"
+    write_store(store, n_records=20)
+    meta = store / "weights" / "zarr.json"
+    meta.write_bytes(meta.read_bytes()[:300])  # a copy cut short
+    for command in ("info", "validate", "verify", "analyze"):
+        extra = ["-o", tmp_path / "rep", "--quiet"] if command == "analyze" else []
+        result = run_cli(command, store, *extra)
+        assert result.returncode == 1, (command, result.stderr)
+        assert "Traceback" not in result.stderr
+        lines = result.stdout.splitlines() + result.stderr.splitlines()
+        problems = [line for line in lines if "zarr.json" in line]
+        assert problems and "weights/zarr.json is not valid JSON" in problems[0], (command, lines)

@@ -13,6 +13,7 @@ import numpy as np
 
 from . import spec
 from .backends import Backend, open_backend
+from .backends.zarr_backend import unreadable_metadata
 from .errors import (
     CorruptDataError,
     InvalidStoreError,
@@ -898,6 +899,11 @@ def _open_once(path: str) -> Trajectory:
         raise
     except Exception as exc:  # noqa: BLE001 - damaged metadata: one line, never a traceback
         backend.close()
+        bad = unreadable_metadata(path) if isinstance(exc, ValueError) else None
+        if bad is not None:  # name the file that broke, not only the JSON parser's position
+            raise InvalidStoreError(
+                f"{path}: {bad}; the store's metadata is damaged: restore that file from a copy of the store"
+            ) from None
         raise InvalidStoreError(
             f"{path}: the store's metadata cannot be read ({_first_line(exc)}); it is damaged or "
             "not a trajstore store, run 'trajstore validate'"
