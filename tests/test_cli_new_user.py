@@ -32,3 +32,23 @@ def test_a_damaged_zarr_json_is_named_by_every_command(tmp_path):
         lines = result.stdout.splitlines() + result.stderr.splitlines()
         problems = [line for line in lines if "zarr.json" in line]
         assert problems and "weights/zarr.json is not valid JSON" in problems[0], (command, lines)
+
+
+def test_an_edited_shard_layout_is_blamed_on_zarr_json_not_on_the_last_shard(tmp_path):
+    import json
+
+    store = tmp_path / "run.zarr"
+    write_store(store, n_records=20, chunk_records=8)  # two full shards, a partial one
+    meta_path = store / "weights" / "value" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    sharding = meta["codecs"][0]["configuration"]
+    records, n_params = sharding["chunk_shape"]
+    sharding["chunk_shape"] = [records // 2, n_params]  # as a careless edit
+    meta_path.write_text(json.dumps(meta))
+    for command in ("info", "analyze"):
+        extra = ["-o", tmp_path / "rep", "--quiet"] if command == "analyze" else []
+        result = run_cli(command, store, *extra)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        line = result.stderr.strip().splitlines()[-1]
+        assert "weights/value/zarr.json" in line and "edited" in line, line
+        assert "truncated" not in line, line
