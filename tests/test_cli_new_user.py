@@ -52,3 +52,19 @@ def test_an_edited_shard_layout_is_blamed_on_zarr_json_not_on_the_last_shard(tmp
         line = result.stderr.strip().splitlines()[-1]
         assert "weights/value/zarr.json" in line and "edited" in line, line
         assert "truncated" not in line, line
+
+
+def test_analyze_refuses_hdf5_values_rewritten_in_place_with_h5py(tmp_path):
+    import h5py
+
+    store = tmp_path / "run.h5"
+    # 9.8 MB in blocks of 128 records: more than the memory limit, so the passes read parts of blocks
+    write_store(store, n_records=600, chunk_records=128, params={"w": (64, 64)})
+    with h5py.File(store, "r+") as f:  # a careless edit: every chunk still passes its checksum
+        f["weights/value"][150, :] = 0.0
+    limits = ["--window", "100", "--memory-limit", "6M"]
+    result = run_cli("analyze", store, "-o", tmp_path / "rep", "--quiet", *limits)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "records 128..255" in line and "[V44]" in line, line
+    assert not (tmp_path / "rep" / "summary.json").exists()
