@@ -68,3 +68,24 @@ def test_analyze_refuses_hdf5_values_rewritten_in_place_with_h5py(tmp_path):
     line = result.stderr.strip().splitlines()[-1]
     assert "records 128..255" in line and "[V44]" in line, line
     assert not (tmp_path / "rep" / "summary.json").exists()
+
+
+def test_scale_md_says_which_deflate_level_hdf5_stores_of_each_preset_get(tmp_path):
+    import re
+    from pathlib import Path
+
+    import h5py
+
+    levels = {}
+    for preset in ("fast", "balanced", "small"):
+        path = tmp_path / f"{preset}.h5"
+        write_store(path, n_records=4, compression=preset)
+        with h5py.File(path, "r") as f:
+            value = f["weights/value"]
+            assert value.compression == "gzip" and value.shuffle
+            levels[preset] = value.compression_opts
+    text = " ".join((Path(__file__).parents[1] / "docs" / "scale.md").read_text().split())
+    said = re.search(r"HDF5 stores keep shuffle \+ deflate: level (\d+), or (\d+) for `small`", text)
+    assert said, "docs/scale.md no longer says what HDF5 stores of the presets hold"
+    assert levels["fast"] == levels["balanced"] == int(said.group(1))
+    assert levels["small"] == int(said.group(2))
