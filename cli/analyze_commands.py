@@ -12,7 +12,7 @@ import trajstore
 from .dask_option import dask_engine_for, dask_option
 from .errors import one_line_errors
 from .output import emit_json, inform, json_option, quiet_option, selection_options, window_options
-from .paths import default_report_dir
+from .paths import check_report_dir, default_report_dir
 
 
 @click.command()
@@ -67,6 +67,7 @@ def analyze(
 
     limit = memory_limit
     outdir = outdir or default_report_dir(store)
+    check_report_dir(outdir)  # before minutes of analysis, not after
     from trajstore.analysis.sketch import analyze_sketch, uses_sketch
 
     with trajstore.open(store) as traj:

@@ -44,3 +44,21 @@ def default_report_dir(store: str | os.PathLike, suffix: str = "-report") -> str
         head, name = os.path.split(resolved)
         name = name or "store"
     return os.path.join(head, store_stem(name) + suffix)
+
+
+def check_report_dir(outdir: str) -> None:
+    """Refuse, before any analysis runs, a report folder that cannot be one: an existing file,
+    or a path below a file (``ValueError``, one line saying what to give instead)."""
+    if "://" in outdir:
+        return
+    path = os.path.abspath(outdir)
+    while path and not os.path.exists(path):
+        parent = os.path.dirname(path)
+        if parent == path:
+            return
+        path = parent
+    if not os.path.isdir(path):
+        raise ValueError(
+            f"{outdir}: {path} is a file, not a folder; give -o a folder for the report "
+            "(it is created when missing)"
+        )

@@ -10,6 +10,7 @@ from .dask_option import dask_engine_for, dask_option
 from .errors import fail, one_line_errors
 from .output import emit_json, inform, json_option, quiet_option, selection_options, window_options
 from .params import NON_NEGATIVE, POSITIVE, FiniteFloatRange
+from .paths import check_report_dir
 
 # the cone is the authors' convex control; the Gaussian bowl (a commented-out line in their code)
 # is kept as a second smooth control
@@ -135,6 +136,7 @@ def compare(
     engine = click.get_current_context().with_resource(dask_engine_for(dask_address))  # closed at exit
     from trajstore.analysis.compare import compare as run_compare
 
+    check_report_dir(outdir)  # before minutes of analysis, not after
     summary = run_compare(
         list(stores),
         outdir,

@@ -367,6 +367,11 @@ class StoredObjects:
             # No size recorded (a partial block, rewritten as it fills): a Zarr shard's own
             # index says whether it is whole.
             why = self._shard_problem(coords, nbytes)
+            if why is not None and self._description_edited(coords[1:]):
+                return (
+                    f"does not match the shard layout in {self.path}/zarr.json, and neither does an "
+                    "intact full shard: that zarr.json was edited after writing [V35]"
+                )
             return None if why is None else f"{why} [V35]"
         if nbytes < block.nbytes:
             return f"is truncated: it has {nbytes} bytes, {block.nbytes} were written [V43]"
@@ -379,6 +384,24 @@ class StoredObjects:
         if block.tail is not None and tail is not None and tail_digest(tail) != block.tail:
             return "differs from what was written there (altered, swapped or moved?) [V43]"
         return None
+
+    def _description_edited(self, cols: tuple[int, ...]) -> bool:
+        """Whether a full block's shard that is intact by its recorded size and tail is judged
+        damaged by the array's current metadata too: then the metadata (an edited chunk or
+        index layout in ``zarr.json``), not the shard, is what changed. Only on the error path."""
+        for start, block in self._blocks.items():
+            if block.nbytes is None or block.tail is None or block.stop - block.start != self.rows:
+                continue
+            coords = (start // self.rows, *cols)
+            try:
+                nbytes = self.backend.object_nbytes(self.path, coords)
+                tail = self.backend.object_tail(self.path, coords, TAIL_BYTES)
+            except OSError:
+                continue
+            if nbytes != block.nbytes or tail is None or tail_digest(tail) != block.tail:
+                continue
+            return self._shard_problem(coords, nbytes) is not None
+        return False
 
     def _shard_problem(self, coords: tuple[int, ...], nbytes: int) -> str | None:
         """:func:`~trajstore.shard_check.shard_problem` of the object at ``coords`` when the

@@ -24,6 +24,7 @@ import numpy as np
 from . import spec
 from .backends import Backend, backend_kind, open_backend
 from .backends.locking import is_being_written
+from .backends.zarr_backend import unreadable_metadata
 from .description import problems as description_problems
 from .errors import TrajstoreError, in_words
 from .integrity import IntegrityIndex, StoredObjects, digest, parse_index
@@ -200,7 +201,11 @@ def _guard(r: Report, rule: str, where: str) -> Iterator[None]:
     except RecursionError:
         r.add(rule, f"{where}: metadata nested too deeply to read")
     except Exception as exc:  # noqa: BLE001 - validate never raises
-        r.add(rule, f"{where}: cannot be read ({type(exc).__name__}: {exc})")
+        bad = unreadable_metadata(r.path) if isinstance(exc, ValueError) else None
+        if bad is not None:  # name the file that broke, not only the JSON parser's position
+            r.add(rule, f"{r.path}: {bad}; restore that file from a copy of the store")
+        else:
+            r.add(rule, f"{where}: cannot be read ({type(exc).__name__}: {exc})")
 
 
 def _one_line(text: str) -> str:

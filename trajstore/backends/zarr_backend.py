@@ -392,3 +392,25 @@ class ZarrBackend:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+def unreadable_metadata(path: str) -> str | None:
+    """The first ``zarr.json`` below the local Zarr folder ``path`` that is not a JSON object, as
+    ``"weights/zarr.json is not valid JSON (…)"``; None when every one parses (or ``path`` is not a
+    local folder). Chunk folders (``c``) hold no metadata and are not walked."""
+    if "://" in path or not os.path.isdir(path):
+        return None
+    for folder, subdirs, files in os.walk(path):
+        subdirs[:] = sorted(d for d in subdirs if d != "c")
+        if "zarr.json" not in files:
+            continue
+        name = os.path.join(folder, "zarr.json")
+        rel = os.path.relpath(name, path).replace(os.sep, "/")
+        try:
+            with open(name, "rb") as fh:
+                value = json.loads(fh.read())
+        except (OSError, ValueError) as exc:
+            return f"{rel} is not valid JSON ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+        if not isinstance(value, dict):
+            return f"{rel} is not a JSON object"
+    return None
