@@ -191,7 +191,15 @@ def test_read_only_file_system_mid_run_stops_in_one_line(small_disk):
                 n = t.n_records
         except trajstore.TrajstoreError:
             pass
-    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
+    # Linux refuses to remount read-only while a file is open for writing ("mount point is
+    # busy"): the recorder writes a shard or metadata file for a moment every few records.
+    for _ in range(100):
+        argv = ["mount", "-o", "remount,ro", str(small_disk)]
+        remount = subprocess.run(argv, capture_output=True, text=True)
+        if remount.returncode == 0 or "busy" not in remount.stderr:
+            break
+        time.sleep(0.02)
+    assert remount.returncode == 0, remount.stderr
     try:
         _, err = proc.communicate(timeout=HANG)
     finally:
