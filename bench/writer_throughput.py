@@ -35,6 +35,7 @@ import trajstore
 from trajstore import series
 from trajstore.backends.base import BLOSC_BLOCKSIZE, CODEC_PRESETS, CODEC_SHUFFLE
 from trajstore.chunking import choose_chunks
+from trajstore.shards import BLOSC_SHUFFLE_IDS
 
 
 def real_trajectory(records: int, model_name: str = "cnn141k") -> np.ndarray:
@@ -62,16 +63,16 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - w, time.process_time() - c
 
 
-def first(r: tuple) -> float:
-    """The wall seconds of a (wall s, ...) result: what 'best of' compares."""
-    return r[0]
+def best(result: tuple) -> float:
+    """What 'best of' compares: a result's wall seconds, its first field."""
+    return result[0]
 
 
 def codec_alone(
     chunks: list[np.ndarray], cname: str, clevel: int, threads: int, blocksize: int, shuffle: str
 ) -> tuple[float, float, float]:
     """Blosc on pre-transposed chunks: (wall s, CPU s, compression ratio)."""
-    shuffle_id = {"shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}[shuffle]
+    shuffle_id = BLOSC_SHUFFLE_IDS[shuffle]
     codec = Blosc(cname=cname, clevel=clevel, shuffle=shuffle_id, typesize=4, blocksize=blocksize)
     sizes: list[int] = []
 
@@ -147,7 +148,7 @@ def main() -> None:
         # the preset's Blosc block size and shuffle, as the writer uses them
         bs, sh = BLOSC_BLOCKSIZE.get(preset, 0), CODEC_SHUFFLE[preset]
         c1, c2 = (
-            min((codec_alone(chunks, cname, clevel, t, bs, sh) for _ in range(args.repeats)), key=first)
+            min((codec_alone(chunks, cname, clevel, t, bs, sh) for _ in range(args.repeats)), key=best)
             for t in (1, 2)
         )
         ws = {}

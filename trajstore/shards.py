@@ -3,8 +3,8 @@
 zarr's own write path spends about as long around the codec as in it (a transposition one
 element at a time, buffer wrappers, an event loop, a copy per layer; docs/scale.md). Here a
 time block is kept record-major while its records arrive (each record one contiguous copy),
-and the CRC-32C digest of each chunk column (integrity index, docs/format.md) is continued from
-each record. A full block is then compressed chunk by chunk with numcodecs' Blosc (which
+and the CRC-32C digest of each chunk column (integrity index, docs/format.md) is continued every
+few records. A full block is then compressed chunk by chunk with numcodecs' Blosc (which
 releases the GIL, so chunks are encoded on several threads at once): each inner chunk is
 transposed parameter-major into a small buffer of the encoding thread just before it is
 compressed, while it is still in the CPU's cache, and the shard is written as one file, laid out exactly as
@@ -29,6 +29,7 @@ import numpy as np
 from .crc_combine import crc32c_combine
 
 _LITTLE = sys.byteorder == "little"
+BLOSC_SHUFFLE_IDS = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}  # Zarr's names, numcodecs' ids
 CRC_RECORDS = 16  # records whose chunk-column digests are continued at once
 
 
@@ -83,7 +84,7 @@ class ShardFormat:
             blosc = None
             if names[1] == "blosc":
                 c = inner[1]["configuration"]
-                shuffle = {"noshuffle": 0, "shuffle": 1, "bitshuffle": 2}[c["shuffle"]]
+                shuffle = BLOSC_SHUFFLE_IDS[c["shuffle"]]
                 blosc = {
                     "cname": c["cname"],
                     "clevel": int(c["clevel"]),
