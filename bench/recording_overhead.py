@@ -8,8 +8,17 @@ digits case's batch to B (``cnn141k/b32``: the same model, records about 1.5 x a
 ratio of whole trials (the loop, and the loop plus closing the recorder, which drains the
 writer) against plain training in the same run. With ``--warm N`` (default 512 for the wide
 CNNs: two shards of records) the first N recorded steps of a trial are its start-up (the store
-made, the first blocks' memory touched) and are reported apart, as extra seconds; the ratios are
-then the steady state that a long run sees.
+made, the first blocks' memory touched) and are reported apart, as extra seconds.
+
+A trial must be long against what the recorder can hold back: the snapshot pool and the blocks
+being filled and encoded hold up to ~570 records of cnn141k (a pool of 64, two blocks of 256),
+so a 600-step trial (what this benchmark ran before 2026-12-01) has a loop ratio that leaves
+a writer that falls behind unseen (the backlog is drained by the close). The wide CNNs
+therefore run 3000 steps per trial (~13 shards), and the table shows the drain (close time over
+loop time) and the writer's cores (CPU seconds of every thread but training's, over the loop and
+the close). The loop ratio is the steady state only while the drain is small; otherwise read the
+loop+close ratio. bench/core_contention.py measures what the same encoding costs training from
+another process, with no GIL shared: the floor on a machine whose cores contend.
 
     python bench/recording_overhead.py [--cases digits,resnet20,cnn34k,cnn141k,cnn141k/b32] [--device cpu]
         [--codec balanced] [--threads 1] [--zarr-write-path] [--no-record]
@@ -130,6 +139,7 @@ def measure(
     n = sum(p.numel() for p in model.parameters())
     timed_steps(model, opt, batches, max(3, steps // 5), device)  # warm up
     plain, recorded, loops, closed, rates, startup = [], [], [], [], [], []
+    backlog, duties = [], []
     for trial in range(trials):
         a = timed_steps(model, opt, batches, steps, device)
         plain += a
@@ -152,9 +162,13 @@ def measure(
             rec.attach(opt)
             timed_steps(model, opt, batches, warm, device)
             t1 = time.perf_counter()
+            cpu1 = time.process_time() - time.thread_time()
             b = timed_steps(model, opt, batches, steps, device)
             t2 = time.perf_counter()
         t3 = time.perf_counter()
+        # CPU seconds of every thread but this (training) one, over the loop and the close.
+        backlog.append((t3 - t2) / (t2 - t1))  # closing drains what the loop left queued
+        duties.append((time.process_time() - time.thread_time() - cpu1) / (t3 - t1))
         series.SeriesWriter._attach_values = attach
         recorded += b
         loops.append((t2 - t1) / sum(a))
@@ -172,6 +186,8 @@ def measure(
         "rate": m(rates),
         "n": n,
         "startup": m(startup),
+        "drain": m(backlog),
+        "duty": m(duties),
     }
 
 
@@ -209,12 +225,12 @@ def main() -> None:
         f"{'default' if args.nice is None else args.nice}; torch on 1 thread.",
         "",
         "| case | device | params | raw MB/s | plain ms/step | recorded ms/step | median ratio "
-        "| loop ratio | loop+close ratio | start-up s (steps) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| loop ratio | loop+close ratio | drain / loop | writer cores | start-up s (steps) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name in args.cases.split(","):
         wide = split_case(name)[0] in WIDE
-        default = 600 if wide else (200 if name == "digits" else (60 if device.type == "cuda" else 8))
+        default = 3000 if wide else (200 if name == "digits" else (60 if device.type == "cuda" else 8))
         steps = args.steps or default
         warm = args.warm if args.warm is not None else (512 if wide else 0)
         for zarr_path in (False, True) if args.zarr_write_path else (False,):
@@ -235,7 +251,7 @@ def main() -> None:
             lines.append(
                 f"| {label} | {device} | {r['n']} | {r['rate']:.0f} | {r['plain'] * 1e3:.2f} "
                 f"| {r['recorded'] * 1e3:.2f} | {r['plain'] and r['recorded'] / r['plain']:.3f} "
-                f"| {r['loop']:.3f} | {r['closed']:.3f} | "
+                f"| {r['loop']:.3f} | {r['closed']:.3f} | {r['drain']:.2f} | {r['duty']:.2f} | "
                 + (f"{r['startup']:.2f} ({warm}) |" if warm else "- |")
             )
             print(lines[-1], flush=True)
