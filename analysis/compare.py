@@ -87,7 +87,6 @@ def compare(
     :func:`~trajstore.analysis.pipeline.analyze` (a Dask cluster).
     """
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
     labels = labels or [Path(s).name for s in stores]
     results: list[tuple[str, Analysis]] = []
     phases: dict[str, dict | None] = {}
@@ -109,6 +108,7 @@ def compare(
                 part = select(traj, **(selection or {}))
                 result = analyze(part, win, memory_limit=memory_limit, progress=bar, engine=engine)
                 results.append((label, result))
+    out.mkdir(parents=True, exist_ok=True)  # after the analyses: a store that fails leaves no folder
     table = [row for label, a in results for row in compare_rows(label, a, phases[label])]
     summary = {
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],

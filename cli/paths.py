@@ -46,19 +46,22 @@ def default_report_dir(store: str | os.PathLike, suffix: str = "-report") -> str
     return os.path.join(head, store_stem(name) + suffix)
 
 
-def check_report_dir(outdir: str) -> None:
+def check_output_path(out: str) -> None:
+    """Refuse, before any work, an output (store, package, table, card folder) whose folder is
+    missing or a file: commands create the output itself, never the folders above it, so a typo
+    in the path is a one-line error (:func:`trajstore.safety.check_output_folder`)."""
+    from trajstore.safety import check_output_folder
+
+    check_output_folder(out)
+
+
+def check_report_dir(outdir: str, what: str = "the report") -> None:
     """Refuse, before any analysis runs, a report folder that cannot be one: an existing file,
-    or a path below a file (``ValueError``, one line saying what to give instead)."""
-    if "://" in outdir:
-        return
-    path = os.path.abspath(outdir)
-    while path and not os.path.exists(path):
-        parent = os.path.dirname(path)
-        if parent == path:
-            return
-        path = parent
-    if not os.path.isdir(path):
+    or a path whose folder is missing or a file (one line saying what to give instead). The
+    report folder itself is created when missing."""
+    if "://" not in outdir and os.path.lexists(outdir) and not os.path.isdir(outdir):
         raise ValueError(
-            f"{outdir}: {path} is a file, not a folder; give -o a folder for the report "
-            "(it is created when missing)"
+            f"{outdir} is a file, not a folder; give -o a folder for {what} "
+            "(it is created when missing, inside an existing folder)"
         )
+    check_output_path(outdir)

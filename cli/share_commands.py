@@ -11,6 +11,7 @@ from trajstore.errors import TrajstoreError
 
 from .dask_option import dask_engine_for, dask_option
 from .errors import fail, one_line_errors, problem_line
+from .paths import check_output_path, check_report_dir
 
 
 def parse_meta(items: tuple[str, ...]) -> dict[str, str]:
@@ -94,6 +95,8 @@ def annotate(store, title, description_text, authors, license_, keywords, relate
 def card(store: str, out_dir: str | None) -> None:
     """Write STORE's dataset card: README.md, CITATION.cff and datacite.json."""
     write_card = _sharing("card").write_card
+    if out_dir is not None:
+        check_report_dir(out_dir, what="the card files")
     for path in write_card(store, out_dir):
         click.echo(f"wrote {path}")
 
@@ -151,6 +154,7 @@ def verify(store: str, as_json: bool) -> None:
 @one_line_errors
 def pack(store: str, out: str, overwrite: bool) -> None:
     """Pack STORE into one zip file (entries stored, byte-range readable) with card and manifest."""
+    check_output_path(out)
     m = _sharing("pack").pack(store, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(m['files'])} files, content {m['content_digest']})")
 
@@ -162,6 +166,7 @@ def pack(store: str, out: str, overwrite: bool) -> None:
 @one_line_errors
 def unpack(package: str, out: str, overwrite: bool) -> None:
     """Restore the directory store packed in PACKAGE, verified against its manifest."""
+    check_output_path(out)
     m = _sharing("pack").unpack(package, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(m['files'])} files verified)")
 
@@ -194,6 +199,7 @@ def _transfer_options(what: str):
 @one_line_errors
 def push(store: str, url: str, workers: int, quiet: bool) -> None:
     """Copy STORE to URL (s3://, gs://, file://, ...): resumable, manifest last, checked."""
+    check_output_path(url)  # a file:// URL is a local path
     m = _sharing("transfer").push(store, url, workers=workers, progress=not quiet)
     click.echo(f"pushed {store} to {url} ({len(m['files'])} files, content {m['content_digest']})")
 
@@ -205,6 +211,7 @@ def push(store: str, url: str, workers: int, quiet: bool) -> None:
 @one_line_errors
 def pull(url: str, dest: str, workers: int, quiet: bool) -> None:
     """Copy the store at URL (https://, s3://, ...) to DEST by its manifest: resumable, verified."""
+    check_output_path(dest)
     m = _sharing("transfer").pull(url, dest, workers=workers, progress=not quiet)
     click.echo(f"pulled {url} to {dest} ({len(m['files'])} files verified)")
 
@@ -222,6 +229,7 @@ def extract(store, out, steps, tensors, exclude, keepbits, overwrite) -> None:
     """Write a smaller store from STORE: some steps, some tensors; its provenance names the source."""
     from trajstore.extract import extract as extract_store
 
+    check_output_path(out)
     sel = extract_store(
         store, out, steps=steps, tensors=tensors, exclude=exclude, keepbits=keepbits, overwrite=overwrite
     )
@@ -235,6 +243,8 @@ def extract(store, out, steps, tensors, exclude, keepbits, overwrite) -> None:
 @one_line_errors
 def catalog(places: tuple[str, ...], out: str | None, dask_address: str | None) -> None:
     """Tabulate stores (given, or found below folders): model, optimizer, steps, sizes, exponents."""
+    if out is not None:
+        check_output_path(out)
     mod = _sharing("catalog")
     engine = click.get_current_context().with_resource(dask_engine_for(dask_address))  # closed at exit
     rows = mod.catalog(places, engine=engine)

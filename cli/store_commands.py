@@ -10,6 +10,7 @@ from trajstore.validate import validate as validate_store
 
 from .errors import EXIT_ERROR, one_line_errors, problem_line
 from .output import emit_json, inform, json_option, quiet_option
+from .paths import check_output_path
 
 
 @click.command()
@@ -76,6 +77,7 @@ def validate(store: str, no_checksums: bool, as_json: bool, quiet: bool) -> None
 @one_line_errors
 def convert(src: str, dst: str, overwrite: bool, compression: str, codec: str | None) -> None:
     """Copy SRC into DST (Zarr <-> HDF5 by suffix), streaming, lossless, metadata kept."""
+    check_output_path(dst)
     convert_store(src, dst, overwrite=overwrite, compression=codec or compression)
     click.echo(f"wrote {dst}")
 

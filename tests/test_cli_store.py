@@ -57,7 +57,7 @@ def test_bad_input_one_line(tmp_path, case):
         assert_one_line_error(run_cli("info", tmp_path / "nope.zarr"), "no such file")
     elif case == "not_a_store":
         (tmp_path / "dir").mkdir()
-        assert_one_line_error(run_cli("info", tmp_path / "dir"), "not a Zarr v3 store")
+        assert_one_line_error(run_cli("info", tmp_path / "dir"), "is an empty folder, not a trajstore store")
         zarr.open_group(tmp_path / "plain.zarr", mode="w")
         assert_one_line_error(run_cli("info", tmp_path / "plain.zarr"), "not a trajstore store")
     elif case == "newer":

@@ -246,11 +246,11 @@ def test_convert_and_analyze_into_a_full_disk_lose_nothing(small_disk, tmp_path)
 
 @pytest.mark.parametrize("case", ["file_as_folder", "resume_other_model"])
 def test_store_creation_errors_are_one_line_with_the_true_cause(tmp_path, case):
-    if case == "file_as_folder":
+    if case == "file_as_folder":  # refused before the script runs, like every output's folder
         (tmp_path / "afile").write_text("x")
         out = tmp_path / "afile" / "x.zarr"
         args = ["-o", out]
-        cause = "Not a directory"
+        cause = "afile is a file, not a folder"
     else:
         out = tmp_path / "other.zarr"
         write_store(out, n_records=3)
@@ -259,8 +259,9 @@ def test_store_creation_errors_are_one_line_with_the_true_cause(tmp_path, case):
     p = run_cli("record", *args, TRAIN, "--", "--width", 8, "--steps", 5, timeout=HANG)
     assert p.returncode != 0
     line = one_error_line(p.stderr)
-    assert cause in line and "cannot record into" in line and "optimizer.step()" not in line, line
+    assert cause in line and "optimizer.step()" not in line, line
     if case == "resume_other_model":
+        assert "cannot record into" in line
         assert validate(out).valid and trajstore.open(out).n_records == 3
 
 

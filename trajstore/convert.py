@@ -8,7 +8,14 @@ from . import spec
 from .backends import backend_kind
 from .errors import TrajstoreError, UnsafePathError, describe_os_error
 from .reader import open as open_store
-from .safety import check_distinct, may_replace, remove_quietly, replace_with, temporary_sibling
+from .safety import (
+    check_distinct,
+    check_output_folder,
+    may_replace,
+    remove_quietly,
+    replace_with,
+    temporary_sibling,
+)
 from .series import SeriesWriter
 from .writer import create
 
@@ -61,9 +68,7 @@ def convert(
                 f"{dst} exists and is not a trajstore store; refusing to replace it "
                 "(choose another destination or remove it yourself)"
             )
-    folder = os.path.dirname(os.path.abspath(dst))
-    if not os.path.isdir(folder):
-        raise UnsafePathError(f"{folder}: no such folder for the destination; create it first")
+    check_output_folder(dst)
     tmp = temporary_sibling(dst)
     try:
         _copy(src, tmp, kind, compression)

@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import uuid
+from urllib.parse import unquote, urlsplit
 
 from . import spec
 from .errors import UnsafePathError
@@ -35,6 +37,35 @@ def check_distinct(src: str, dst: str) -> None:
         raise UnsafePathError(f"{dst} lies inside the source store {src}; write to a path outside it")
     if _inside(s, d):
         raise UnsafePathError(f"{dst} contains the source store {src}; write to another path")
+
+
+def check_output_folder(path: str | os.PathLike) -> None:
+    """Refuse an output whose folder does not exist or is a file (``UnsafePathError``, one line
+    that says how to create it). Commands create the output itself (a store, a report folder, a
+    package) but never the folders above it, so a typo in the path (``runs/tpyo/run.zarr``) is
+    an error, not a new folder tree. URLs other than ``file://`` are not checked (object stores
+    have no folders)."""
+    text = os.fspath(path)
+    local = text
+    if "://" in text:
+        parts = urlsplit(text)
+        if parts.scheme != "file":
+            return
+        local = unquote(parts.path)
+    parent = os.path.dirname(local.rstrip("/" + os.sep) or local)
+    if not parent or os.path.isdir(parent):  # "" is the current folder
+        return
+    existing = parent
+    while existing and not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if existing and os.path.lexists(existing) and not os.path.isdir(existing):
+        raise UnsafePathError(
+            f"{text}: {existing} is a file, not a folder; give a path inside an existing folder"
+        )
+    raise UnsafePathError(
+        f"{text}: the folder {parent} does not exist; create it first (mkdir -p {shlex.quote(parent)}) "
+        "or correct the path"
+    )
 
 
 def is_store(path: str) -> bool:

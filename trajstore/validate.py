@@ -176,7 +176,10 @@ def _validate_here(path: str, checksums: bool) -> Report:
         if "://" not in path and is_being_written(path):  # a live writer, caught mid-update
             report.problems = [_LIVE.format(path=path)]
             return report
-        report.add("V01", f"{path}: {exc}" if isinstance(exc, TrajstoreError) else f"cannot open: {exc}")
+        if not isinstance(exc, TrajstoreError):
+            report.add("V01", f"cannot open: {exc}")
+        else:  # its message names the path already, or is about it
+            report.add("V01", str(exc) if str(exc).startswith(str(path)) else f"{path}: {exc}")
         return report
     try:
         with _guard(report, "V01", "store"):

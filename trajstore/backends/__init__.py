@@ -7,6 +7,7 @@ import zipfile
 
 from .. import remote
 from ..errors import NotAStoreError, StoreNotFoundError, TrajstoreError
+from ..open_failures import describe_folder, describe_hdf5_failure
 from .base import Backend, Compression
 
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -78,15 +79,16 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
             raise  # already one line, e.g. a link leaving the file
         except Exception as exc:  # noqa: BLE001 - damaged files raise many kinds; one line
             if reading:
-                raise NotAStoreError(
-                    f"{path} is not a readable HDF5 file (truncated or corrupted?): {_first_line(exc)}"
-                ) from None
+                raise NotAStoreError(describe_hdf5_failure(path, exc, _first_line(exc))) from None
             raise
     from .zarr_backend import ZarrBackend
 
     if reading and os.path.isdir(path):
         from ..safety import check_zarr_links
 
+        not_a_store = describe_folder(path)  # no root zarr.json: say what the folder is instead
+        if not_a_store:
+            raise NotAStoreError(not_a_store)
         check_zarr_links(path)
     try:
         return ZarrBackend(path, mode, fileobj=fileobj)
@@ -96,6 +98,11 @@ def open_backend(path: str, mode: str, kind: str | None = None) -> Backend:
         if reading and remote.is_remote(path) and _unreachable(exc):
             raise remote.RemoteError(
                 f"{path}: cannot reach the server ({_first_line(exc)}); check the address and the network"
+            ) from None
+        if reading and type(exc).__name__ == "GroupNotFoundError":  # zarr: "No group found in store"
+            where = "URL" if remote.is_remote(path) else "path"
+            raise NotAStoreError(
+                f"{path} is not a Zarr v3 store: it has no zarr.json at its root; check the {where}"
             ) from None
         if reading:
             raise NotAStoreError(
