@@ -143,7 +143,7 @@ def measure(
     for trial in range(trials):
         a = timed_steps(model, opt, batches, steps, device)
         plain += a
-        path = tmp / f"{name}-{trial}.zarr"
+        path = tmp / f"{name.replace('/', '-')}-{trial}.zarr"
         attach = series.SeriesWriter._attach_values
         if zarr_path:
             series.SeriesWriter._attach_values = zarr_write_path

@@ -259,6 +259,7 @@ class Recorder:
         except (OSError, TrajstoreError, ValueError) as exc:
             reason = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
             self.failure = RecordingError(f"cannot record into {self.path}: {reason}")
+            self._stop_logging()  # it records nothing: a later recorder in this process may
             raise self.failure from None
         classes = module_classes(self._params, self._model)
         if any(c is not None for c in classes):  # (1.2) each tensor's module class, for per-layer analyses
@@ -725,6 +726,12 @@ class Recorder:
 
     # -- closing -------------------------------------------------------------------------
 
+    def _stop_logging(self) -> None:
+        """Leave this process's live sinks (log calls, other recorders' checks) for good."""
+        if self._unregister is not None:
+            self._unregister()
+            self._unregister = None
+
     def close(self) -> None:
         """Write everything still queued and close the store validly. Idempotent."""
         if self._closed:
@@ -732,8 +739,7 @@ class Recorder:
         self._closed = True
         for h in self._handles:
             h.remove()
-        if self._unregister is not None:
-            self._unregister()
+        self._stop_logging()
         error = None
         if self._thread is not None:
             try:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
+import pytest
+
+import trajstore
+
 from .conftest import run_cli, write_store
 
 
@@ -294,3 +299,34 @@ def test_a_folder_of_stores_names_some_of_them(tmp_path):
         f"{runs} is a folder of stores, not a store; give one of them: "
         f"{runs / 'a.zarr'}, {runs / 'b.h5'}, {runs / 'c.zarr'} and 1 more"
     )
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".h5"])
+def test_the_python_api_makes_the_store_never_the_folders_above_it(tmp_path, suffix):
+    """trajstore.create and Recorder follow the CLI's rule, on both back ends: before, Zarr made
+    the missing folder silently and HDF5 failed naming a temporary file."""
+    import torch
+    from trajstore.recorders import Recorder
+
+    from trajstore import live
+    from trajstore.errors import RecordingError, UnsafePathError
+
+    path = tmp_path / "tpyo" / f"run{suffix}"
+    with pytest.raises(
+        UnsafePathError, match=r"the folder .*tpyo does not exist; create it first \(mkdir -p "
+    ):
+        trajstore.create(path, 10)
+    listening = len(live._sinks)
+    rec = Recorder(torch.nn.Linear(2, 1), path, progress=False)
+    with pytest.raises(RecordingError, match=r"tpyo does not exist; create it first") as err:
+        rec.bind()
+    assert "\n" not in str(err.value)
+    # A recorder that could not start records nothing: it must not stay registered, or a later
+    # Lightning or transformers callback in this process is refused as "another recorder".
+    assert len(live._sinks) == listening
+    assert not (tmp_path / "tpyo").exists()
+    (tmp_path / "tpyo").mkdir()
+    with trajstore.create(path, 10) as w:  # inside an existing folder: made as before
+        w.append(0, np.zeros(10, np.float32))
+    with trajstore.open(path) as t:
+        assert t.n_records == 1

@@ -491,6 +491,7 @@ def test_catalog_over_a_sweep(tmp_path):
     from trajstore.sharing.catalog import catalog
 
     sweep = tmp_path / "sweep"
+    sweep.mkdir()
     for i, lr in enumerate((0.01, 0.1)):
         prov = {"seed": i, "optimizer_class": "torch.optim.sgd.SGD", "optimizer": [{"lr": lr}]}
         dataset = {"title": f"lr {lr}", "license": "CC0-1.0"}

@@ -19,7 +19,13 @@ from .layout import Layout
 from .lossy import bitround
 from .provenance import parse_iso, utc_now_iso
 from .reader import check_header
-from .safety import remove_quietly, remove_stale_temporaries, remove_store, temporary_sibling
+from .safety import (
+    check_output_folder,
+    remove_quietly,
+    remove_stale_temporaries,
+    remove_store,
+    temporary_sibling,
+)
 from .series import SeriesWriter, list_group
 from .shards import EncoderPool
 
@@ -363,6 +369,11 @@ def create(
     buffers_layout = _as_layout(buffers) if buffers is not None else None
     comp = Compression(compression, level)
     description = normalise_description(dataset) if dataset else None
+    if "://" not in path:
+        # The store is made, never the folders above it (as convert and every CLI command):
+        # a typo in the path is an error, not a new folder tree; and the same for both back
+        # ends (zarr would make them, h5py would fail naming a temporary file).
+        check_output_folder(path)
     exists = os.path.exists(path)
     if exists and mode == "a":
         return _reopen(path, kind, layout, comp, keepbits, threads, nice)
