@@ -32,15 +32,20 @@ CHUNK = (256, 4096)  # records x parameters of one inner chunk of a store
 BLOCKSIZE = 512 * 1024
 
 
+def random_walk() -> np.ndarray:
+    """One chunk (records x parameters) of float32 random walks: each parameter moves by steps
+    of 1e-3 from its own start, what the other process encodes (and its duty is measured on)."""
+    rng = np.random.default_rng(0)
+    steps = rng.standard_normal(CHUNK).astype(np.float32) * np.float32(1e-3)
+    return steps.cumsum(axis=0) + rng.standard_normal(CHUNK[1]).astype(np.float32)
+
+
 def burn(rate_mb: float) -> None:
     """Encode chunks as a writer would, ``rate_mb`` MB/s of raw records (0: flat out). Forever."""
     import numcodecs
 
     codec = numcodecs.Blosc("zstd", 1, numcodecs.Blosc.SHUFFLE, blocksize=BLOCKSIZE)
-    rng = np.random.default_rng(0)
-    walk = (rng.standard_normal(CHUNK).astype(np.float32) * 1e-3).cumsum(axis=0) + rng.standard_normal(
-        CHUNK[1]
-    ).astype(np.float32)
+    walk = random_walk()
     interval = walk.nbytes / (rate_mb * 1e6) if rate_mb > 0 else 0.0
     while True:
         t0 = time.perf_counter()
@@ -57,7 +62,7 @@ def duty(rate_mb: float, seconds: float = 2.0) -> float:
     import numcodecs
 
     codec = numcodecs.Blosc("zstd", 1, numcodecs.Blosc.SHUFFLE, blocksize=BLOCKSIZE)
-    walk = np.cumsum(np.random.default_rng(1).standard_normal(CHUNK).astype(np.float32), axis=0)
+    walk = random_walk()
     n, t0 = 0, time.process_time()
     while time.process_time() - t0 < seconds:
         codec.encode(np.ascontiguousarray(walk.T))

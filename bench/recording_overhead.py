@@ -139,7 +139,7 @@ def measure(
     n = sum(p.numel() for p in model.parameters())
     timed_steps(model, opt, batches, max(3, steps // 5), device)  # warm up
     plain, recorded, loops, closed, rates, startup = [], [], [], [], [], []
-    backlog, duties = [], []
+    drains, duties = [], []
     for trial in range(trials):
         a = timed_steps(model, opt, batches, steps, device)
         plain += a
@@ -167,7 +167,7 @@ def measure(
             t2 = time.perf_counter()
         t3 = time.perf_counter()
         # CPU seconds of every thread but this (training) one, over the loop and the close.
-        backlog.append((t3 - t2) / (t2 - t1))  # closing drains what the loop left queued
+        drains.append((t3 - t2) / (t2 - t1))  # closing drains what the loop left queued
         duties.append((time.process_time() - time.thread_time() - cpu1) / (t3 - t1))
         series.SeriesWriter._attach_values = attach
         recorded += b
@@ -186,7 +186,7 @@ def measure(
         "rate": m(rates),
         "n": n,
         "startup": m(startup),
-        "drain": m(backlog),
+        "drain": m(drains),
         "duty": m(duties),
     }
 

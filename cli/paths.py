@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from urllib.parse import unquote, urlsplit
 
+from trajstore.safety import check_output_folder
+
 # Suffixes that name a store's container, longest first, removed to get the run's name.
 STORE_SUFFIXES = (".zarr.zip", ".zarr", ".hdf5", ".hdf", ".h5", ".zip")
 
@@ -46,22 +48,13 @@ def default_report_dir(store: str | os.PathLike, suffix: str = "-report") -> str
     return os.path.join(head, store_stem(name) + suffix)
 
 
-def check_output_path(out: str) -> None:
-    """Refuse, before any work, an output (store, package, table, card folder) whose folder is
-    missing or a file: commands create the output itself, never the folders above it, so a typo
-    in the path is a one-line error (:func:`trajstore.safety.check_output_folder`)."""
-    from trajstore.safety import check_output_folder
-
-    check_output_folder(out)
-
-
 def check_report_dir(outdir: str, what: str = "the report") -> None:
     """Refuse, before any analysis runs, a report folder that cannot be one: an existing file,
-    or a path whose folder is missing or a file (one line saying what to give instead). The
-    report folder itself is created when missing."""
+    or a path whose folder is missing or a file (one line saying what to give instead;
+    :func:`trajstore.safety.check_output_folder`). The report folder itself is created when missing."""
     if "://" not in outdir and os.path.lexists(outdir) and not os.path.isdir(outdir):
         raise ValueError(
             f"{outdir} is a file, not a folder; give -o a folder for {what} "
             "(it is created when missing, inside an existing folder)"
         )
-    check_output_path(outdir)
+    check_output_folder(outdir)

@@ -7,10 +7,11 @@ import sys
 
 import click
 
+from trajstore.safety import check_output_folder
+
 from .errors import fail, one_line_errors
 from .output import inform, quiet_option
 from .params import POSITIVE_SECONDS
-from .paths import check_output_path
 from .share_commands import description_fields, description_options, parse_meta
 from .sketch_options import sketch_options, sketch_recorder_options
 
@@ -128,7 +129,7 @@ def record(
     from trajstore.safety import may_replace
 
     backend_kind(out, for_create=True)  # an unknown suffix fails now, not at the first step
-    check_output_path(out)  # a typo in its folder, too
+    check_output_folder(out)  # a typo in its folder, too
     if overwrite and os.path.lexists(out) and not may_replace(out):
         fail(f"{out} exists and is not a trajstore store; refusing to delete it (choose another path)")
     from trajstore.recorders import Recorder, parse_schedule

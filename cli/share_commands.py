@@ -8,10 +8,11 @@ import os
 import click
 
 from trajstore.errors import TrajstoreError
+from trajstore.safety import check_output_folder
 
 from .dask_option import dask_engine_for, dask_option
 from .errors import fail, one_line_errors, problem_line
-from .paths import check_output_path, check_report_dir
+from .paths import check_report_dir
 
 
 def parse_meta(items: tuple[str, ...]) -> dict[str, str]:
@@ -154,7 +155,7 @@ def verify(store: str, as_json: bool) -> None:
 @one_line_errors
 def pack(store: str, out: str, overwrite: bool) -> None:
     """Pack STORE into one zip file (entries stored, byte-range readable) with card and manifest."""
-    check_output_path(out)
+    check_output_folder(out)
     m = _sharing("pack").pack(store, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(m['files'])} files, content {m['content_digest']})")
 
@@ -166,7 +167,7 @@ def pack(store: str, out: str, overwrite: bool) -> None:
 @one_line_errors
 def unpack(package: str, out: str, overwrite: bool) -> None:
     """Restore the directory store packed in PACKAGE, verified against its manifest."""
-    check_output_path(out)
+    check_output_folder(out)
     m = _sharing("pack").unpack(package, out, overwrite=overwrite)
     click.echo(f"wrote {out} ({len(m['files'])} files verified)")
 
@@ -199,7 +200,7 @@ def _transfer_options(what: str):
 @one_line_errors
 def push(store: str, url: str, workers: int, quiet: bool) -> None:
     """Copy STORE to URL (s3://, gs://, file://, ...): resumable, manifest last, checked."""
-    check_output_path(url)  # a file:// URL is a local path
+    check_output_folder(url)  # a file:// URL is a local path
     m = _sharing("transfer").push(store, url, workers=workers, progress=not quiet)
     click.echo(f"pushed {store} to {url} ({len(m['files'])} files, content {m['content_digest']})")
 
@@ -211,7 +212,7 @@ def push(store: str, url: str, workers: int, quiet: bool) -> None:
 @one_line_errors
 def pull(url: str, dest: str, workers: int, quiet: bool) -> None:
     """Copy the store at URL (https://, s3://, ...) to DEST by its manifest: resumable, verified."""
-    check_output_path(dest)
+    check_output_folder(dest)
     m = _sharing("transfer").pull(url, dest, workers=workers, progress=not quiet)
     click.echo(f"pulled {url} to {dest} ({len(m['files'])} files verified)")
 
@@ -229,7 +230,7 @@ def extract(store, out, steps, tensors, exclude, keepbits, overwrite) -> None:
     """Write a smaller store from STORE: some steps, some tensors; its provenance names the source."""
     from trajstore.extract import extract as extract_store
 
-    check_output_path(out)
+    check_output_folder(out)
     sel = extract_store(
         store, out, steps=steps, tensors=tensors, exclude=exclude, keepbits=keepbits, overwrite=overwrite
     )
@@ -244,7 +245,7 @@ def extract(store, out, steps, tensors, exclude, keepbits, overwrite) -> None:
 def catalog(places: tuple[str, ...], out: str | None, dask_address: str | None) -> None:
     """Tabulate stores (given, or found below folders): model, optimizer, steps, sizes, exponents."""
     if out is not None:
-        check_output_path(out)
+        check_output_folder(out)
     mod = _sharing("catalog")
     engine = click.get_current_context().with_resource(dask_engine_for(dask_address))  # closed at exit
     rows = mod.catalog(places, engine=engine)

@@ -6,11 +6,11 @@ import click
 
 from trajstore.convert import convert as convert_store
 from trajstore.info import format_summary, summarize_store
+from trajstore.safety import check_output_folder
 from trajstore.validate import validate as validate_store
 
 from .errors import EXIT_ERROR, one_line_errors, problem_line
 from .output import emit_json, inform, json_option, quiet_option
-from .paths import check_output_path
 
 
 @click.command()
@@ -77,7 +77,7 @@ def validate(store: str, no_checksums: bool, as_json: bool, quiet: bool) -> None
 @one_line_errors
 def convert(src: str, dst: str, overwrite: bool, compression: str, codec: str | None) -> None:
     """Copy SRC into DST (Zarr <-> HDF5 by suffix), streaming, lossless, metadata kept."""
-    check_output_path(dst)
+    check_output_folder(dst)
     convert_store(src, dst, overwrite=overwrite, compression=codec or compression)
     click.echo(f"wrote {dst}")
 

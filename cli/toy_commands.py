@@ -6,11 +6,13 @@ import os
 
 import click
 
+from trajstore.safety import check_output_folder
+
 from .dask_option import dask_engine_for, dask_option
 from .errors import fail, one_line_errors
 from .output import emit_json, inform, json_option, quiet_option, selection_options, window_options
 from .params import NON_NEGATIVE, POSITIVE, FiniteFloatRange
-from .paths import check_output_path, check_report_dir
+from .paths import check_report_dir
 
 # the cone is the authors' convex control; the Gaussian bowl (a commented-out line in their code)
 # is kept as a second smooth control
@@ -78,7 +80,7 @@ def toy(landscape, hurst, size, lr, noise, steps, repeats, seed, out, overwrite,
 
     if os.path.exists(out) and not overwrite:
         fail(f"{out} exists; pass --overwrite to replace it")
-    check_output_path(out)
+    check_output_folder(out)
     dyn = Dynamics(lr=lr, noise=noise, steps=steps, repeats=repeats, seed=seed)
     write_toy_store(out, landscape, size=size, hurst=hurst, dynamics=dyn, landscape_seed=seed, overwrite=True)
     import trajstore
