@@ -2,17 +2,19 @@
 
 The data: a real weight trajectory (the 141k-parameter digits CNN of recording_overhead.py, SGD,
 batch 64), fed to ``trajstore.create(...).append`` as fast as possible, records cycled.
-Baseline, measured in the same run: the codec alone (numcodecs Blosc with the preset's shuffle
-and block size) on the same blocks already transposed into chunks, on one thread and on two
-threads at once (what the machine gives two threads). Writer: ``threads=0`` (everything on the
-calling thread: one core), ``threads=1`` and ``threads=2`` (background encoders while the caller
-fills the next block), and, as "before", the same writer made to take zarr's own write path
-(rows buffered, ``array[a:b] = rows``; what trajstore did before it wrote shards itself, and
-still does for HDF5 and remote stores). Wall-clock MB/s and MB per CPU-second (process time, all
-threads); ratios are against the codec of the same preset in the same run. The whole run
-includes one-off costs (making the store, the first block's fresh memory touched at ~0.4 GB/s on
-this VM, closing): ~15 % of a 1536-record run. The steady-state column leaves them out (blocks
-2.. of ``threads=0``), which is what a long recording sustains on one core.
+Baseline, measured in the same run: the codec alone (numcodecs Blosc with the preset's shuffle and
+block size) on the same blocks already transposed into chunks, on one thread and on two threads at
+once (what the machine gives two threads), and the codec followed by writing each block's
+compressed chunks to a new file (what any writer on one core must at least do). Writer:
+``threads=0`` (everything on the calling thread: one core), ``threads=1`` and ``threads=2``
+(background encoders while the caller fills the next block), and, as "before", the same writer
+made to take zarr's own write path (rows buffered, ``array[a:b] = rows``; what trajstore did
+before it wrote shards itself, and still does for HDF5 and remote stores). Wall-clock MB/s and MB
+per CPU-second (process time, all threads); ratios are against the codec of the same preset in the
+same run. The whole run includes one-off costs (making the store, the first block's fresh memory
+touched at ~0.4 GB/s on this VM, closing): ~15 % of a 1536-record run. The steady-state column
+leaves them out (blocks 2.. of ``threads=0``), which is what a long recording sustains on one
+core.
 
     python bench/writer_throughput.py [--records 1536] [--presets fast,balanced,small] [--no-record]
 """
@@ -90,6 +92,35 @@ def codec_alone(
     return wall, cpu, sum(c.nbytes for c in chunks) / sum(sizes)
 
 
+def codec_and_write(
+    blocks: list[list[np.ndarray]],
+    n_blocks: int,
+    cname: str,
+    clevel: int,
+    blocksize: int,
+    shuffle: str,
+    folder: Path,
+) -> tuple[float, float]:
+    """Blosc on pre-transposed chunks, each block's compressed chunks then written to a new file
+    (a shard), ``n_blocks`` blocks (``blocks`` cycled) into a folder that keeps them all, as a
+    store does: (wall s, CPU s) on one thread. What any writer on one core must at least do;
+    the files take fresh page-cache pages, as a growing store's do."""
+    codec = Blosc(
+        cname=cname, clevel=clevel, shuffle=BLOSC_SHUFFLE_IDS[shuffle], typesize=4, blocksize=blocksize
+    )
+    folder.mkdir(exist_ok=True)
+
+    def run():
+        for i in range(n_blocks):
+            with open(folder / f"{i}", "wb", buffering=0) as fh:
+                for c in blocks[i % len(blocks)]:
+                    fh.write(codec.encode(c))
+
+    out = timed(run)
+    shutil.rmtree(folder)
+    return out
+
+
 def zarr_write_path(self) -> None:
     """SeriesWriter._attach_values as if the back end could not take whole shards."""
     self.values = None
@@ -149,7 +180,11 @@ def main() -> None:
     rows, width = choose_chunks(n)
     blocks = [weights[s : s + rows] for s in range(0, len(weights) - rows + 1, rows)]
     chunks = [np.ascontiguousarray(b[:, c : c + width].T) for b in blocks for c in range(0, n, width)]
+    per_block = len(chunks) // len(blocks)
+    chunk_blocks = [chunks[i : i + per_block] for i in range(0, len(chunks), per_block)]
     codec_mb = sum(c.nbytes for c in chunks) / 1e6
+    n_blocks = max(1, args.records // rows)  # as many shards as a writer run makes
+    write_mb = codec_mb / len(chunk_blocks) * n_blocks
     mb = args.records * n * 4 / 1e6
     tmp = Path(tempfile.mkdtemp())
     writer(weights, rows, tmp / "warm.zarr", "balanced", 0)  # first-touch of memory, imports
@@ -158,11 +193,12 @@ def main() -> None:
         f"{args.records} records ({mb:.0f} MB raw); chunks {rows} x {width}; best of {args.repeats}.",
         "",
         "| preset | codec | ratio | codec 1 thread MB/s | codec MB per CPU-s | codec 2 threads MB/s "
+        "| codec + file write 1 thread MB/s "
         "| writer threads=0 MB/s | writer threads=0 MB per CPU-s (/codec) "
-        "| threads=0 steady state: MB/s / MB per CPU-s | writer threads=1 MB/s "
+        "| threads=0 steady state: MB/s / MB per CPU-s (/ codec + write) | writer threads=1 MB/s "
         "| writer threads=2 MB/s | 2 vs 1 thread: writer (codec) | before: zarr write path MB/s "
         "| before: MB per CPU-s (/codec) |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for preset in args.presets.split(","):
         cname, clevel = CODEC_PRESETS[preset]
@@ -171,6 +207,13 @@ def main() -> None:
         c1, c2 = (
             min((codec_alone(chunks, cname, clevel, t, bs, sh) for _ in range(args.repeats)), key=best)
             for t in (1, 2)
+        )
+        cw = min(
+            (
+                codec_and_write(chunk_blocks, n_blocks, cname, clevel, bs, sh, tmp / "codec-files")
+                for _ in range(args.repeats)
+            ),
+            key=best,
         )
         ws = {}
         ws["zarr"] = min(
@@ -201,9 +244,10 @@ def main() -> None:
             f"{codec1:.0f}",
             f"{codec_cpu:.0f}",
             f"{codec2:.0f}",
+            f"{write_mb / cw[0]:.0f}",
             f"{w0:.0f}",
             f"{w0_cpu:.0f} ({w0_cpu / codec_cpu:.2f})",
-            f"{s0:.0f} / {s0_cpu:.0f}",
+            f"{s0:.0f} / {s0_cpu:.0f} ({s0 / (write_mb / cw[0]):.2f})",
             f"{w1:.0f}",
             f"{w2:.0f}",
             f"{w2 / w1:.2f} ({codec2 / codec1:.2f})",
