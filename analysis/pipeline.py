@@ -77,7 +77,8 @@ DEFINITIONS = {
     "hurst and dimension_profile are null with the reason in undetermined when H ∉ (0, 1), its "
     "interval is wider than (0, 1), or the fitted MSL − F changes less than 2.5× over the fit range",
     "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
-    "power-law fit of durations, Welch spectrum slope of L",
+    "power-law fit of durations, Welch spectrum slope of L; increment_steps: the optimizer steps one "
+    "ΔL spans (the loss's logging stride); no ΔL spans a non-finite loss",
     "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
     "lag_pairs": "per window (and whole_run): lag_unit 'records' (records equally spaced in steps: "
     "T − τ pairs at record lag τ) or 'steps' (not equally spaced: the MSD at each step lag Δ averages "
@@ -114,7 +115,10 @@ class WindowAnalysis:
         """The MSD fits as reported (``verdicts.exponent_summary``)."""
         lags = self.msd.lags
         return verdicts.exponent_summary(
-            self.power_law, self.two_regime, (lags, np.nan_to_num(self.msd.lag_steps, nan=0.0))
+            self.power_law,
+            self.two_regime,
+            (lags, np.nan_to_num(self.msd.lag_steps, nan=0.0)),
+            unit=self.msd.lag_unit,
         )
 
     def to_dict(self) -> dict:
@@ -357,7 +361,10 @@ def analyze(
             two, single = _fits(out.whole_run_msd, out.notes)
             lags = out.whole_run_msd.lags
             out.whole_run = verdicts.exponent_summary(
-                single, two, (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0))
+                single,
+                two,
+                (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0)),
+                unit=out.whole_run_msd.lag_unit,
             )
             out.whole_run["lag_pairs"] = lag_summary(out.whole_run_msd)
     elif len(full) > 1 or len(segments) > 1:
@@ -471,7 +478,7 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
                 out.notes.append(f"landscape analysis skipped: {exc}")
             try:
                 if fl_losses is not None:
-                    out.fluct = loss_fluctuations(fl_losses, out.notes)
+                    out.fluct = loss_fluctuations(fl_losses[0], out.notes, increment_steps=fl_losses[1])
                     out.extra["loss_fluctuations"] = out.fluct.to_dict()
             except ValueError as exc:
                 out.notes.append(f"loss fluctuations skipped: {exc}")
@@ -549,18 +556,30 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
             notes.append(f"window {stats.index}: no step-length tail fit ({exc})")
     upd = _standardised_updates(stats.update_samples)
     samples = {"update_components": upd}
+    stride: dict[str, int] = {}  # ΔL's stride in optimizer steps
     if loss_series is not None:
         ls, lv = loss_series
         inside = (ls >= stats.steps[0]) & (ls <= stats.steps[-1])
-        sel = inside & np.isfinite(lv)
-        if is_regular(ls[inside]):  # ΔL between unequally spaced losses is not an increment
-            samples["loss_increments"] = np.diff(lv[sel])
+        if inside.sum() > 1 and is_regular(ls[inside]):  # unequally spaced: ΔL is no increment
+            samples["loss_increments"] = finite_increments(lv[inside])
+            stride["loss_increments"] = int(np.diff(ls[inside])[0])
     for key, x in samples.items():
         if len(x) >= MIN_TAIL_SAMPLES and np.ptp(x) > 0:
             try:
                 wa.stable[key] = _stable_summary(x)
+                if key in stride:  # ΔL over the loss's logging stride, in optimizer steps
+                    wa.stable[key]["increment_steps"] = stride[key]
             except ValueError as exc:
                 notes.append(f"window {stats.index}: no α-stable fit of the {key.replace('_', ' ')} ({exc})")
+
+
+def finite_increments(values: np.ndarray) -> np.ndarray:
+    """ΔL between consecutive values of a series logged at one stride, leaving out every
+    increment that touches a non-finite value (a hole is not bridged: the values either side
+    are two strides apart)."""
+    with np.errstate(invalid="ignore"):
+        d = np.diff(np.asarray(values, dtype=np.float64))
+    return d[np.isfinite(d)]
 
 
 def _standardised_updates(rows: np.ndarray) -> np.ndarray:
@@ -602,12 +621,14 @@ def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
     if "loss" in traj.observables:
         ls, loss = traj.observable("loss")
         # increments within each segment only, and only where the loss is logged at one stride
-        pieces = [v[np.isfinite(v)] for s, v in split_by_segments(traj, ls, loss) if is_regular(s)]
-        dl = np.concatenate([np.diff(v) for v in pieces]) if pieces else np.zeros(0)
+        pieces = [(s, v) for s, v in split_by_segments(traj, ls, loss) if is_regular(s) and len(s) > 1]
+        dl = np.concatenate([finite_increments(v) for _, v in pieces]) if pieces else np.zeros(0)
+        strides = {int(s[1] - s[0]) for s, _ in pieces}
         if len(dl) >= MIN_TAIL_SAMPLES and np.ptp(dl) > 0:
             try:
                 pooled.setdefault("loss_increments", {})["pooled_over_run"] = {
                     **_stable_summary(dl),
+                    "increment_steps": strides.pop() if len(strides) == 1 else None,
                     "label": "pooled over the whole run: non-stationary, for reference only",
                 }
             except ValueError as exc:

@@ -1,0 +1,163 @@
+"""Plausible but awkward runs whose analyses used to print a plausible, wrong number.
+
+Each test builds a real store (trajstore.create) of a run a lab would produce, runs the
+analysis and checks its numbers against the truth (the generator's own increments, or a
+brute-force count over the same data).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from trajstore.analysis.fluctuations import avalanche_durations, loss_fluctuations
+from trajstore.analysis.pipeline import analyze
+
+import trajstore
+
+
+def _store(path, weights, loss_steps, losses, evaluated_at="post_step"):
+    with trajstore.create(path, weights.shape[1], mode="w") as w:
+        for t, row in enumerate(weights):
+            w.append(t, row)
+        for s, v in zip(loss_steps, losses, strict=True):
+            w.log("loss", int(s), float(v), evaluated_at=evaluated_at)
+
+
+def _walk(n_records: int, n_params: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.cumsum(rng.normal(size=(n_records, n_params)), axis=0).astype(np.float32)
+
+
+def test_loss_increments_never_span_a_non_finite_loss(tmp_path):
+    """A loss that went NaN/inf at some steps (a guard skipped them): ΔL = L(t+1) − L(t) must
+    not be taken between the finite values either side of the hole (a two-step increment
+    passed off as one step). Truth: a random walk whose one-step increments are N(0, 1), α-stable
+    scale 1/√2; every third value NaN spliced half the increments into two-step ones."""
+    rng = np.random.default_rng(1)
+    n = 1500
+    loss = 50 + np.cumsum(rng.normal(size=n))
+    logged = loss.copy()
+    logged[2::3] = np.nan
+    logged[7::30] = np.inf
+    _store(tmp_path / "nan.zarr", _walk(n), np.arange(n), logged)
+    one_step = np.diff(logged)
+    truth = one_step[np.isfinite(one_step)]  # the increments that exist
+    with trajstore.open(tmp_path / "nan.zarr") as t:
+        s = analyze(t, window=750, progress=False).summary()
+    fl = s["loss_fluctuations"]
+    assert fl["dl_stable"]["n"] == len(truth)
+    assert abs(fl["dl_stable"]["scale"] - 1 / np.sqrt(2)) < 0.1, fl["dl_stable"]
+    for w in s["windows"]:
+        inc = np.diff(logged[w["t_w"] : w["t_w"] + w["n_records"]])
+        st = w["stable"]["loss_increments"]
+        assert st["n"] == np.isfinite(inc).sum()
+        assert abs(st["scale"] - 1 / np.sqrt(2)) < 0.12, st
+    assert s["stable"]["loss_increments"]["pooled_over_run"]["n"] == len(truth)
+    # the direct API: an avalanche is a run of consecutive steps, a hole ends it
+    assert avalanche_durations(np.array([0, 5, np.nan, 5, 5, 0, 5, 0, 0, 5])).tolist() == [1, 2, 1, 1]
+    assert loss_fluctuations(logged).dl_stable.n == len(truth)
+
+
+def test_loss_increments_say_their_stride_in_steps(tmp_path):
+    """Weights every step, the loss every 10th: ΔL is a 10-step increment and summary.json
+    must say so (it was labelled L(t+1) − L(t)); the scale is that of 10 steps (√10/√2)."""
+    rng = np.random.default_rng(2)
+    n = 2000
+    loss = 50 + np.cumsum(rng.normal(size=n))
+    steps = np.arange(0, n, 10)
+    _store(tmp_path / "l10.zarr", _walk(n), steps, loss[steps])
+    with trajstore.open(tmp_path / "l10.zarr") as t:
+        s = analyze(t, window=1000, progress=False).summary()
+    fl = s["loss_fluctuations"]
+    assert fl["increment_steps"] == 10
+    assert abs(fl["dl_stable"]["scale"] - np.sqrt(10 / 2)) < 0.6
+    for w in s["windows"]:
+        assert w["stable"]["loss_increments"]["increment_steps"] == 10
+
+
+def test_loss_logged_at_two_strides_has_no_increments(tmp_path):
+    """Weights every step; the loss every step to 300, then every 10th: one ΔL series would
+    mix one-step and ten-step increments. The loss fluctuations are undetermined (a note says
+    why); a window whose losses are at one stride keeps its ΔL fit."""
+    rng = np.random.default_rng(3)
+    n = 1200
+    loss = 50 + np.cumsum(rng.normal(size=n))
+    steps = np.r_[np.arange(0, 300), np.arange(300, n, 10)]
+    _store(tmp_path / "mix.zarr", _walk(n), steps, loss[steps])
+    with trajstore.open(tmp_path / "mix.zarr") as t:
+        a = analyze(t, window=300, progress=False)
+    s = a.summary()
+    assert "loss_fluctuations" not in s
+    assert any("loss fluctuations undetermined" in n for n in s["notes"])
+    assert s["windows"][0]["stable"]["loss_increments"]["increment_steps"] == 1
+    assert "loss_increments" not in s["windows"][1]["stable"]  # 30 ten-step increments: too few
+
+
+def test_per_layer_exponents_of_a_log_schedule_are_fitted_in_steps(tmp_path):
+    """A log schedule (records at log-spaced steps): the MSD is indexed by the distinct step
+    lags. The per-layer fit used the index of a lag as if it were the lag (α = 0.58 and 1.74 for
+    truths 0.5 and 1.5, "over lags 1–337 records" for 35 records); it must fit the lags in steps,
+    as the whole vector and ``tensor_alpha`` do, and every verdict must name steps."""
+    from trajstore.analysis.fbm import fbm
+    from trajstore.recorders.schedule import LogSpaced
+
+    steps = np.array(LogSpaced(10).steps_up_to(4000))
+    sub = fbm(4001, 0.25, size=128, rng=np.random.default_rng(1))  # α = 2H = 0.5
+    sup = fbm(4001, 0.75, size=128, rng=np.random.default_rng(2))  # α = 1.5
+    walk = np.concatenate([sub, sup], axis=1)[steps].astype(np.float32)
+    with trajstore.create(tmp_path / "log.zarr", {"sub.weight": (128,), "sup.weight": (128,)}, mode="w") as w:
+        for s, row in zip(steps, walk, strict=True):
+            w.append(int(s), row)
+    with trajstore.open(tmp_path / "log.zarr") as t:
+        s = analyze(t, window=4000, progress=False).summary()
+    w = s["windows"][0]
+    assert w["lag_pairs"]["lag_unit"] == "steps"
+    for name, truth in (("sub.weight", 0.5), ("sup.weight", 1.5)):
+        layer = w["layers"][name]
+        assert abs(layer["alpha"] - w["tensor_alpha"][name]) < 1e-6, (layer["alpha"], w["tensor_alpha"])
+        assert abs(layer["alpha"] - truth) < 0.1
+        assert layer["alpha_lag_range"] == w["alpha_lag_range"]  # the same fitted lags, in steps
+        assert "steps" in layer["verdict"] and "records" not in layer["verdict"], layer["verdict"]
+    assert "steps" in w["verdict"] and "records" not in w["verdict"], w["verdict"]
+
+
+def test_gradient_noise_with_the_epoch_logged_once_per_epoch(tmp_path):
+    """A lab's loop logs ``epoch`` once, at each epoch's first step (not at every step as the
+    Recorder does): every step belongs to the last epoch logged at or before it. Records without
+    an exact match used to form epochs of their own (the first step of each epoch alone, noise
+    0; the rest of it without that step). Truth: ‖g_t − ḡ_e‖ over the true epochs."""
+    from trajstore.analysis.fluctuations import gradient_noise
+
+    rng = np.random.default_rng(4)
+    g = (rng.normal(size=(60, 40)) + np.repeat(rng.normal(size=(3, 40)) * 5, 20, axis=0)).astype(np.float32)
+    with trajstore.create(tmp_path / "g.zarr", 40, mode="w") as w:
+        w.append(0, np.zeros(40))
+        for s in range(1, 61):
+            w.append(s, np.zeros(40), gradients=g[s - 1])
+            if (s - 1) % 20 == 0:
+                w.log("epoch", s, (s - 1) // 20)
+    with trajstore.open(tmp_path / "g.zarr") as t:
+        r = gradient_noise(t, window=30, samples_per_window=500)
+    assert r.epochs.tolist() == [e // 20 for e in range(60)]
+    truth = np.concatenate([np.linalg.norm(b - b.mean(0), axis=1) for b in np.split(g.astype(np.float64), 3)])
+    np.testing.assert_allclose(r.noise_norm, truth, rtol=1e-9)
+
+
+def test_fixed_origin_tamsd_refuses_records_not_equally_spaced(tmp_path):
+    """``fixed_origin_tamsd`` takes lags in records: on a ranged schedule (every step to 100,
+    then every 10th) one record lag pairs records 1 and 10 steps apart and averaged them as one
+    lag. It must refuse in one line; on the equally spaced part it is the brute-force mean."""
+    import pytest
+    from trajstore.analysis.msd import fixed_origin_tamsd
+
+    steps = np.r_[np.arange(0, 100), np.arange(100, 1000, 10)]
+    w = _walk(1000, 16)[steps]
+    with trajstore.create(tmp_path / "r.zarr", 16, mode="w") as wr:
+        for s, row in zip(steps, w, strict=True):
+            wr.append(int(s), row)
+    with trajstore.open(tmp_path / "r.zarr") as t:
+        with pytest.raises(ValueError, match="not equally spaced"):
+            fixed_origin_tamsd(t, 50, np.array([1, 20]), n_origins=40)
+        got = fixed_origin_tamsd(t, 100, np.array([1, 20]), n_origins=40)  # every 10th step: fine
+    x = w.astype(np.float64)
+    ref = [np.mean(np.sum((x[100 + k : 140 + k] - x[100:140]) ** 2, axis=1)) for k in (1, 20)]
+    np.testing.assert_allclose(got, ref, rtol=1e-9)
