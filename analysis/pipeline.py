@@ -63,7 +63,8 @@ DEFINITIONS = {
     "paper": "the paper's range (Chen, Qu & Gong 2022, ResNets on CIFAR-10) and whether this run is inside",
     "step_length": "‖w(t+1) − w(t)‖ of every window (the trailing partial window included; the one step "
     "between consecutive windows is not); tail fit by Clauset–Shalizi–Newman with a verdict "
-    "from the likelihood-ratio tests, per window and pooled",
+    "from the likelihood-ratio tests, per window and pooled; stride_steps: the optimizer steps one "
+    "step length spans (no pooled fit over windows of different strides)",
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
     "direction_autocorr": "mean cosine between updates k records apart",
     "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate, per window, of the "
@@ -114,11 +115,14 @@ class WindowAnalysis:
     def exponents(self) -> dict:
         """The MSD fits as reported (``verdicts.exponent_summary``)."""
         lags = self.msd.lags
-        return verdicts.exponent_summary(
-            self.power_law,
-            self.two_regime,
-            (lags, np.nan_to_num(self.msd.lag_steps, nan=0.0)),
-            unit=self.msd.lag_unit,
+        return _still(
+            self.msd,
+            verdicts.exponent_summary(
+                self.power_law,
+                self.two_regime,
+                (lags, np.nan_to_num(self.msd.lag_steps, nan=0.0)),
+                unit=self.msd.lag_unit,
+            ),
         )
 
     def to_dict(self) -> dict:
@@ -147,6 +151,17 @@ class WindowAnalysis:
         return d
 
 
+STILL = "the weights did not move in this window (every record equal: frozen, or a zero learning rate)"
+
+
+def _still(wm: WindowMSD, d: dict) -> dict:
+    """An exponent summary of a window whose weights never moved says so (not 'too few lags')."""
+    if wm.finite and len(wm.msd) > 1 and not np.any(wm.msd[1:] > 0):
+        d["undetermined"]["alpha"] = STILL
+        d["verdict"] = f"undetermined: {STILL}"
+    return d
+
+
 def tail_summary(fit) -> dict:
     """A tail fit as reported: its numbers and the verdict of its likelihood-ratio tests."""
     d = fit.to_dict()
@@ -172,6 +187,7 @@ class Analysis:
     msl: list = field(default_factory=list)
     fluct: Any = None
     notes: list[str] = field(default_factory=list)
+    step_stride: int | None = None  # optimizer steps per step length pooled in tails (one stride)
     toy_curves: dict | None = None  # toy stores: phase -> (lags, Δr²), for the figure
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict
@@ -186,7 +202,10 @@ class Analysis:
             "window": self.window,
             "windows": [w.to_dict() for w in self.windows],
             "whole_run": self.whole_run,
-            "tails": {k: tail_summary(v) for k, v in self.tails.items()},
+            "tails": {
+                k: {**tail_summary(v), **({"stride_steps": self.step_stride} if k == "step_length" else {})}
+                for k, v in self.tails.items()
+            },
             "stable": {k: v for k, v in self.stable.items()},
             **{k: v for k, v in self.extra.items()},
             "notes": self.notes,
@@ -253,6 +272,7 @@ def analyze(
         first, last = np.searchsorted(base.steps, [traj.steps[0], traj.steps[-1]])
         check_unsized(slice(int(first), int(last) + 1))
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    out.extra["store_id"] = getattr(base, "store_id", None)  # which store (catalog matches reports)
     if engine is not None:  # where the passes over the weights ran (summary.json)
         out.extra["engine"] = engine.describe()
     lossy = traj.lossy
@@ -360,11 +380,14 @@ def analyze(
         else:
             two, single = _fits(out.whole_run_msd, out.notes)
             lags = out.whole_run_msd.lags
-            out.whole_run = verdicts.exponent_summary(
-                single,
-                two,
-                (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0)),
-                unit=out.whole_run_msd.lag_unit,
+            out.whole_run = _still(
+                out.whole_run_msd,
+                verdicts.exponent_summary(
+                    single,
+                    two,
+                    (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0)),
+                    unit=out.whole_run_msd.lag_unit,
+                ),
             )
             out.whole_run["lag_pairs"] = lag_summary(out.whole_run_msd)
     elif len(full) > 1 or len(segments) > 1:
@@ -374,6 +397,15 @@ def analyze(
         out.whole_run_msd = out.windows[0].msd
     lengths = np.concatenate(step_lengths)
     out.step_lengths = lengths
+    strides = sorted({w.stride for w, x in zip(out.windows, step_lengths, strict=True) if len(x)})
+    if len(strides) > 1:  # a step of one window is 1 optimizer step, of another 10: not one sample
+        out.notes.append(
+            f"windows are recorded at different strides ({', '.join(map(str, strides))} steps): their "
+            "step lengths are displacements over different numbers of steps, so no step-length tail is "
+            "pooled over the run (see each window's)"
+        )
+        lengths = None
+    out.step_stride = strides[0] if len(strides) == 1 else None
     _tails(out, lengths, traj)
     _landscape(out, traj, window, memory_limit, engine)
     _toy_phases(out, traj, memory_limit)
@@ -514,6 +546,9 @@ def _fits(wm: WindowMSD, notes: list[str]):
     parameter blocks."""
     if not wm.finite:
         return None, None
+    if len(wm.msd) > 1 and not np.any(wm.msd[1:] > 0):
+        notes.append(f"window {wm.index}: {STILL}; nothing to fit")
+        return None, None
     idx = wm.usable()  # record lags, or step lags with enough pairs (analysis/pairs.py)
     lags = wm.lags[idx]
     groups = wm.msd_groups[:, idx] if wm.msd_groups is not None else None
@@ -602,11 +637,16 @@ def _stable_summary(x: np.ndarray) -> dict:
     return {**fit_stable(x).to_dict(), "mohammadi_alpha": mohammadi_alpha(x)}
 
 
-def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
+def _tails(out: Analysis, lengths: np.ndarray | None, traj: Trajectory) -> None:
     """Pooled over the run (every window, the trailing partial one included): the step-length
-    tail fit, and α-stable fits labelled as pooled (the scale changes over training)."""
-    if len(lengths) >= 10:
+    tail fit (``lengths`` None: windows of different strides, none), and α-stable fits labelled
+    as pooled (the scale changes over training)."""
+    if lengths is None:
+        pass  # windows of different strides: no pooled sample (a note says so)
+    elif len(lengths) >= 10:
         out.tails["step_length"] = fit_power_law_tail(lengths)
+    elif out.windows and all(w.msd.finite and not np.any(w.msd.msd[1:] > 0) for w in out.windows):
+        out.notes.append("the weights did not move: every step length is 0, no tail to fit")
     else:
         out.notes.append("too few finite step lengths for a tail fit")
     pooled: dict[str, Any] = {}

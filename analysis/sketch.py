@@ -175,7 +175,8 @@ def _from_sample(out: pipeline.Analysis, view, sample: Sample, window: int) -> d
     out.step_lengths = lengths
     out.tails.pop("step_length", None)
     stable_loss = out.stable.get("loss_increments")
-    pipeline._tails(out, lengths, view)
+    mixed = len({wa.stride for wa in out.windows if wa.stride}) > 1  # no pooled tail (pipeline)
+    pipeline._tails(out, None if mixed else lengths, view)
     if stable_loss is not None:
         out.stable["loss_increments"] = stable_loss
     # _tails repeats the notes of the first pass about the loss: keep one of each

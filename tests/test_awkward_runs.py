@@ -161,3 +161,94 @@ def test_fixed_origin_tamsd_refuses_records_not_equally_spaced(tmp_path):
     x = w.astype(np.float64)
     ref = [np.mean(np.sum((x[100 + k : 140 + k] - x[100:140]) ** 2, axis=1)) for k in (1, 20)]
     np.testing.assert_allclose(got, ref, rtol=1e-9)
+
+
+def _two_stride_store(path, n_params=100):
+    """Every step for 1000 steps, then every 10th to 11,000: each window is equally spaced,
+    but the later windows' 'steps' are displacements over 10 optimizer steps."""
+    rng = np.random.default_rng(5)
+    steps = np.r_[np.arange(0, 1000), np.arange(1000, 11000, 10)]
+    walk = np.cumsum(rng.normal(size=(11000, n_params)), axis=0)[steps].astype(np.float32)
+    with trajstore.create(path, n_params, mode="w") as w:
+        for s, row in zip(steps, walk, strict=True):
+            w.append(int(s), row)
+
+
+def test_step_length_tail_is_not_pooled_over_windows_of_different_strides(tmp_path):
+    """Step lengths of windows recorded every step and every 10th step are displacements over
+    1 and 10 steps: pooled, their tail is that of a scale mixture (the fit picked the 10-step
+    lengths: α 35.7, as the stride-10 windows' 36). The pooled fit is left out with a note;
+    the per-window fits stay, and a pooled fit says its stride."""
+    _two_stride_store(tmp_path / "two.zarr")
+    with trajstore.open(tmp_path / "two.zarr") as t:
+        s = analyze(t, window=500, progress=False).summary()
+    assert [w["stride"] for w in s["windows"]] == [1, 1, 10, 10]
+    assert all(w["step_length_tail"] is not None for w in s["windows"])
+    assert "step_length" not in s["tails"]
+    assert any("different strides" in n for n in s["notes"]), s["notes"]
+    with trajstore.open(tmp_path / "two.zarr") as t:  # one stride: pooled, and labelled
+        from trajstore.selection import select
+
+        s10 = analyze(select(t, steps="1000:"), window=500, progress=False).summary()
+    assert s10["tails"]["step_length"]["stride_steps"] == 10
+
+
+def test_catalog_never_shows_the_exponents_of_another_run(tmp_path):
+    """``catalog`` shows the exponents of ``NAME-report/summary.json`` beside a store. A store
+    re-recorded after its report was written (same name, another run), or a report of part of
+    the store (``--steps``), showed those exponents as the store's; they are left out with the
+    reason. A report of this store shows them, τ0 in optimizer steps."""
+    import json
+
+    from trajstore.sharing.catalog import catalog
+
+    from trajstore import jsonsafe
+    from trajstore.selection import select
+
+    def report(store, traj):
+        folder = tmp_path / f"{store}-report"
+        folder.mkdir(exist_ok=True)
+        summary = analyze(traj, window=200, progress=False).summary()
+        (folder / "summary.json").write_text(jsonsafe.dumps(summary))
+        return folder / "summary.json"
+
+    def write(name, n, seed):
+        with trajstore.create(tmp_path / f"{name}.zarr", 32, mode="w") as w:
+            for t, row in enumerate(_walk(n, 32, seed)):
+                w.append(10 * t, row)
+
+    write("same", 200, 0)
+    with trajstore.open(tmp_path / "same.zarr") as t:
+        made = report("same", t)
+    s = json.loads(made.read_text())  # as if two regimes were found: τ0 5 records = 50 steps
+    s["windows"][0].update(regimes="two", tau0=5.0, tau0_steps=50.0)
+    made.write_text(json.dumps(s))
+    write("rerun", 200, 1)
+    with trajstore.open(tmp_path / "rerun.zarr") as t:
+        report("rerun", t)
+    write("rerun", 200, 2)  # re-recorded after its report: another store id
+    write("part", 200, 3)
+    with trajstore.open(tmp_path / "part.zarr") as t:
+        report("part", select(t, steps="0:990"))
+    rows = {r["store"].rsplit("/", 1)[-1]: r for r in catalog([str(tmp_path)])}
+    first = json.loads((tmp_path / "same-report" / "summary.json").read_text())["windows"][0]
+    assert rows["same.zarr"]["alpha"] == first["alpha"] and rows["same.zarr"]["error"] is None
+    assert rows["same.zarr"]["tau0"] == 50.0  # in steps: records are 10 steps apart
+    for name in ("rerun.zarr", "part.zarr"):
+        assert rows[name]["alpha"] is None and "exponents left out" in rows[name]["error"], rows[name]
+
+
+def test_a_run_that_never_moved_says_so(tmp_path):
+    """Every record equal (a frozen model, or a zero learning rate): α is undetermined because
+    nothing moved, not because of "non-finite weights or too few usable lags" (300 records
+    have plenty); step lengths and their tail likewise."""
+    w0 = np.random.default_rng(0).normal(size=100).astype(np.float32)
+    with trajstore.create(tmp_path / "still.zarr", {"a.weight": (10, 10)}, mode="w") as w:
+        for t in range(300):
+            w.append(t, w0)
+    with trajstore.open(tmp_path / "still.zarr") as t:
+        s = analyze(t, window=300, progress=False).summary()
+    win = s["windows"][0]
+    assert win["alpha"] is None and "did not move" in win["undetermined"]["alpha"], win["undetermined"]
+    assert "did not move" in win["verdict"] and "did not move" in s["whole_run"]["undetermined"]["alpha"]
+    assert "step_length" not in s["tails"] and any("did not move" in n for n in s["notes"]), s["notes"]
