@@ -44,6 +44,10 @@ NO_BLOCKS = (
     "no interval: the per-tensor blocks were not kept (they did not fit a quarter of the memory "
     "limit; raise --memory-limit)"
 )
+NO_BLOCKS_UNEVEN = (
+    "no interval: per-tensor blocks are not summed for records that are not equally spaced in "
+    "steps (their pair sums keep the whole vector's blocks only)"
+)
 # Per-tensor intervals need this many coordinates: with 16–32 single-coordinate blocks they
 # under-cover (0.87–0.90 at α = 1.5, 1000 records; 48 and 64 coordinates: 0.97, 0.95).
 MIN_TENSOR_COORDS = 64
@@ -301,7 +305,7 @@ def fit_strata(
     try:
         if strata is None:  # no blocks: the fit without an interval, the reason in ci_method
             prep = _prepare_strata(lags, msd, [msd[None, :]], n_boot, seed)
-            prep.method = NO_BLOCKS
+            prep.method = NO_BLOCKS_UNEVEN if unit == "steps" else NO_BLOCKS
         else:
             prep = _prepare_strata(lags, msd, strata, n_boot, seed, sizes)
         single = _power_law(prep)
