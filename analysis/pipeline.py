@@ -111,6 +111,7 @@ class WindowAnalysis:
     step_tail: Any = None  # TailFit | None of this window's step lengths
     stable: dict[str, Any] = field(default_factory=dict)
     layers: dict[str, Any] = field(default_factory=dict)  # layers.window_layers: layers, layer_types
+    undetermined: dict[str, str] = field(default_factory=dict)  # further quantities left out, why
 
     def exponents(self) -> dict:
         """The MSD fits as reported (``verdicts.exponent_summary``)."""
@@ -138,6 +139,7 @@ class WindowAnalysis:
         d["lag_pairs"] = lag_summary(self.msd)  # pairs per lag (analysis/pairs.py)
         if self.msd.step_lags is not None:  # not equally spaced: what assumes one stride is not computed
             d["undetermined"].update(IRREGULAR_UNDETERMINED)
+        d["undetermined"].update(self.undetermined)
         usable = self.msd.usable()
         d["msd_1"] = float(self.msd.msd[1]) if len(self.msd.msd) > 1 else None
         d["msd_last_usable"] = float(self.msd.msd[usable[-1]]) if len(usable) else None
@@ -589,8 +591,16 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
             wa.step_tail = fit_power_law_tail(lengths)
         except ValueError as exc:
             notes.append(f"window {stats.index}: no step-length tail fit ({exc})")
-    upd = _standardised_updates(stats.update_samples)
-    samples = {"update_components": upd}
+    distinct = _distinct_update_fraction(stats.update_samples)
+    samples = {}
+    if distinct is not None and distinct < MIN_DISTINCT_UPDATES:
+        wa.undetermined["stable.update_components"] = (
+            f"the update components take few distinct values (median {distinct:.0%} of a coordinate's "
+            "nonzero updates distinct): they are multiples of the weights' resolution (a float16 or "
+            "bfloat16 model, or rounded storage), so their distribution is the rounding's, not the updates'"
+        )
+    else:
+        samples["update_components"] = _standardised_updates(stats.update_samples)
     stride: dict[str, int] = {}  # ΔL's stride in optimizer steps
     if loss_series is not None:
         ls, lv = loss_series
@@ -615,6 +625,21 @@ def finite_increments(values: np.ndarray) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         d = np.diff(np.asarray(values, dtype=np.float64))
     return d[np.isfinite(d)]
+
+
+MIN_DISTINCT_UPDATES = 0.5  # float32 training: 97–100 % distinct; bfloat16: 3–7 %
+
+
+def _distinct_update_fraction(rows: np.ndarray) -> float | None:
+    """Median over the sampled coordinates (K, T−1) of the fraction of distinct values among a
+    coordinate's nonzero |updates| (coordinates with at least 5); None without such coordinates.
+    Near 1 for continuous updates; small when the updates are a few multiples of a resolution."""
+    fractions = []
+    for row in np.asarray(rows):
+        nz = np.abs(row[np.isfinite(row) & (row != 0)])
+        if len(nz) >= 5:
+            fractions.append(len(np.unique(nz)) / len(nz))
+    return float(np.median(fractions)) if fractions else None
 
 
 def _standardised_updates(rows: np.ndarray) -> np.ndarray:

@@ -169,6 +169,7 @@ def _from_sample(out: pipeline.Analysis, view, sample: Sample, window: int) -> d
         lengths_all.append(lengths)
         wa.step_tail = None
         wa.stable.pop("update_components", None)
+        wa.undetermined.pop("stable.update_components", None)  # decided anew on the sample
         stats = SimpleNamespace(index=wa.msd.index, steps=view.steps[r0:r1], update_samples=d[:, coords].T)
         pipeline._window_tails(wa, stats, lengths, None, out.notes)
     lengths = np.concatenate(lengths_all)

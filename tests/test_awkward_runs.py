@@ -254,3 +254,40 @@ def test_a_run_that_never_moved_says_so(tmp_path):
     assert win["alpha"] is None and "did not move" in win["undetermined"]["alpha"], win["undetermined"]
     assert "did not move" in win["verdict"] and "did not move" in s["whole_run"]["undetermined"]["alpha"]
     assert "step_length" not in s["tails"] and any("did not move" in n for n in s["notes"]), s["notes"]
+
+
+def _train_tiny(path, dtype, steps=300):
+    import torch
+    from trajstore.recorders import Recorder
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(16, 64), torch.nn.Tanh(), torch.nn.Linear(64, 1)).to(dtype)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Recorder(model, path, overwrite=True, progress=False) as rec:
+        rec.attach(opt)
+        for _ in range(steps):
+            x = torch.randn(32, 16, dtype=dtype)
+            loss = (model(x) - x[:, :1]).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            rec.log_loss(loss)
+            opt.step()
+
+
+def test_update_components_of_a_bfloat16_model_are_undetermined(tmp_path):
+    """A bfloat16 model (8 mantissa bits): most updates are below the weights' resolution and
+    are lost (92 % exactly 0), the rest are a few multiples of it (median 7 % of the nonzero
+    updates of a coordinate distinct, against 98 % in float32). An α-stable fit of such
+    components measures the rounding (α 1.92 against 1.26 for the same run in float32); it is
+    undetermined with the reason. The float32 run keeps its fit."""
+    import torch
+
+    _train_tiny(tmp_path / "bf16.zarr", torch.bfloat16)
+    _train_tiny(tmp_path / "f32.zarr", torch.float32)
+    with trajstore.open(tmp_path / "bf16.zarr") as t:
+        bf = analyze(t, window=300, progress=False).summary()["windows"][0]
+    with trajstore.open(tmp_path / "f32.zarr") as t:
+        f32 = analyze(t, window=300, progress=False).summary()["windows"][0]
+    assert "update_components" not in bf["stable"]
+    assert "resolution" in bf["undetermined"]["stable.update_components"], bf["undetermined"]
+    assert "update_components" in f32["stable"] and "stable.update_components" not in f32["undetermined"]
