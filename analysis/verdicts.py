@@ -154,6 +154,9 @@ def exponent_summary(single, two, lag_steps=None, unit: str = "records") -> dict
     d["regimes"] = None
     if two is not None:
         d["two_regime_fit"] = two.to_dict()
+        if unit != "records":  # the fit knows only lags; its τ0 is in this unit
+            fit = d["two_regime_fit"]
+            fit["verdict"] = fit["verdict"].replace(" records (", f" {unit} (")
         d["two_regime_lag_range"] = list(two.lag_range)
         d["two_regime_residual_rms"] = two.residual_rms
         d["regimes"] = {True: "two", False: "one", None: "untested"}[two.supported]

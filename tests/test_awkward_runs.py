@@ -291,3 +291,25 @@ def test_update_components_of_a_bfloat16_model_are_undetermined(tmp_path):
     assert "update_components" not in bf["stable"]
     assert "resolution" in bf["undetermined"]["stable.update_components"], bf["undetermined"]
     assert "update_components" in f32["stable"] and "stable.update_components" not in f32["undetermined"]
+
+
+def test_a_crossover_on_a_ranged_schedule_is_named_in_steps(tmp_path):
+    """Every step to 200, then every 7th: the MSD (and τ0) are in steps. Exact Gaussian paths
+    crossing over from α 1.6 to 0.6 at 60 steps: τ0 is found near 60, and every sentence that
+    gives it (the two-regime fit's, the window's, the headline's) says steps (the fit's said
+    "τ0 ≈ 62.3 records")."""
+    from trajstore.analysis.fbm import crossover_msd, stationary_increment_paths
+    from trajstore.analysis.headline import headline
+
+    steps = np.r_[np.arange(0, 200), np.arange(200, 3000, 7)]
+    target = crossover_msd(np.arange(3000.0), 1.6, 0.6, 60.0)
+    paths, _ = stationary_increment_paths(target, size=64, rng=np.random.default_rng(0))
+    with trajstore.create(tmp_path / "xo.zarr", 64, mode="w") as w:
+        for s in steps:
+            w.append(int(s), paths[s].astype(np.float32))
+    with trajstore.open(tmp_path / "xo.zarr") as t:
+        s = analyze(t, window=5000, progress=False).summary()
+    w = s["windows"][0]
+    assert w["regimes"] == "two" and w["tau0_ci"][0] < 60 < w["tau0_ci"][1], (w["tau0"], w["tau0_ci"])
+    for sentence in (w["two_regime_fit"]["verdict"], w["verdict"], headline(s)[0]):
+        assert "steps" in sentence and "records" not in sentence, sentence
