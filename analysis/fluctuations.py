@@ -17,9 +17,11 @@ MIN_AVALANCHES = 20
 
 
 def avalanche_durations(dl: np.ndarray) -> np.ndarray:
-    """Lengths of the maximal runs of consecutive steps with |ΔL| > std(|ΔL|)."""
+    """Lengths of the maximal runs of consecutive steps with |ΔL| > std(|ΔL|); a non-finite
+    ΔL (a hole in the loss) ends a run and is left out of the std."""
     a = np.abs(np.asarray(dl, dtype=float))
-    above = a > a.std()
+    finite = np.isfinite(a)
+    above = finite & (a > (a[finite].std() if finite.any() else np.inf))
     edges = np.diff(np.concatenate([[0], above.astype(np.int8), [0]]))
     starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     return (stops - starts).astype(np.int64)
@@ -54,10 +56,12 @@ class LossFluctuations:
     frequencies: np.ndarray
     power: np.ndarray
     spectrum_slope: float
+    increment_steps: int | None = None  # optimizer steps between the losses of one ΔL
 
     def to_dict(self) -> dict:
         return {
             "n": self.n,
+            "increment_steps": self.increment_steps,
             "dl_stable": self.dl_stable.to_dict() if self.dl_stable else None,
             "avalanches": int(len(self.durations)),
             "mean_duration": float(self.durations.mean()) if len(self.durations) else None,
@@ -66,23 +70,41 @@ class LossFluctuations:
         }
 
 
-def loss_fluctuations(losses: np.ndarray, notes: list[str] | None = None) -> LossFluctuations:
-    """Every loss-fluctuation analysis of a loss series (NaN removed); ``notes`` collects what
-    could not be fitted and why."""
+def loss_fluctuations(
+    losses: np.ndarray, notes: list[str] | None = None, increment_steps: int | None = None
+) -> LossFluctuations:
+    """Every loss-fluctuation analysis of a loss series logged at one stride (``increment_steps``
+    optimizer steps apart, reported); ``notes`` collects what could not be fitted and why.
+
+    A non-finite loss (NaN, inf: a step a guard skipped) is a hole: no ΔL spans it (the values
+    either side are not one stride apart), it ends an avalanche, and the moving variance and the
+    spectrum, which need an unbroken series, use the longest stretch without holes.
+    """
     notes = notes if notes is not None else []
     x = np.asarray(losses, dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) < 3:
-        raise ValueError(f"only {len(x)} finite losses: loss fluctuations need at least 3")
-    dl = np.diff(x)
-    if np.ptp(x) == 0:
+    finite = np.isfinite(x)
+    if finite.sum() < 3:
+        raise ValueError(f"only {int(finite.sum())} finite losses: loss fluctuations need at least 3")
+    if np.ptp(x[finite]) == 0:
         raise ValueError("the loss is constant: there are no fluctuations to analyse")
+    with np.errstate(invalid="ignore"):  # inf − inf: a hole like any other
+        dl_all = np.diff(x)
+    dl = dl_all[np.isfinite(dl_all)]
+    if not finite.all():  # the longest run of finite values: the spectrum needs no gaps
+        edges = np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))
+        starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        k = int(np.argmax(stops - starts))
+        notes.append(
+            f"{int((~finite).sum())} of {len(x)} losses are not finite: no ΔL spans them, and the "
+            f"moving variance and spectrum use the longest finite stretch ({stops[k] - starts[k]} values)"
+        )
+        x = x[starts[k] : stops[k]]
     st = None
     try:
         st = fit_stable(dl)
     except ValueError as exc:
         notes.append(f"ΔL α-stable fit skipped: {exc}")
-    dur = avalanche_durations(dl)
+    dur = avalanche_durations(dl_all)
     dfit = None
     if len(dur) >= MIN_AVALANCHES and len(np.unique(dur)) > 1:
         try:
@@ -96,7 +118,18 @@ def loss_fluctuations(losses: np.ndarray, notes: list[str] | None = None) -> Los
     lf = np.log(f[ok])
     keep = lf >= lf.min() + 0.1 * np.ptp(lf) if len(lf) else ok[ok]
     slope = float(stats.linregress(lf[keep], np.log(p[ok][keep])).slope) if keep.sum() >= 3 else float("nan")
-    return LossFluctuations(len(x), log_histogram(np.abs(dl)), st, dur, dfit, moving_variance(x), f, p, slope)
+    return LossFluctuations(
+        int(finite.sum()),
+        log_histogram(np.abs(dl)),
+        st,
+        dur,
+        dfit,
+        moving_variance(x),
+        f,
+        p,
+        slope,
+        increment_steps,
+    )
 
 
 @dataclass(frozen=True)
@@ -127,8 +160,10 @@ def gradient_noise(
     memory_limit: int = DEFAULT_MEMORY_LIMIT,
     seed: int = 0,
 ) -> GradientNoise:
-    """Gradient noise of a store with gradients. Epochs come from the ``epoch`` observable at the
-    gradient steps; without it, consecutive blocks of ``window`` gradient records are used."""
+    """Gradient noise of a store with gradients. Epochs come from the ``epoch`` observable: each
+    gradient step belongs to the last epoch logged at or before it (logged every step by the
+    Recorder, or once per epoch by a loop of one's own); without it, consecutive blocks of
+    ``window`` gradient records are used."""
     g = traj.gradients
     if g is None:
         raise KeyError(f"{traj.path} has no gradients: record with --gradients")
@@ -136,8 +171,9 @@ def gradient_noise(
     steps = g.steps
     if "epoch" in traj.observables:
         es, ev = traj.observable("epoch")
-        idx = np.clip(np.searchsorted(es, steps), 0, len(es) - 1)
-        epochs = np.where(es[idx] == steps, ev[idx], np.nan)
+        # an epoch counter holds until the next value: a loop may log it once per epoch
+        idx = np.searchsorted(es, steps, side="right") - 1
+        epochs = np.where(idx >= 0, ev[np.maximum(idx, 0)], np.nan)
         epochs = np.nan_to_num(epochs, nan=-1).astype(np.int64)
     else:
         epochs = np.arange(n) // window

@@ -19,9 +19,11 @@ def diffusion_sentence(windows: list[dict]) -> str:
         tag = f"t_w = {w['t_w']}" + (" (partial)" if w.get("partial") else "")
         if w.get("regimes") == "two":
             tau = w.get("tau0_steps") or w.get("tau0")
+            in_steps = w.get("tau0_steps") or (w.get("lag_pairs") or {}).get("lag_unit") == "steps"
+            unit = "steps" if in_steps else "records"
             parts.append(
                 f"{tag}: α_short = {w['alpha_short']:.2f}{_fmt_ci(w['alpha_short_ci'])}, "
-                f"α_long = {w['alpha_long']:.2f}{_fmt_ci(w['alpha_long_ci'])}, τ0 ≈ {tau:.3g}"
+                f"α_long = {w['alpha_long']:.2f}{_fmt_ci(w['alpha_long_ci'])}, τ0 ≈ {tau:.3g} {unit}"
                 if w.get("alpha_short") is not None and w.get("alpha_long") is not None
                 else f"{tag}: two regimes (an exponent undetermined)"
             )

@@ -218,7 +218,8 @@ def msl_from_pairs(
 ) -> MSLResult:
     """MSL of one window from its pair distances ``d2`` (T, T) and losses (T,) (NaN skipped)."""
     iu, ju = np.triu_indices(len(losses), 1)
-    dl2 = (losses[ju] - losses[iu]) ** 2
+    with np.errstate(invalid="ignore"):  # inf − inf (a diverged loss): dropped as non-finite below
+        dl2 = (losses[ju] - losses[iu]) ** 2
     dist = np.sqrt(d2[iu, ju])
     ok = np.isfinite(dl2)
     if ok.sum() < 3 * MIN_PAIRS_PER_BIN:

@@ -37,13 +37,16 @@ from .exponents import (
     _two_regime,
     bootstrap_curves,
     log_bins,
-    usable_lags,
 )
 
 KINDS = ("conv", "norm", "linear", "embedding", "attention", "other")
 NO_BLOCKS = (
     "no interval: the per-tensor blocks were not kept (they did not fit a quarter of the memory "
     "limit; raise --memory-limit)"
+)
+NO_BLOCKS_UNEVEN = (
+    "no interval: per-tensor blocks are not summed for records that are not equally spaced in "
+    "steps (their pair sums keep the whole vector's blocks only)"
 )
 # Per-tensor intervals need this many coordinates: with 16–32 single-coordinate blocks they
 # under-cover (0.87–0.90 at α = 1.5, 1000 records; 48 and 64 coordinates: 0.97, 0.95).
@@ -284,13 +287,15 @@ def fit_strata(
     seed: int = 0,
     two_regime: bool = True,
     sizes: list[int] | None = None,
+    unit: str = "records",
 ) -> dict:
     """The reported exponents (``verdicts.exponent_summary``: α with its interval, the
     two-regime values only where supported, verdict, ``undetermined`` reasons) of one MSD curve
     ``msd`` at record ``lags``, with intervals from a (stratified) bootstrap over ``strata``
     (each (G_s, len(lags)), summing to ``msd``; None: no interval). ``lag_steps`` (lags, steps)
     converts τ0 to optimizer steps; ``sizes``: each stratum's number of coordinates (the small
-    tensor rules of :func:`stratified_curves`); ``two_regime=False`` skips the two-regime fit (coverage
+    tensor rules of :func:`stratified_curves`); ``unit``: what ``lags`` count ("records", or
+    "steps" for records not equally spaced); ``two_regime=False`` skips the two-regime fit (coverage
     studies of α). Adds ``ci_method``."""
     msd = np.asarray(msd, dtype=float)
     if not np.any(msd > 0):
@@ -300,7 +305,7 @@ def fit_strata(
     try:
         if strata is None:  # no blocks: the fit without an interval, the reason in ci_method
             prep = _prepare_strata(lags, msd, [msd[None, :]], n_boot, seed)
-            prep.method = NO_BLOCKS
+            prep.method = NO_BLOCKS_UNEVEN if unit == "steps" else NO_BLOCKS
         else:
             prep = _prepare_strata(lags, msd, strata, n_boot, seed, sizes)
         single = _power_law(prep)
@@ -310,13 +315,13 @@ def fit_strata(
         two = _two_regime(prep, 3) if two_regime else None
     except ValueError:
         two = None
-    s = verdicts.exponent_summary(single, two, lag_steps)
+    s = verdicts.exponent_summary(single, two, lag_steps, unit=unit)
     d = {k: s.get(k) for k in _KEEP}
     d["ci_method"] = single.ci_method
     if d["alpha"] is not None and d["alpha_ci"] is None:  # no interval: no claim of a regime either
         r = single.lag_range
         d["verdict"] = (
-            f"α = {single.alpha:.2f} over lags {r[0]:.3g}–{r[1]:.3g} records, without an interval: "
+            f"α = {single.alpha:.2f} over lags {r[0]:.3g}–{r[1]:.3g} {unit}, without an interval: "
             "neither the diffusion regime nor two regimes can be tested"
         )
     return d
@@ -329,18 +334,19 @@ def window_layers(wm, kinds: dict[str, LayerKind], *, n_boot: int = N_BOOT) -> d
     ("weight", "bias") over all kinds. Empty when the window's weights are not finite."""
     if not wm.finite:
         return {"layers": {}, "layer_types": {}}
-    n = len(wm.msd)
-    lags = usable_lags(n)
+    idx = wm.usable()  # indices of the fitted lags: record lags, or step lags (not equally spaced)
+    lags = wm.lags[idx]
     lag_steps = (wm.lags, np.nan_to_num(wm.lag_steps, nan=0.0))
+    unit = wm.lag_unit
     blocks = wm.msd_tensor_groups or {}
     layers: dict[str, dict] = {}
     for i, (name, m) in enumerate(wm.msd_tensor.items()):
         g = blocks.get(name)
-        strata = [g[:, lags]] if g is not None else None
+        strata = [g[:, idx]] if g is not None else None
         k = kinds.get(name)
         sizes = [k.n_params] if k and k.n_params else None
         entry = fit_strata(
-            lags, m[lags], strata, lag_steps, n_boot=n_boot, seed=_seed(wm.index, i), sizes=sizes
+            lags, m[idx], strata, lag_steps, n_boot=n_boot, seed=_seed(wm.index, i), sizes=sizes, unit=unit
         )
         layers[name] = {
             "kind": k.kind if k else "other",
@@ -357,14 +363,14 @@ def window_layers(wm, kinds: dict[str, LayerKind], *, n_boot: int = N_BOOT) -> d
             types.setdefault(k.role, []).append(name)
     layer_types: dict[str, dict] = {}
     for j, (tname, members) in enumerate(sorted(types.items())):
-        curve = sum(wm.msd_tensor[m][lags] for m in members)
-        strata = [blocks[m][:, lags] for m in members if m in blocks]
+        curve = sum(wm.msd_tensor[m][idx] for m in members)
+        strata = [blocks[m][:, idx] for m in members if m in blocks]
         if len(strata) != len(members):
             strata = None
         sizes = [kinds[m].n_params if m in kinds else 0 for m in members]
         sizes = sizes if all(sizes) else None
         seed = _seed(wm.index, 10_000 + j)
-        entry = fit_strata(lags, curve, strata, lag_steps, n_boot=n_boot, seed=seed, sizes=sizes)
+        entry = fit_strata(lags, curve, strata, lag_steps, n_boot=n_boot, seed=seed, sizes=sizes, unit=unit)
         layer_types[tname] = {
             "by": "role" if tname in ("weight", "bias") else "kind",
             "tensors": members,

@@ -153,11 +153,28 @@ def fixed_origin_tamsd(
     """TAMSD(t_w, τ) = 1/W_o Σ_{i<W_o} ‖w(t_w+i+τ) − w(t_w+i)‖² for record ``start`` = t_w.
 
     ``lags`` (record lags, any size up to the run's end); lags whose last origin falls beyond
-    the run give NaN. Returns (len(lags),) float64.
+    the run give NaN. Returns (len(lags),) float64. Records that are not equally spaced in
+    optimizer steps, or that span a segment boundary, are refused (ValueError).
     """
     lags = np.asarray(lags, dtype=np.int64)
     out = np.full(len(lags), np.nan)
     n = traj.n_records
+    used = [int(tau) for tau in lags if tau >= 1 and start + tau + n_origins <= n]
+    if used:  # a record lag is one lag in steps only where the records are equally spaced
+        from .pairs import is_regular
+
+        end = start + max(used) + n_origins
+        cut = [g.start for g in traj.segments if start < g.start < end]
+        if cut or not is_regular(traj.steps[start:end]):
+            raise ValueError(
+                f"records {start}–{end - 1} "
+                + (
+                    f"span a resume (a new segment starts at record {cut[0]})"
+                    if cut
+                    else "are not equally spaced in optimizer steps (a log or ranged schedule)"
+                )
+                + ": a lag in records is no single lag; use windowed_msd, which pairs records by step lag"
+            )
     cols = max(1, memory_limit // (2 * 8 * n_origins))
     for j, tau in enumerate(lags):
         if tau < 1 or start + tau + n_origins > n:

@@ -278,11 +278,14 @@ def split_by_segments(traj, steps: np.ndarray, values: np.ndarray) -> list[tuple
 
 def fluctuation_losses(
     traj, losses: np.ndarray, notes: list[str], loss_name: str = "loss"
-) -> np.ndarray | None:
-    """The loss series the loss-fluctuation analyses (ΔL, avalanches, spectrum) may use: the
-    per-record ``losses`` of one equally spaced segment, the longest segment when there are
-    several (a note says so); when the records are not equally spaced, the logged series
-    ``loss_name`` itself if it is (a loss logged every step), else None (a note says why)."""
+) -> tuple[np.ndarray, int] | None:
+    """The loss series the loss-fluctuation analyses (ΔL, avalanches, spectrum) may use, and
+    its stride in optimizer steps: the per-record ``losses`` of one equally spaced segment (the
+    longest segment when there are several; a note says so) when a loss is logged at every
+    record; otherwise the logged series ``loss_name`` within the segment if it is at one stride
+    (a loss logged every step, or every 10th step beside weights of every step: ΔL is then an
+    increment over that stride, a note says so), else None (a note says why). Non-finite losses
+    stay in as holes (``fluctuations.loss_fluctuations`` never takes a ΔL across one)."""
     segments = traj.segments
     if len(segments) > 1:
         longest = max(segments, key=lambda s: s.stop - s.start)
@@ -292,18 +295,28 @@ def fluctuation_losses(
         )
         segments = [longest]
     seg = segments[0]
-    if not is_regular(traj.steps[seg]):
-        steps, values = traj.observable(loss_name)
-        inside = (steps > int(traj.steps[seg.start])) & (steps <= int(traj.steps[seg.stop - 1]))
-        if inside.sum() >= 2 and is_regular(steps[inside]):
+    rec_steps = traj.steps[seg]
+    steps, values = traj.observable(loss_name)
+    shift = 1 if traj.observable_attrs(loss_name).get("evaluated_at") == "pre_step" else 0
+    inside = (steps - shift >= int(rec_steps[0])) & (steps - shift <= int(rec_steps[-1]))
+    if inside.sum() >= 2 and is_regular(steps[inside]):  # the logged series: the finest stride
+        stride = int(np.diff(steps[inside])[0])
+        if not is_regular(rec_steps) or stride != int(rec_steps[1] - rec_steps[0]):
             notes.append(
-                "loss fluctuations use the loss as logged (every "
-                f"{int(np.diff(steps[inside])[0])} step(s)), not the unequally spaced records"
+                f"loss fluctuations use the loss as logged (every {stride} step(s)), not the records"
+                + ("" if stride == 1 else f": ΔL is the change over {stride} steps")
             )
-            return values[inside]
+        return values[inside], stride
+    interior = np.isin(rec_steps[1:-1] + shift, steps)
+    if is_regular(rec_steps) and len(rec_steps) > 2 and interior.all():  # a loss at every record
+        stride = int(rec_steps[1] - rec_steps[0])
         notes.append(
-            "loss fluctuations undetermined: the records are not equally spaced in optimizer steps, "
-            "so ΔL between consecutive records is not a per-step increment"
+            f"loss fluctuations use the loss at each record (every {stride} step(s)): the loss "
+            "as logged is not equally spaced"
         )
-        return None
-    return losses[seg]
+        return losses[seg], stride
+    notes.append(
+        "loss fluctuations undetermined: neither the records nor the logged losses are equally "
+        "spaced in optimizer steps, so ΔL between consecutive values is not an increment over one stride"
+    )
+    return None

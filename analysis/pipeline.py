@@ -63,7 +63,8 @@ DEFINITIONS = {
     "paper": "the paper's range (Chen, Qu & Gong 2022, ResNets on CIFAR-10) and whether this run is inside",
     "step_length": "‖w(t+1) − w(t)‖ of every window (the trailing partial window included; the one step "
     "between consecutive windows is not); tail fit by Clauset–Shalizi–Newman with a verdict "
-    "from the likelihood-ratio tests, per window and pooled",
+    "from the likelihood-ratio tests, per window and pooled; stride_steps: the optimizer steps one "
+    "step length spans (no pooled fit over windows of different strides)",
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
     "direction_autocorr": "mean cosine between updates k records apart",
     "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate, per window, of the "
@@ -77,7 +78,8 @@ DEFINITIONS = {
     "hurst and dimension_profile are null with the reason in undetermined when H ∉ (0, 1), its "
     "interval is wider than (0, 1), or the fitted MSL − F changes less than 2.5× over the fit range",
     "loss_fluctuations": "ΔL series: α-stable fit, avalanches (runs of |ΔL| > std|ΔL|) with a discrete "
-    "power-law fit of durations, Welch spectrum slope of L",
+    "power-law fit of durations, Welch spectrum slope of L; increment_steps: the optimizer steps one "
+    "ΔL spans (the loss's logging stride); no ΔL spans a non-finite loss",
     "gradient_noise": "‖g_t − ḡ_epoch‖ per record; α-stable α of gradient components per window",
     "lag_pairs": "per window (and whole_run): lag_unit 'records' (records equally spaced in steps: "
     "T − τ pairs at record lag τ) or 'steps' (not equally spaced: the MSD at each step lag Δ averages "
@@ -109,12 +111,19 @@ class WindowAnalysis:
     step_tail: Any = None  # TailFit | None of this window's step lengths
     stable: dict[str, Any] = field(default_factory=dict)
     layers: dict[str, Any] = field(default_factory=dict)  # layers.window_layers: layers, layer_types
+    undetermined: dict[str, str] = field(default_factory=dict)  # further quantities left out, why
 
     def exponents(self) -> dict:
         """The MSD fits as reported (``verdicts.exponent_summary``)."""
         lags = self.msd.lags
-        return verdicts.exponent_summary(
-            self.power_law, self.two_regime, (lags, np.nan_to_num(self.msd.lag_steps, nan=0.0))
+        return _still(
+            self.msd,
+            verdicts.exponent_summary(
+                self.power_law,
+                self.two_regime,
+                (lags, np.nan_to_num(self.msd.lag_steps, nan=0.0)),
+                unit=self.msd.lag_unit,
+            ),
         )
 
     def to_dict(self) -> dict:
@@ -130,6 +139,7 @@ class WindowAnalysis:
         d["lag_pairs"] = lag_summary(self.msd)  # pairs per lag (analysis/pairs.py)
         if self.msd.step_lags is not None:  # not equally spaced: what assumes one stride is not computed
             d["undetermined"].update(IRREGULAR_UNDETERMINED)
+        d["undetermined"].update(self.undetermined)
         usable = self.msd.usable()
         d["msd_1"] = float(self.msd.msd[1]) if len(self.msd.msd) > 1 else None
         d["msd_last_usable"] = float(self.msd.msd[usable[-1]]) if len(usable) else None
@@ -141,6 +151,17 @@ class WindowAnalysis:
         d["stable"] = self.stable
         d.update(self.layers)
         return d
+
+
+STILL = "the weights did not move in this window (every record equal: frozen, or a zero learning rate)"
+
+
+def _still(wm: WindowMSD, d: dict) -> dict:
+    """An exponent summary of a window whose weights never moved says so (not 'too few lags')."""
+    if wm.finite and len(wm.msd) > 1 and not np.any(wm.msd[1:] > 0):
+        d["undetermined"]["alpha"] = STILL
+        d["verdict"] = f"undetermined: {STILL}"
+    return d
 
 
 def tail_summary(fit) -> dict:
@@ -168,6 +189,7 @@ class Analysis:
     msl: list = field(default_factory=list)
     fluct: Any = None
     notes: list[str] = field(default_factory=list)
+    step_stride: int | None = None  # optimizer steps per step length pooled in tails (one stride)
     toy_curves: dict | None = None  # toy stores: phase -> (lags, Δr²), for the figure
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict
@@ -182,7 +204,10 @@ class Analysis:
             "window": self.window,
             "windows": [w.to_dict() for w in self.windows],
             "whole_run": self.whole_run,
-            "tails": {k: tail_summary(v) for k, v in self.tails.items()},
+            "tails": {
+                k: {**tail_summary(v), **({"stride_steps": self.step_stride} if k == "step_length" else {})}
+                for k, v in self.tails.items()
+            },
             "stable": {k: v for k, v in self.stable.items()},
             **{k: v for k, v in self.extra.items()},
             "notes": self.notes,
@@ -249,6 +274,7 @@ def analyze(
         first, last = np.searchsorted(base.steps, [traj.steps[0], traj.steps[-1]])
         check_unsized(slice(int(first), int(last) + 1))
     out = Analysis(traj.path, traj.n_records, traj.n_params, window)
+    out.extra["store_id"] = getattr(base, "store_id", None)  # which store (catalog matches reports)
     if engine is not None:  # where the passes over the weights ran (summary.json)
         out.extra["engine"] = engine.describe()
     lossy = traj.lossy
@@ -356,8 +382,14 @@ def analyze(
         else:
             two, single = _fits(out.whole_run_msd, out.notes)
             lags = out.whole_run_msd.lags
-            out.whole_run = verdicts.exponent_summary(
-                single, two, (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0))
+            out.whole_run = _still(
+                out.whole_run_msd,
+                verdicts.exponent_summary(
+                    single,
+                    two,
+                    (lags, np.nan_to_num(out.whole_run_msd.lag_steps, nan=0.0)),
+                    unit=out.whole_run_msd.lag_unit,
+                ),
             )
             out.whole_run["lag_pairs"] = lag_summary(out.whole_run_msd)
     elif len(full) > 1 or len(segments) > 1:
@@ -367,6 +399,15 @@ def analyze(
         out.whole_run_msd = out.windows[0].msd
     lengths = np.concatenate(step_lengths)
     out.step_lengths = lengths
+    strides = sorted({w.stride for w, x in zip(out.windows, step_lengths, strict=True) if len(x)})
+    if len(strides) > 1:  # a step of one window is 1 optimizer step, of another 10: not one sample
+        out.notes.append(
+            f"windows are recorded at different strides ({', '.join(map(str, strides))} steps): their "
+            "step lengths are displacements over different numbers of steps, so no step-length tail is "
+            "pooled over the run (see each window's)"
+        )
+        lengths = None
+    out.step_stride = strides[0] if len(strides) == 1 else None
     _tails(out, lengths, traj)
     _landscape(out, traj, window, memory_limit, engine)
     _toy_phases(out, traj, memory_limit)
@@ -471,7 +512,7 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
                 out.notes.append(f"landscape analysis skipped: {exc}")
             try:
                 if fl_losses is not None:
-                    out.fluct = loss_fluctuations(fl_losses, out.notes)
+                    out.fluct = loss_fluctuations(fl_losses[0], out.notes, increment_steps=fl_losses[1])
                     out.extra["loss_fluctuations"] = out.fluct.to_dict()
             except ValueError as exc:
                 out.notes.append(f"loss fluctuations skipped: {exc}")
@@ -506,6 +547,9 @@ def _fits(wm: WindowMSD, notes: list[str]):
     """Single and two-regime fits of one window's MSD, with bootstrap intervals over its
     parameter blocks."""
     if not wm.finite:
+        return None, None
+    if len(wm.msd) > 1 and not np.any(wm.msd[1:] > 0):
+        notes.append(f"window {wm.index}: {STILL}; nothing to fit")
         return None, None
     idx = wm.usable()  # record lags, or step lags with enough pairs (analysis/pairs.py)
     lags = wm.lags[idx]
@@ -547,20 +591,55 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
             wa.step_tail = fit_power_law_tail(lengths)
         except ValueError as exc:
             notes.append(f"window {stats.index}: no step-length tail fit ({exc})")
-    upd = _standardised_updates(stats.update_samples)
-    samples = {"update_components": upd}
+    distinct = _distinct_update_fraction(stats.update_samples)
+    samples = {}
+    if distinct is not None and distinct < MIN_DISTINCT_UPDATES:
+        wa.undetermined["stable.update_components"] = (
+            f"the update components take few distinct values (median {distinct:.0%} of a coordinate's "
+            "nonzero updates distinct): they are multiples of the weights' resolution (a float16 or "
+            "bfloat16 model, or rounded storage), so their distribution is the rounding's, not the updates'"
+        )
+    else:
+        samples["update_components"] = _standardised_updates(stats.update_samples)
+    stride: dict[str, int] = {}  # ΔL's stride in optimizer steps
     if loss_series is not None:
         ls, lv = loss_series
         inside = (ls >= stats.steps[0]) & (ls <= stats.steps[-1])
-        sel = inside & np.isfinite(lv)
-        if is_regular(ls[inside]):  # ΔL between unequally spaced losses is not an increment
-            samples["loss_increments"] = np.diff(lv[sel])
+        if inside.sum() > 1 and is_regular(ls[inside]):  # unequally spaced: ΔL is no increment
+            samples["loss_increments"] = finite_increments(lv[inside])
+            stride["loss_increments"] = int(np.diff(ls[inside])[0])
     for key, x in samples.items():
         if len(x) >= MIN_TAIL_SAMPLES and np.ptp(x) > 0:
             try:
                 wa.stable[key] = _stable_summary(x)
+                if key in stride:  # ΔL over the loss's logging stride, in optimizer steps
+                    wa.stable[key]["increment_steps"] = stride[key]
             except ValueError as exc:
                 notes.append(f"window {stats.index}: no α-stable fit of the {key.replace('_', ' ')} ({exc})")
+
+
+def finite_increments(values: np.ndarray) -> np.ndarray:
+    """ΔL between consecutive values of a series logged at one stride, leaving out every
+    increment that touches a non-finite value (a hole is not bridged: the values either side
+    are two strides apart)."""
+    with np.errstate(invalid="ignore"):
+        d = np.diff(np.asarray(values, dtype=np.float64))
+    return d[np.isfinite(d)]
+
+
+MIN_DISTINCT_UPDATES = 0.5  # float32 training: 97–100 % distinct; bfloat16: 3–7 %
+
+
+def _distinct_update_fraction(rows: np.ndarray) -> float | None:
+    """Median over the sampled coordinates (K, T−1) of the fraction of distinct values among a
+    coordinate's nonzero |updates| (coordinates with at least 5); None without such coordinates.
+    Near 1 for continuous updates; small when the updates are a few multiples of a resolution."""
+    fractions = []
+    for row in np.asarray(rows):
+        nz = np.abs(row[np.isfinite(row) & (row != 0)])
+        if len(nz) >= 5:
+            fractions.append(len(np.unique(nz)) / len(nz))
+    return float(np.median(fractions)) if fractions else None
 
 
 def _standardised_updates(rows: np.ndarray) -> np.ndarray:
@@ -583,11 +662,16 @@ def _stable_summary(x: np.ndarray) -> dict:
     return {**fit_stable(x).to_dict(), "mohammadi_alpha": mohammadi_alpha(x)}
 
 
-def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
+def _tails(out: Analysis, lengths: np.ndarray | None, traj: Trajectory) -> None:
     """Pooled over the run (every window, the trailing partial one included): the step-length
-    tail fit, and α-stable fits labelled as pooled (the scale changes over training)."""
-    if len(lengths) >= 10:
+    tail fit (``lengths`` None: windows of different strides, none), and α-stable fits labelled
+    as pooled (the scale changes over training)."""
+    if lengths is None:
+        pass  # windows of different strides: no pooled sample (a note says so)
+    elif len(lengths) >= 10:
         out.tails["step_length"] = fit_power_law_tail(lengths)
+    elif out.windows and all(w.msd.finite and not np.any(w.msd.msd[1:] > 0) for w in out.windows):
+        out.notes.append("the weights did not move: every step length is 0, no tail to fit")
     else:
         out.notes.append("too few finite step lengths for a tail fit")
     pooled: dict[str, Any] = {}
@@ -602,12 +686,14 @@ def _tails(out: Analysis, lengths: np.ndarray, traj: Trajectory) -> None:
     if "loss" in traj.observables:
         ls, loss = traj.observable("loss")
         # increments within each segment only, and only where the loss is logged at one stride
-        pieces = [v[np.isfinite(v)] for s, v in split_by_segments(traj, ls, loss) if is_regular(s)]
-        dl = np.concatenate([np.diff(v) for v in pieces]) if pieces else np.zeros(0)
+        pieces = [(s, v) for s, v in split_by_segments(traj, ls, loss) if is_regular(s) and len(s) > 1]
+        dl = np.concatenate([finite_increments(v) for _, v in pieces]) if pieces else np.zeros(0)
+        strides = {int(s[1] - s[0]) for s, _ in pieces}
         if len(dl) >= MIN_TAIL_SAMPLES and np.ptp(dl) > 0:
             try:
                 pooled.setdefault("loss_increments", {})["pooled_over_run"] = {
                     **_stable_summary(dl),
+                    "increment_steps": strides.pop() if len(strides) == 1 else None,
                     "label": "pooled over the whole run: non-stationary, for reference only",
                 }
             except ValueError as exc:

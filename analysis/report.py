@@ -423,7 +423,7 @@ DIFFUSION_COLUMNS = [
     ("t_w", "window t_w", "optimizer step of the window's first record"),
     ("regimes", "regimes", "one power law, or two regimes supported against it (bootstrap test)"),
     ("alpha", "α (one power law)", "exponent of Δr² ∝ τ^α over all usable lags, 95 % bootstrap interval"),
-    ("alpha_lag_range", "lags fitted", "first and last log-binned lag of the fit (records)"),
+    ("alpha_lag_range", "lags fitted", "first and last log-binned lag of the fit (records, or steps)"),
     (
         "alpha_short",
         "α short",

@@ -169,13 +169,15 @@ def _from_sample(out: pipeline.Analysis, view, sample: Sample, window: int) -> d
         lengths_all.append(lengths)
         wa.step_tail = None
         wa.stable.pop("update_components", None)
+        wa.undetermined.pop("stable.update_components", None)  # decided anew on the sample
         stats = SimpleNamespace(index=wa.msd.index, steps=view.steps[r0:r1], update_samples=d[:, coords].T)
         pipeline._window_tails(wa, stats, lengths, None, out.notes)
     lengths = np.concatenate(lengths_all)
     out.step_lengths = lengths
     out.tails.pop("step_length", None)
     stable_loss = out.stable.get("loss_increments")
-    pipeline._tails(out, lengths, view)
+    mixed = len({wa.stride for wa in out.windows if wa.stride}) > 1  # no pooled tail (pipeline)
+    pipeline._tails(out, None if mixed else lengths, view)
     if stable_loss is not None:
         out.stable["loss_increments"] = stable_loss
     # _tails repeats the notes of the first pass about the loss: keep one of each

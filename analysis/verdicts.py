@@ -125,13 +125,14 @@ def _fmt_ci(ci) -> str:
     return f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci is not None else " (no interval)"
 
 
-def exponent_summary(single, two, lag_steps=None) -> dict:
+def exponent_summary(single, two, lag_steps=None, unit: str = "records") -> dict:
     """The numbers of one window's MSD fits as reported: the single power law always (unless
     undetermined), the two-regime values only when two regimes are supported, each fit's lag
     range, goodness of fit, a verdict in words, the paper's ranges and ``undetermined`` reasons.
 
     ``single``/``two``: ``exponents.PowerLawFit`` / ``TwoRegimeFit`` (or None); ``lag_steps``:
-    (lags in records, lags in optimizer steps) to convert τ0."""
+    (lags in records, lags in optimizer steps) to convert τ0; ``unit``: what the fits' lags
+    count, "records" or "steps" (records not equally spaced: the MSD is indexed by step lag)."""
     d: dict = dict.fromkeys(
         ("alpha", "alpha_ci", "alpha_lag_range", "alpha_residual_rms", "alpha_noise_ratio")
     )
@@ -153,6 +154,9 @@ def exponent_summary(single, two, lag_steps=None) -> dict:
     d["regimes"] = None
     if two is not None:
         d["two_regime_fit"] = two.to_dict()
+        if unit != "records":  # the fit knows only lags; its τ0 is in this unit
+            fit = d["two_regime_fit"]
+            fit["verdict"] = fit["verdict"].replace(" records (", f" {unit} (")
         d["two_regime_lag_range"] = list(two.lag_range)
         d["two_regime_residual_rms"] = two.residual_rms
         d["regimes"] = {True: "two", False: "one", None: "untested"}[two.supported]
@@ -189,23 +193,23 @@ def exponent_summary(single, two, lag_steps=None) -> dict:
                 why = "two regimes not tested: " + two.ci_method
             for k in ("alpha_short", "alpha_long", "tau0"):
                 und[k] = why
-    d["verdict"] = window_verdict(d, single, two)
+    d["verdict"] = window_verdict(d, single, two, unit)
     d["paper"] = {k: paper_check(k, d.get(k)) for k in PAPER}
     d["undetermined"] = und
     return d
 
 
-def window_verdict(d: dict, single, two) -> str:
+def window_verdict(d: dict, single, two, unit: str = "records") -> str:
     """One sentence on the diffusion regime of a window."""
     if d.get("regimes") == "two":
         s = diffusion_kind(d["alpha_short"], d["alpha_short_ci"]) if d["alpha_short"] is not None else "?"
         lo = diffusion_kind(d["alpha_long"], d["alpha_long_ci"]) if d["alpha_long"] is not None else "?"
         tau = d.get("tau0_steps") or d["tau0"]
-        unit = "steps" if d.get("tau0_steps") else "records"
+        tau_unit = "steps" if d.get("tau0_steps") else unit
         return (
             f"two regimes: {s} at short lags (α_short = {two.alpha_short:.2f}{_fmt_ci(two.alpha_short_ci)}), "
             f"{lo} at long lags (α_long = {two.alpha_long:.2f}{_fmt_ci(two.alpha_long_ci)}), "
-            f"crossover τ0 ≈ {tau:.3g} {unit}"
+            f"crossover τ0 ≈ {tau:.3g} {tau_unit}"
         )
     if single is None or d.get("alpha") is None:
         return "undetermined: no usable power-law fit"
@@ -220,4 +224,4 @@ def window_verdict(d: dict, single, two) -> str:
     elif two is not None and two.supported is None:
         fit = "; two regimes not tested (no resampling)"
     a = f"α = {single.alpha:.2f}{_fmt_ci(single.alpha_ci)}"
-    return f"one regime: {kind}, {a} over lags {r[0]:.3g}–{r[1]:.3g} records{fit}"
+    return f"one regime: {kind}, {a} over lags {r[0]:.3g}–{r[1]:.3g} {unit}{fit}"

@@ -115,28 +115,51 @@ def row(path: str) -> dict:
                 bytes=t.nbytes_stored(),
                 license=t.dataset.get("license") or prov.get("license"),
             )
+            store_id = t.store_id
             if "batch_size" in t.observables:
                 values = t.observable("batch_size")[1]
                 out["batch_size"] = int(values.max()) if len(values) else None
     except TrajstoreError as exc:
         out["error"] = str(exc)
         return out
-    out.update(_exponents(path))
+    out.update(_exponents(path, store_id, out))
     return out
 
 
-def _exponents(path: str) -> dict:
-    """The first window's exponents from ``<name>-report/summary.json`` beside a local store."""
+def _exponents(path: str, store_id: str | None, row: dict) -> dict:
+    """The first window's exponents from ``<name>-report/summary.json`` beside a local store
+    (τ0 in optimizer steps), unless the report is not of this store as it is now: another
+    store id (re-recorded since), other records or parameters, or a part of it (``--steps``,
+    ``--tensors``); then none, and ``error`` says why."""
     if "://" in path:
         return {}
     summary = os.path.splitext(path.rstrip("/"))[0] + "-report/summary.json"
     try:
         with open(summary, encoding="utf-8") as f:
-            windows = json.load(f).get("windows") or []
+            s = json.load(f)
+        windows = s.get("windows") or []
     except (OSError, ValueError, AttributeError):
         return {}
+    sel = s.get("selection") if isinstance(s.get("selection"), dict) else {}
+    differs = [
+        what
+        for what, ours, theirs in (
+            ("store id", store_id, s.get("store_id")),
+            ("records", row["records"], s.get("n_records")),
+            ("parameters", row["parameters"], s.get("n_params")),
+        )
+        if theirs is not None and ours is not None and theirs != ours
+    ]
+    if sel.get("steps") or sel.get("tensors") or sel.get("exclude"):
+        differs.append("selection (part of the store)")
+    if differs:
+        return {
+            "error": f"exponents left out: {summary} is not of this store as it is ({', '.join(differs)} "
+            "differ); run trajstore analyze again"
+        }
     first = windows[0] if windows and isinstance(windows[0], dict) else {}
-    return {k: first.get(k) for k in ("alpha", "alpha_short", "alpha_long", "tau0")}
+    tau0 = first.get("tau0_steps") if "tau0_steps" in first else first.get("tau0")
+    return {**{k: first.get(k) for k in ("alpha", "alpha_short", "alpha_long")}, "tau0": tau0}
 
 
 def catalog(places: Sequence[str], engine: Any = None) -> list[dict]:
