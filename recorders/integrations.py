@@ -55,6 +55,7 @@ def start_recorder(
             f"the {framework} run has no optimizer when training starts: nothing to record"
         )
     rec = Recorder(None, path, **dict(options))
+    rec._watch_scaler = False  # the callbacks mark GradScaler's skipped steps themselves
     try:
         for opt, name in optimizers:
             rec.attach(opt, name=name)

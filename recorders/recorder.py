@@ -24,6 +24,7 @@ from .keep_up import KeepUpCheck
 from .modules import module_classes
 from .observables import loss_unit, lr_name, series_name
 from .provenance import optimizers_provenance, run_provenance
+from .scaler_watch import ScalerWatch
 from .schedule import Every, Schedule, parse_schedule
 from .sketch import SketchOptions
 from .snapshot import SnapshotPool
@@ -191,6 +192,11 @@ class Recorder:
         self._bound = False
         self._closed = False
         self._started = time.monotonic()
+        self.steps_begun = 0  # optimizer steps that reached their pre-hook (scaler_watch)
+        # AMP steps that GradScaler skips are seen by wrapping GradScaler.step from attach();
+        # integrations that see them their own way turn it off before attaching.
+        self._watch_scaler = True
+        self._scaler_watch: ScalerWatch | None = None
 
     # -- binding -------------------------------------------------------------------------
 
@@ -377,6 +383,8 @@ class Recorder:
             return self
         self._handles.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.before_step(opt, a, k)))
         self._handles.append(optimizer.register_step_post_hook(lambda opt, a, k: self.after_step(opt)))
+        if self._watch_scaler:
+            self.watch_grad_scaler()
         if self._writer is None and self._model is not None:
             self.bind()
         return self
@@ -447,8 +455,26 @@ class Recorder:
     def _live_log(self, name: str, value: Any, step: int | None) -> None:
         self.log(name, value, step)
 
+    def watch_grad_scaler(self, bind=None) -> None:
+        """Count the steps that AMP's GradScaler skips as skipped iterations until :meth:`close`
+        (:mod:`trajstore.recorders.scaler_watch`; ``bind(optimizer)`` binds this recorder at a
+        skipped step that comes before its first one). Idempotent."""
+        if self._scaler_watch is None and self.enabled:
+            self._scaler_watch = ScalerWatch(self, bind)
+            self._handles.append(self._scaler_watch)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        """The optimizers whose steps make the records (attached, or found by ``trajstore record``)."""
+        return list(self._optimizers)
+
     def before_step(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None):
         """Step pre-hook: returns new (args, kwargs) when the step has a closure to observe."""
+        self.steps_begun += 1
         if not self._bound:
             self.bind()
         if not self._bound:

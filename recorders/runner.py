@@ -38,14 +38,17 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
     # Optimizers that existed before the script started are not the script's (in-process runs).
     before = weakref.WeakSet(live_optimizers())
 
+    def bind(opt) -> None:
+        """Bind at the script's first optimizer step (taken or skipped by GradScaler)."""
+        optimizers = [o for o in live_optimizers() if o not in before or o is opt]
+        named, buffers, model = discover_model(optimizers)
+        rec._model = model
+        rec._optimizers.extend(o for o in optimizers if o not in rec._optimizers)
+        rec.bind(named, buffers)
+
     def pre(opt, args, kwargs):
         if not rec.bound:
-            optimizers = [o for o in live_optimizers() if o not in before or o is opt]
-            named, buffers, model = discover_model(optimizers)
-            rec._model = model
-            rec._optimizers.extend(o for o in optimizers if o not in rec._optimizers)
-            rec.bind(named, buffers)
-        state["posted"] += 1
+            bind(opt)
         return rec.before_step(opt, args, kwargs)
 
     def post(opt, args, kwargs):
@@ -58,26 +61,12 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
             signum, _SIGNALS.pending = _SIGNALS.pending, None
             raise SystemExit(128 + signum)
 
-    state = {"posted": 0}
     for handle in (register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)):
         stack.callback(handle.remove)
 
     stack.enter_context(capture_backward_losses(rec))
 
-    scaler_cls = getattr(torch.amp, "GradScaler", None)
-    if scaler_cls is not None:
-
-        def step(original):
-            def wrapped(self, optimizer, *args, **kwargs):
-                before = state["posted"]
-                result = original(self, optimizer, *args, **kwargs)
-                if state["posted"] == before and rec.bound:
-                    rec.mark_skipped(optimizer)
-                return result
-
-            return wrapped
-
-        stack.enter_context(_patched(scaler_cls, "step", step))
+    rec.watch_grad_scaler(bind)  # an AMP step GradScaler skips counts as a skipped iteration
 
     counts: dict[int, int] = {}
 
