@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ import torch
 import trajstore
 from trajstore import live, spec
 from trajstore.errors import RecordingError, TrajstoreError, describe_os_error
+from trajstore.layout import Layout, TensorSpec
 from trajstore.provenance import utc_now_iso
 
 from . import sharded
@@ -243,23 +245,27 @@ class Recorder:
             self._buffer_names = [n for n, _ in bufs]
             self._buffers = [b for _, b in bufs]
         layout = {n: tuple(p.shape) for n, p in pairs}
-        buffers_layout = {n: tuple(b.shape) for n, b in zip(self._buffer_names, self._buffers, strict=True)}
+        buffers = list(zip(self._buffer_names, self._buffers, strict=True))
+        # The stored values are float32; the layout keeps each tensor's dtype in training (a
+        # bfloat16 model's records are exact, but only 8 bits of their mantissas are real).
+        stored_layout = framework_layout(pairs)
+        buffers_layout = framework_layout(buffers) if buffers else None
         shard = sharded.prepare(self, self._names, self._params) if sharded.is_sharded(pairs) else None
         resumed = self._check_resume(layout) if self.mode == "a" and os.path.exists(self.path) else None
         prov = run_provenance(self._model, device, self.script)
         try:
             if shard is not None:
                 options = {"mode": self.mode, "metadata": self.metadata, "provenance": prov}
-                writer = sharded.create_store(self, shard, layout, options)
+                writer = sharded.create_store(self, shard, stored_layout, options)
                 self._shard_kinds = shard[1]
             else:
                 writer = trajstore.create(
                     self.path,
-                    layout,
+                    stored_layout,
                     mode=self.mode,
                     metadata=self.metadata,
                     provenance=prov,
-                    buffers=buffers_layout or None,
+                    buffers=buffers_layout,
                     **self.store_options,
                 )
         except (OSError, TrajstoreError, ValueError) as exc:
@@ -803,6 +809,16 @@ class Recorder:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def framework_layout(named: list[tuple[str, torch.Tensor]]) -> Layout:
+    """The layout of ``named`` tensors in order, each with its dtype in training (``"bfloat16"``)."""
+    tensors, offset = [], 0
+    for name, t in named:
+        shape = tuple(int(d) for d in t.shape)  # a sharded (DTensor) parameter's global shape
+        tensors.append(TensorSpec(name, shape, str(t.dtype).removeprefix("torch."), offset))
+        offset += math.prod(shape)
+    return Layout(tensors)
 
 
 def _release_records(batch: list) -> None:

@@ -115,7 +115,9 @@ def _header(
         "n_params": layout.n_params,
         "dtype": str(dtype),
         "chunks": chunks,
-        "tensors": [{"name": t.name, "shape": list(t.shape), "offset": t.offset} for t in layout],
+        "tensors": [
+            {"name": t.name, "shape": list(t.shape), "offset": t.offset, "dtype": t.dtype} for t in layout
+        ],
         "bytes_on_disk": on_disk,
         "raw_weight_bytes": raw,
         "compression_ratio": (raw / on_disk) if on_disk and raw else None,
@@ -193,6 +195,12 @@ def _count(attrs: dict, shape: tuple[int, ...] | None = None) -> int | None:
     return n if shape is None or n <= shape[0] else None
 
 
+def _trained_as(s: dict) -> str:
+    """``", trained as bfloat16"`` when the layout names other dtypes than the stored one."""
+    trained = sorted({t.get("dtype") for t in s["tensors"]} - {s["dtype"], None})
+    return f", trained as {'/'.join(trained)}" if trained else ""
+
+
 def format_summary(s: dict) -> str:
     """Human-readable lines for :func:`summarize`'s dict."""
 
@@ -202,7 +210,8 @@ def format_summary(s: dict) -> str:
     lines = [
         f"store        {s['path']} ({s['backend']}, trajstore format {s['spec_version']})",
         f"records      {s['n_records']}" + _steps_text(s),
-        f"parameters   {s['n_params']} {s['dtype']} in {len(s['tensors'])} tensors, chunks {s['chunks']}",
+        f"parameters   {s['n_params']} {s['dtype']} in {len(s['tensors'])} tensors, chunks {s['chunks']}"
+        + _trained_as(s),
         f"size         {mb(s['bytes_on_disk'])} on disk, {mb(s['raw_weight_bytes'])} raw weights"
         + (f", ratio {s['compression_ratio']:.2f}" if s["compression_ratio"] else ""),
     ]
