@@ -21,3 +21,8 @@ class IterationOrderError(RecordingRefusedError):
 
 class UnsupportedPatternError(RecordingRefusedError):
     """A training pattern whose records or losses trajstore cannot define correctly."""
+
+
+class ReplacedParameterError(RecordingRefusedError):
+    """Training code replaced or added parameters after the recorder attached, in a way the store's
+    fixed layout cannot hold (a new shape or device, a renamed or replaced parameter, a new one)."""

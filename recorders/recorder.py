@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
 import trajstore
 from trajstore import live, spec
@@ -23,6 +24,7 @@ from . import sharded
 from .discovery import canonical_named_tensors, optimizer_names, unwrap
 from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
 from .keep_up import KeepUpCheck
+from .live_tensors import ParameterWatch
 from .modules import module_classes
 from .observables import loss_unit, lr_name, series_name
 from .provenance import optimizers_provenance, run_provenance
@@ -158,12 +160,14 @@ class Recorder:
         self._model = model
         self._names: list[str] = []
         self._params: list[torch.Tensor] = []
+        self._watch: ParameterWatch | None = None
         self._buffer_names: list[str] = []
         self._buffers: list[torch.Tensor] = []
         self._optimizers: list[torch.optim.Optimizer] = []
         self._opt_names: dict[int, str] = {}  # id(optimizer) -> name, fixed at the first step
         self._given_names: dict[int, str] = {}
         self._handles: list[Any] = []
+        self._unattached: dict = {}  # steps of optimizers not attached (see _any_post)
         self._pending_loss: torch.Tensor | float | None = None
         self._pending_unit: str | None = None
         self._pending_grads = None
@@ -238,12 +242,18 @@ class Recorder:
         if not sharded.is_sharded(pairs) and not _is_writer_rank():
             self.enabled = False  # replicated (DDP): rank 0 writes
             return
-        self._flat = [] if sharded.is_sharded(pairs) else SnapshotPool.flat_views(self._params)
         device = self._params[0].device
         if self.record_buffers and named_buffers is not None:
             bufs = [(n, b) for n, b in named_buffers if b.is_floating_point()]
             self._buffer_names = [n for n, _ in bufs]
             self._buffers = [b for _, b in bufs]
+        if sharded.is_sharded(pairs):  # this rank's shards are looked up at each record
+            self._flat, self._watch = [], None
+        else:  # follows code that replaces a parameter's storage after this (live_tensors.py)
+            self._watch = ParameterWatch(
+                self._names, self._params, self._model, self._buffer_names, self._buffers
+            )
+            self._flat = self._watch.flat
         layout = {n: tuple(p.shape) for n, p in pairs}
         buffers = list(zip(self._buffer_names, self._buffers, strict=True))
         # The stored values are float32; the layout keeps each tensor's dtype in training (a
@@ -387,13 +397,51 @@ class Recorder:
             self._given_names[id(optimizer)] = str(name)
         if not self.enabled:
             return self
-        self._handles.append(optimizer.register_step_pre_hook(lambda opt, a, k: self.before_step(opt, a, k)))
-        self._handles.append(optimizer.register_step_post_hook(lambda opt, a, k: self.after_step(opt)))
+        self._handles.append(optimizer.register_step_pre_hook(self._attached_pre))
+        self._handles.append(optimizer.register_step_post_hook(self._attached_post))
+        if not self._unattached:  # any optimizer's step: see those that train the model unattached
+            self._unattached = {"open": 0, "started": 0, "steps": []}
+            self._handles.append(register_optimizer_step_pre_hook(self._any_pre))
+            self._handles.append(register_optimizer_step_post_hook(self._any_post))
         if self._watch_scaler:
             self.watch_grad_scaler()
         if self._writer is None and self._model is not None:
             self.bind()
         return self
+
+    def _attached_pre(self, optimizer, args, kwargs):
+        self._unattached["open"] += 1
+        self._unattached["started"] += 1
+        return self.before_step(optimizer, args, kwargs)
+
+    def _attached_post(self, optimizer, args, kwargs) -> None:
+        self._unattached["open"] -= 1
+        self.after_step(optimizer)
+
+    def _any_pre(self, optimizer, args, kwargs) -> None:
+        if not any(o is optimizer for o in self._optimizers):
+            seen = self._unattached
+            seen["steps"].append((optimizer, seen["started"], seen["open"] > 0))
+
+    def _any_post(self, optimizer, args, kwargs) -> None:
+        """An optimizer that is not attached finished a step: refuse when it updated recorded
+        parameters with no attached optimizer's step around or inside it (a wrapper optimizer
+        and the one it wraps step together; then the attached one's step is the record)."""
+        seen = self._unattached
+        found = next((i for i, e in enumerate(seen["steps"]) if e[0] is optimizer), None)
+        if found is None:
+            return
+        _, started, inside = seen["steps"].pop(found)
+        if inside or seen["open"] > 0 or seen["started"] != started or not self._bound:
+            return
+        recorded = {id(p) for p in self._params}
+        if any(id(p) in recorded for g in optimizer.param_groups for p in g["params"]):
+            raise UnsupportedPatternError(
+                f"a {type(optimizer).__name__} optimizer that is not attached to the recorder stepped "
+                f"the recorded model after iteration {self.step}: its updates would be missing from "
+                f"{self.path}; attach every optimizer before training (rec.attach), and record a run "
+                "that switches optimizers into one store per phase"
+            )
 
     def _refuse_unsupported(self) -> None:
         for opt in self._optimizers:
@@ -660,7 +708,12 @@ class Recorder:
         held = sum(len(g["params"]) for o in optimizers for g in o.param_groups)
         if held != self._opt_param_count:  # add_param_group since the last look
             groups = [g for o in optimizers for g in o.param_groups]
-            self._opt_param_ids = {id(p) for g in groups for p in g["params"]}
+            ids = {id(p) for g in groups for p in g["params"]}
+            if self._watch is not None:
+                self._watch.check_trained(ids, optimizers)
+                if self._opt_param_count >= 0:
+                    self._watch.check_added(ids - self._opt_param_ids, optimizers)
+            self._opt_param_ids = ids
             self._opt_param_count = held
         return [bool(p.requires_grad and id(p) in self._opt_param_ids) for p in self._params]
 
@@ -678,6 +731,8 @@ class Recorder:
             if grads is not None:
                 grads.release()
             self._thread.check()
+        if self._watch is not None:
+            self._watch.check(step)
         self._note_trainable(step)
         flat = self._flat
         if self._shard_kinds is not None:  # this rank's shards, looked up now (FSDP2 may move them)
