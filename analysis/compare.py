@@ -130,17 +130,28 @@ def compare(
     return summary
 
 
+def msd_overlay_curve(a) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lags in optimizer steps, MSD over its value at the first lag) of a run's whole-run MSD
+    (else its first window's), usable lags only; None when it cannot be drawn. Runs recorded at
+    different strides share the step axis (record lags would put 10 steps of one at 1 of another)."""
+    m = a.whole_run_msd or a.windows[0].msd
+    if not (m.finite and len(m.msd) > 1 and m.msd[1] > 0):
+        return None
+    idx = m.usable()  # lags with enough origins (pairs) only
+    idx = idx[idx > 0]
+    return np.asarray(m.lag_steps, dtype=np.float64)[idx], m.msd[idx] / m.msd[1]
+
+
 def _overlays(results, out: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
     for k, (label, a) in enumerate(results):
         c = f"C{k}"
-        m = a.whole_run_msd or a.windows[0].msd
-        if m.finite and m.msd[1] > 0:
-            idx = m.usable()  # lags with enough origins (pairs) only
-            lags = m.lags[idx]
-            axes[0].loglog(lags, m.msd[idx] / m.msd[1], color=c, label=label)
-            x, b = smoothed_local_slope(lags, m.msd[idx])
+        curve = msd_overlay_curve(a)
+        if curve is not None:
+            lags, msd = curve
+            axes[0].loglog(lags, msd, color=c, label=label)
+            x, b = smoothed_local_slope(lags, msd)
             axes[1].semilogx(x, b, color=c)
         if a.step_lengths is not None and len(a.step_lengths):
             x, p = ccdf(a.step_lengths / np.median(a.step_lengths))
@@ -148,11 +159,11 @@ def _overlays(results, out: Path) -> None:
         if a.msl:
             msl = a.msl[0]
             axes[3].loglog(msl.centers / msl.centers[0], msl.msl / msl.msl[0], ".-", color=c, ms=3, lw=0.8)
-    axes[0].set_xlabel("τ (records)")
-    axes[0].set_ylabel("Δr²(τ) / Δr²(1)")
+    axes[0].set_xlabel("τ (steps)")
+    axes[0].set_ylabel("Δr²(τ) / Δr² at the first lag")
     axes[0].legend(fontsize=7)
     axes[1].axhline(1.0, color="k", lw=0.5, ls="--")
-    axes[1].set_xlabel("τ")
+    axes[1].set_xlabel("τ (steps)")
     axes[1].set_ylabel("local slope")
     axes[2].set_xlabel("step length / median")
     axes[2].set_ylabel("P(X ≥ x)")
@@ -162,7 +173,8 @@ def _overlays(results, out: Path) -> None:
 
 
 _CAPTION = (
-    "MSD normalised at τ = 1 (whole run, lags with enough origins), local slopes, step-length CCDFs "
+    "MSD against the lag in steps, normalised at the first lag (whole run, lags with enough origins), "
+    "local slopes, step-length CCDFs "
     "(scaled by the median), MSL (first window, normalised)"
 )
 

@@ -313,3 +313,28 @@ def test_a_crossover_on_a_ranged_schedule_is_named_in_steps(tmp_path):
     assert w["regimes"] == "two" and w["tau0_ci"][0] < 60 < w["tau0_ci"][1], (w["tau0"], w["tau0_ci"])
     for sentence in (w["two_regime_fit"]["verdict"], w["verdict"], headline(s)[0]):
         assert "steps" in sentence and "records" not in sentence, sentence
+
+
+def test_compare_overlays_runs_of_different_strides_on_one_step_axis(tmp_path):
+    """compare's MSD overlay drew each run against its record lag, so a run recorded every 10th
+    step put its 10-step lag at τ = 1, beside the other run's one-step lag. Its curve is now in
+    steps: the same walk recorded every step and every 10th step lie on one curve."""
+    from trajstore.analysis.compare import msd_overlay_curve
+
+    walk = _walk(2000, seed=3)  # one record per step
+    for name, stride in (("every1", 1), ("every10", 10)):
+        with trajstore.create(tmp_path / f"{name}.zarr", walk.shape[1], mode="w") as w:
+            for t in range(0, len(walk), stride):
+                w.append(t, walk[t])
+    curves = {}
+    for name in ("every1", "every10"):
+        with trajstore.open(tmp_path / f"{name}.zarr") as t:
+            curves[name] = msd_overlay_curve(analyze(t, window=t.n_records, progress=False))
+    lags1, msd1 = curves["every1"]
+    lags10, msd10 = curves["every10"]
+    assert lags1[0] == 1 and lags10[0] == 10 and np.all(lags10 % 10 == 0)
+    # A random walk's MSD is linear in steps: both curves, normalised at their first lag, are
+    # τ / first lag; at 10 x a lag the every-step curve is 10 x the every-10 curve's start.
+    np.testing.assert_allclose(msd10[:5], lags10[:5] / 10, rtol=0.1)
+    at = np.searchsorted(lags1, lags10[:5])
+    np.testing.assert_allclose(msd1[at] / 10, msd10[:5], rtol=0.1)
