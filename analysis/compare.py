@@ -130,24 +130,38 @@ def compare(
     return summary
 
 
-def msd_overlay_curve(a) -> tuple[np.ndarray, np.ndarray] | None:
-    """(lags in optimizer steps, MSD over its value at the first lag) of a run's whole-run MSD
-    (else its first window's), usable lags only; None when it cannot be drawn. Runs recorded at
-    different strides share the step axis (record lags would put 10 steps of one at 1 of another)."""
+def msd_overlay_curve(a, at: float | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """(lags in optimizer steps, MSD over its value at lag ``at`` steps) of a run's whole-run MSD
+    (else its first window's), usable lags only; ``at`` None: its first lag; a lag between two
+    of its lags is interpolated on log-log axes. None when it cannot be drawn. Runs recorded at
+    different strides share the step axis (record lags would put 10 steps of one at 1 of
+    another) and, normalised at one lag in steps, coincide where their dynamics do."""
     m = a.whole_run_msd or a.windows[0].msd
     if not (m.finite and len(m.msd) > 1 and m.msd[1] > 0):
         return None
     idx = m.usable()  # lags with enough origins (pairs) only
     idx = idx[idx > 0]
-    return np.asarray(m.lag_steps, dtype=np.float64)[idx], m.msd[idx] / m.msd[1]
+    lags = np.asarray(m.lag_steps, dtype=np.float64)[idx]
+    msd = np.asarray(m.msd, dtype=np.float64)[idx]
+    if len(lags) == 0 or np.any(msd <= 0):
+        return None
+    ref = msd[0] if at is None else float(np.exp(np.interp(np.log(at), np.log(lags), np.log(msd))))
+    return lags, msd / ref
+
+
+def common_first_lag(results) -> float | None:
+    """The largest first lag in steps of the runs' overlay curves: where all of them are drawn."""
+    firsts = [c[0][0] for c in (msd_overlay_curve(a) for _, a in results) if c is not None]
+    return max(firsts) if firsts else None
 
 
 def _overlays(results, out: Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.8))
+    at = common_first_lag(results)  # every run normalised at the same lag in steps
     for k, (label, a) in enumerate(results):
         c = f"C{k}"
-        curve = msd_overlay_curve(a)
+        curve = msd_overlay_curve(a, at)
         if curve is not None:
             lags, msd = curve
             axes[0].loglog(lags, msd, color=c, label=label)
@@ -160,7 +174,7 @@ def _overlays(results, out: Path) -> None:
             msl = a.msl[0]
             axes[3].loglog(msl.centers / msl.centers[0], msl.msl / msl.msl[0], ".-", color=c, ms=3, lw=0.8)
     axes[0].set_xlabel("τ (steps)")
-    axes[0].set_ylabel("Δr²(τ) / Δr² at the first lag")
+    axes[0].set_ylabel(f"Δr²(τ) / Δr²({at:g} steps)" if at else "Δr²(τ)")
     axes[0].legend(fontsize=7)
     axes[1].axhline(1.0, color="k", lw=0.5, ls="--")
     axes[1].set_xlabel("τ (steps)")
@@ -173,7 +187,8 @@ def _overlays(results, out: Path) -> None:
 
 
 _CAPTION = (
-    "MSD against the lag in steps, normalised at the first lag (whole run, lags with enough origins), "
+    "MSD against the lag in steps, every run normalised at the same lag (the largest first lag; whole "
+    "run, lags with enough origins), "
     "local slopes, step-length CCDFs "
     "(scaled by the median), MSL (first window, normalised)"
 )

@@ -7,8 +7,15 @@ from trajstore.errors import RecordingError
 
 class RecordingRefusedError(RecordingError):
     """trajstore cannot record this run correctly; the message says why and what to do.
-    Records written before the refusal stay in the store, which is closed validly. (A write
-    failure, the other kind of :class:`~trajstore.errors.RecordingError`, stops recording too.)"""
+    Records written before the refusal stay in the store, which is closed validly, and its
+    metadata key ``trajstore_recording_refused`` says why recording stopped. (A write failure,
+    the other kind of :class:`~trajstore.errors.RecordingError`, stops recording too.)"""
+
+    kept: str | None = None  # what the store holds, added by the recorder when it closes
+
+    def __str__(self) -> str:
+        said = super().__str__()
+        return said if self.kept is None else f"{said}; {self.kept}"
 
 
 class ResumeGapError(RecordingRefusedError):

@@ -22,7 +22,7 @@ from trajstore.provenance import utc_now_iso
 
 from . import sharded
 from .discovery import canonical_named_tensors, optimizer_names, unwrap
-from .errors import IterationOrderError, ResumeGapError, UnsupportedPatternError
+from .errors import IterationOrderError, RecordingRefusedError, ResumeGapError, UnsupportedPatternError
 from .keep_up import KeepUpCheck
 from .live_tensors import ParameterWatch
 from .modules import module_classes
@@ -41,6 +41,7 @@ _POOL_BYTES = 64 * 1024 * 1024  # host buffers of the default pool, all pools to
 _MAX_POOL = 64
 _LR_ATTRS = {"unit": "1", "description": "learning rate"}
 _COUNT_ATTRS = {"unit": "1", "description": "epoch (0-based)"}
+_SKIP_DESCRIPTION = "1 where the optimizer's update was skipped (AMP GradScaler: inf or NaN gradients)"
 
 
 # The writer thread and its encoders run this many nice steps below training (Linux): when they
@@ -199,6 +200,9 @@ class Recorder:
         self._closed = False
         self._started = time.monotonic()
         self.steps_begun = 0  # optimizer steps that reached their pre-hook (scaler_watch)
+        # The refusal that stopped recording (set by ``with`` and trajstore record): the store's
+        # metadata says it, and its message gains what the store kept.
+        self.refused: RecordingRefusedError | None = None
         # AMP steps that GradScaler skips are seen by wrapping GradScaler.step from attach();
         # integrations that see them their own way turn it off before attaching.
         self._watch_scaler = True
@@ -644,7 +648,8 @@ class Recorder:
             self._scalar(series_name("loss", name, several), iteration, loss, attrs)
         if skipped:
             skip = series_name("skipped", name, several)
-            self._scalar(skip, iteration, 1.0, {"evaluated_at": spec.POST_STEP})
+            attrs = {"unit": "1", "evaluated_at": spec.POST_STEP, "description": _SKIP_DESCRIPTION}
+            self._scalar(skip, iteration, 1.0, attrs)
         for i, lr in enumerate(lrs):
             if lr is not None:
                 self._scalar(lr_name(name, i, len(lrs), several), iteration, lr, _LR_ATTRS)
@@ -839,7 +844,15 @@ class Recorder:
                 self._records.flush()
                 self._scalars.flush()
                 if self.dropped:
-                    self._submit(self._writer.set_metadata, trajstore_dropped_records=self.dropped)
+                    dropped = self.dropped
+                    self._submit(lambda: self._writer.set_metadata(trajstore_dropped_records=dropped))
+                if self.refused is not None:  # the store says why it ends here, not only stderr
+                    refused = {
+                        "iteration": self.step,  # the iteration whose record it refused (or 0)
+                        "error": type(self.refused).__name__,
+                        "reason": str(self.refused.args[0]) if self.refused.args else "",
+                    }
+                    self._submit(lambda: self._writer.set_metadata(trajstore_recording_refused=refused))
             except RecordingError:
                 pass  # the writer failed; the thread reports its error below
             error = self._thread.close()
@@ -856,13 +869,17 @@ class Recorder:
                 f"recording stopped: {describe_os_error(error)} (writing {self.path}); "
                 f"{_safe_records(self.path)}"
             )
+        elif self.refused is not None and self._writer is not None:
+            self.refused.kept = _kept_records(self.path)
         if self.failure is not None:
             raise self.failure from None
 
     def __enter__(self) -> Recorder:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if isinstance(exc, RecordingRefusedError) and self.refused is None:
+            self.refused = exc
         self.close()
 
 
@@ -882,6 +899,17 @@ def _release_records(batch: list) -> None:
         for s in snaps:
             if s is not None:
                 s.release()
+
+
+def _kept_records(path: str) -> str:
+    """What a refusal left in the store at ``path``, as the end of its one-line message."""
+    try:
+        with trajstore.open(path) as t:
+            n = t.n_records
+            last = int(t.steps[-1]) if n else None
+    except (TrajstoreError, OSError):
+        return f"the records before it are in {path}"
+    return f"{n} records" + (f" (steps 0-{last})" if n else "") + f" are kept in {path}"
 
 
 def _safe_records(path: str) -> str:

@@ -131,7 +131,8 @@ def run_script(script: str, args: list[str], recorder: Recorder) -> int:
                 code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
                 if exc.code is not None and not isinstance(exc.code, int):
                     print(exc.code, file=sys.stderr)
-            except RecordingRefusedError:
+            except RecordingRefusedError as exc:
+                recorder.refused = exc  # the store says why it ends here (when it closes, below)
                 raise  # trajstore's own refusal: one line from the CLI, not the script's traceback
             except RecordingError:
                 code = 1  # a write failure: said in one line when the recorder closes, below

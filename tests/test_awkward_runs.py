@@ -319,7 +319,7 @@ def test_compare_overlays_runs_of_different_strides_on_one_step_axis(tmp_path):
     """compare's MSD overlay drew each run against its record lag, so a run recorded every 10th
     step put its 10-step lag at τ = 1, beside the other run's one-step lag. Its curve is now in
     steps: the same walk recorded every step and every 10th step lie on one curve."""
-    from trajstore.analysis.compare import msd_overlay_curve
+    from trajstore.analysis.compare import common_first_lag, msd_overlay_curve
 
     walk = _walk(2000, seed=3)  # one record per step
     for name, stride in (("every1", 1), ("every10", 10)):
@@ -333,8 +333,13 @@ def test_compare_overlays_runs_of_different_strides_on_one_step_axis(tmp_path):
     lags1, msd1 = curves["every1"]
     lags10, msd10 = curves["every10"]
     assert lags1[0] == 1 and lags10[0] == 10 and np.all(lags10 % 10 == 0)
-    # A random walk's MSD is linear in steps: both curves, normalised at their first lag, are
-    # τ / first lag; at 10 x a lag the every-step curve is 10 x the every-10 curve's start.
+    # A random walk's MSD is linear in steps. Normalised each at its own first lag, the curves
+    # are τ and τ / 10 (10 x apart); normalised at one lag in steps they coincide.
     np.testing.assert_allclose(msd10[:5], lags10[:5] / 10, rtol=0.1)
     at = np.searchsorted(lags1, lags10[:5])
     np.testing.assert_allclose(msd1[at] / 10, msd10[:5], rtol=0.1)
+    with trajstore.open(tmp_path / "every1.zarr") as t1, trajstore.open(tmp_path / "every10.zarr") as t10:
+        results = [(n, analyze(t, window=t.n_records, progress=False)) for n, t in (("1", t1), ("10", t10))]
+    assert common_first_lag(results) == 10
+    (l1, m1), (l10, m10) = (msd_overlay_curve(a, 10) for _, a in results)
+    np.testing.assert_allclose(m1[np.searchsorted(l1, l10[:5])], m10[:5], rtol=0.1)

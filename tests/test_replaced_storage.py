@@ -112,6 +112,11 @@ def _refused(path, after_step, steps=5):
     assert "\n" not in message
     with trajstore.open(path) as t:  # what was recorded before stays, valid
         assert t.n_records >= 1
+        last = int(t.steps[-1])
+        # the store says why it ends here; the message says what it kept
+        refused = t.metadata["trajstore_recording_refused"]
+        assert refused["error"] == type(info.value).__name__ and refused["reason"] in message
+        assert message.endswith(f"; {t.n_records} records (steps 0-{last}) are kept in {path}")
     assert validate(path).valid
     return message
 

@@ -46,6 +46,7 @@ def test_the_api_counts_a_skipped_step_and_keeps_each_iterations_loss(tmp_path):
         for k, step in enumerate(t.steps.tolist()):
             np.testing.assert_array_equal(t.weights[k], weights[step].numpy())
         assert t.observable("skipped")[0].tolist() == [3]
+        assert t.observable_attrs("skipped")["unit"] == "1"  # format.md 3.2
         steps, stored = t.observable("loss")
         assert steps.tolist() == [1, 2, 3, 4, 5, 6]
         np.testing.assert_allclose(stored, [losses[s] for s in steps.tolist()], rtol=1e-6)
