@@ -34,6 +34,7 @@ from .pairs import (
     segment_summary,
     split_by_segments,
 )
+from .spacing import describe_uneven_spacing
 from .steps import Displacements, displacements
 from .tails import fit_power_law_tail, fit_stable, mohammadi_alpha
 from .windows import iter_windows, record_windows
@@ -297,13 +298,11 @@ def analyze(
             "are cut at each boundary and no lag, step or increment spans one"
         )
     if not all(is_regular(traj.steps[s]) for s in segments):
-        shown = ", ".join(str(int(s)) for s in traj.steps[:8])
         out.notes.append(
-            f"records are not equally spaced in optimizer steps (steps {shown}, …; a log or ranged "
-            "schedule): windows that are not get the MSD at "
-            "each step lag from the pairs that exist at it (lag_pairs in summary.json); step lengths, "
-            "displacements, path geometry and update-component fits need one stride and are "
-            "undetermined there"
+            f"records are not equally spaced in optimizer steps ({_spacing(traj)}): windows whose "
+            "records are not get the MSD at each step lag from the pairs that exist at it "
+            "(lag_pairs in summary.json); step lengths, displacements, path geometry and "
+            "update-component fits need one stride and are undetermined there"
         )
     if traj.n_records < window:
         out.notes.append(
@@ -415,6 +414,15 @@ def analyze(
     if bar is not progress:
         bar.close()
     return out
+
+
+def _spacing(traj: Trajectory) -> str:
+    """How the records' steps depart from one stride, naming AMP-skipped steps (analysis/spacing.py)."""
+    try:
+        skipped = traj.observable("skipped")[0] if "skipped" in traj.observables else None
+    except (KeyError, AttributeError, OSError, ValueError):
+        skipped = None
+    return describe_uneven_spacing(np.asarray(traj.steps[:]), skipped)
 
 
 def _describe_selection(traj: Trajectory, selection: dict) -> str:

@@ -343,3 +343,25 @@ def test_compare_overlays_runs_of_different_strides_on_one_step_axis(tmp_path):
     assert common_first_lag(results) == 10
     (l1, m1), (l10, m10) = (msd_overlay_curve(a, 10) for _, a in results)
     np.testing.assert_allclose(m1[np.searchsorted(l1, l10[:5])], m10[:5], rtol=0.1)
+
+
+def test_uneven_spacing_is_explained_not_guessed(tmp_path):
+    """The note on records not equally spaced guessed 'a log or ranged schedule' whatever the
+    cause. It now names the gaps: an iteration AMP's GradScaler skipped on a scheduled step (it
+    has no weights record), or a resume that changed the stride."""
+    walk = _walk(400, seed=4)
+    with trajstore.create(tmp_path / "amp.zarr", walk.shape[1], mode="w") as w:
+        for t in range(0, 400, 10):
+            if t != 50:
+                w.append(t, walk[t])
+        w.log("skipped", 50, 1.0)
+    with trajstore.create(tmp_path / "resumed.zarr", walk.shape[1], mode="w") as w:
+        for t in [*range(150), *range(150, 400, 10)]:
+            w.append(t, walk[t])
+    with trajstore.open(tmp_path / "amp.zarr") as t:
+        notes = " ".join(analyze(t, window=t.n_records, progress=False).notes)
+    assert "40 → 60: AMP's GradScaler skipped the update of step 50" in notes
+    assert "log or ranged schedule" not in notes
+    with trajstore.open(tmp_path / "resumed.zarr") as t:
+        notes = " ".join(analyze(t, window=t.n_records, progress=False).notes)
+    assert "every step, then every 10 steps from step 150" in notes
