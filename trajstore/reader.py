@@ -384,7 +384,9 @@ class LazyArray:
                 c1 = c0 + 1
         if c1 is not None and c1 <= c0:
             return
-        self._objects.check(r0, r1, c0, c1)
+        # While a live HDF5 writer updates the file, its chunk index can point past the end this
+        # view knows: a stale view, not damage (retried on a fresh one, else StoreBusyError).
+        _retry_while_live(self._backend, lambda: self._objects.check(r0, r1, c0, c1))
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = self[:]
