@@ -901,12 +901,17 @@ def _release_records(batch: list) -> None:
                 s.release()
 
 
+def _count_records(path: str) -> tuple[int, int | None]:
+    """The number of records in the store at ``path`` and the last one's step (None if none)."""
+    with trajstore.open(path) as t:
+        n = t.n_records
+        return n, (int(t.steps[-1]) if n else None)
+
+
 def _kept_records(path: str) -> str:
     """What a refusal left in the store at ``path``, as the end of its one-line message."""
     try:
-        with trajstore.open(path) as t:
-            n = t.n_records
-            last = int(t.steps[-1]) if n else None
+        n, last = _count_records(path)
     except (TrajstoreError, OSError):
         return f"the records before it are in {path}"
     return f"{n} records" + (f" (steps 0-{last})" if n else "") + f" are kept in {path}"
@@ -915,9 +920,7 @@ def _kept_records(path: str) -> str:
 def _safe_records(path: str) -> str:
     """What survived in the store at ``path``, as the end of a one-line error message."""
     try:
-        with trajstore.open(path) as t:
-            n = t.n_records
-            last = int(t.steps[-1]) if n else None
+        n, last = _count_records(path)
     except (TrajstoreError, OSError) as exc:
         return f"the store could not be reopened to count its records ({describe_os_error(exc)})"
     steps = f" (steps 0-{last})" if n else ""
