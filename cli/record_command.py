@@ -74,6 +74,14 @@ from .sketch_options import sketch_options, sketch_recorder_options
     show_default=True,
     help="Threads that compress full blocks (beside the writer thread); more where cores are free.",
 )
+@click.option(
+    "--record-at",
+    type=click.Choice(["step", "next-step"]),
+    default="step",
+    show_default=True,
+    help="Take each record when the iteration's last step() returns, or when the next iteration "
+    "begins (after code that changes the weights after step(): clipping, projections).",
+)
 @sketch_options
 @description_options
 @quiet_option
@@ -95,6 +103,7 @@ def record(
     keepbits,
     codec,
     threads,
+    record_at,
     sketch,
     sample,
     sketch_seed,
@@ -164,6 +173,7 @@ def record(
         progress=not quiet,
         codec=codec,
         threads=threads,
+        record_at=record_at.replace("-", "_"),
         sketch=sketch_recorder_options(sketch, sample, sketch_seed, full),
     )
     with script_output():  # progress never lands in the middle of a line the script writes

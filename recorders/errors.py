@@ -33,3 +33,8 @@ class UnsupportedPatternError(RecordingRefusedError):
 class ReplacedParameterError(RecordingRefusedError):
     """Training code replaced or added parameters after the recorder attached, in a way the store's
     fixed layout cannot hold (a new shape or device, a renamed or replaced parameter, a new one)."""
+
+
+class WeightsChangedAfterStepError(RecordingRefusedError):
+    """Code between one iteration's last ``optimizer.step()`` and the next iteration changed the
+    weights, so records taken when ``step()`` returns would not be the weights training uses."""

@@ -27,6 +27,7 @@ from .keep_up import KeepUpCheck
 from .live_tensors import ParameterWatch
 from .modules import module_classes
 from .observables import loss_unit, lr_name, series_name
+from .post_step_check import PostStepCheck
 from .provenance import optimizers_provenance, run_provenance
 from .scaler_watch import ScalerWatch
 from .schedule import Every, Schedule, parse_schedule
@@ -39,6 +40,7 @@ _SCALAR_SECONDS = 1.0
 _RECORD_SECONDS = 1.0  # the longest a record waits on the training thread (see worker.Batch)
 _POOL_BYTES = 64 * 1024 * 1024  # host buffers of the default pool, all pools together
 _MAX_POOL = 64
+RECORD_AT = ("step", "next_step")  # when a record is taken: see Recorder(record_at=...)
 _LR_ATTRS = {"unit": "1", "description": "learning rate"}
 _COUNT_ATTRS = {"unit": "1", "description": "epoch (0-based)"}
 _SKIP_DESCRIPTION = "1 where the optimizer's update was skipped (AMP GradScaler: inf or NaN gradients)"
@@ -118,14 +120,26 @@ class Recorder:
         codec: str = "balanced",
         threads: int = 1,
         sketch: SketchOptions | None = None,
+        record_at: str = "step",
     ):
         from trajstore.backends.base import CODEC_PRESET_NAMES
+
+        if record_at not in RECORD_AT:
+            raise ValueError(f"record_at must be one of {', '.join(RECORD_AT)}, got {record_at!r}")
 
         if codec not in CODEC_PRESET_NAMES:
             raise ValueError(f"codec must be one of {', '.join(CODEC_PRESET_NAMES)}, got {codec!r}")
         if int(threads) < 1:
             raise ValueError(f"threads must be at least 1, got {threads}")
         self.path = os.fspath(path)
+        # "step": a record is taken when the iteration's last optimizer.step() returns, and a
+        # check refuses code that changes the weights after it (post_step_check.py); "next_step":
+        # when the next iteration's first step begins (or at close), after any such code.
+        self.record_at = record_at
+        self._post_check: PostStepCheck | None = None
+        self._pending_record: tuple | None = None  # record_at="next_step": (step, grads, buffers)
+        self._refused_at_close: RecordingRefusedError | None = None
+        self._refused_iteration: int | None = None  # set when a refusal came as an iteration began
         # (1.2) a sketch and/or sample of the weights, with or without them in full (recorders/sketch.py)
         self.sketch = sketch or SketchOptions()
         self.sketch.check(gradients=gradients, buffers=buffers, resume=resume)
@@ -323,6 +337,10 @@ class Recorder:
             offsets = np.cumsum([0] + [p.numel() for p in self._params])
             self._grad_views = [self._grad_acc[a:b] for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
         self._buf_pool = SnapshotPool(nb, device, self.pool_size, "block", self._failed) if nb else None
+        if self.record_at == "next_step":
+            writer.set_recording_attribute(spec.ATTR_WEIGHTS_TAKEN, "next_step")
+        elif self._watch is not None:
+            self._post_check = PostStepCheck([p.numel() for p in self._params], device)
         self._writer = writer
         self._thread = WriterThread(
             writer,
@@ -335,7 +353,9 @@ class Recorder:
         if resumed is not None:
             self._start_segment(writer, resumed)
         elif writer.n_records == 0:
-            self._record(0, None)
+            self._take(0, None)
+        if self._post_check is not None:
+            self._post_check.at_end(self.step, self._flat)
         for args in self._early:
             self.log(*args[:2], step=args[2] if args[2] is not None else self.step)
         self._early.clear()
@@ -379,7 +399,7 @@ class Recorder:
         start_step = self.step + 1
         if not resumed["continuous"]:
             self.step += 1
-            self._record(self.step, None)
+            self._take(self.step, None)
             start_step = self.step
         segment = {
             "start_step": start_step,
@@ -539,6 +559,8 @@ class Recorder:
             return None
         if not self._opt_names:
             self._name_optimizers()
+        if not self._stepped:  # the iteration begins
+            self._iteration_begins()
         self._check_order(optimizer)
         kwargs = dict(kwargs or {})
         closure = kwargs.get("closure", args[1] if len(args) > 1 else None)
@@ -680,10 +702,40 @@ class Recorder:
             grads = None
             if self._grad_acc is not None:
                 grads = self._grad_pool.snapshot([self._grad_acc])
-            self._record(self.step, grads)
+            self._take(self.step, grads)
         if self._grads_written:
             self._grad_acc.zero_()  # parameters no optimizer updates have gradient 0
             self._grads_written = False
+        if self._post_check is not None:
+            self._post_check.at_end(self.step, self._flat)
+
+    def _take(self, step: int, grads) -> None:
+        """The record of iteration ``step``: now, or (``record_at="next_step"``) when the next
+        iteration begins; its buffers (BatchNorm statistics) are taken now either way, since the
+        next iteration's forward pass changes them."""
+        if self.record_at == "step":
+            self._record(step, grads)
+            return
+        self._take_pending()  # a record no iteration start took (a skipped iteration came between)
+        bsnap = self._buf_pool.snapshot(SnapshotPool.flat_views(self._buffers)) if self._buf_pool else None
+        self._pending_record = (step, grads, bsnap)
+
+    def _take_pending(self) -> None:
+        pending, self._pending_record = self._pending_record, None
+        if pending is not None:
+            self._record(*pending)
+
+    def _iteration_begins(self) -> None:
+        """The first optimizer step of an iteration begins: the weights are those training
+        continues from (a deferred record is taken; the post-step check compares)."""
+        self._take_pending()  # a refusal here is of the pending record's iteration: self.step
+        if self._post_check is not None and self._post_check.armed:
+            try:
+                self._watch.check(self.step + 1)  # follow storage replaced after the step (p.data = ...)
+                self._post_check.at_start(self._flat)
+            except RecordingRefusedError:
+                self._refused_iteration = self.step + 1  # refused before it stepped
+                raise
 
     # -- internals -----------------------------------------------------------------------
 
@@ -731,10 +783,10 @@ class Recorder:
                 self._writer.set_recording_attribute, spec.ATTR_TRAINABLE, list(self._trainable_changes)
             )
 
-    def _record(self, step: int, grads) -> None:
+    def _record(self, step: int, grads, bsnap=None) -> None:
+        """Snapshot the weights now as the record of ``step`` (``bsnap``: buffers taken earlier)."""
         if self._failed.is_set():  # stop training at the first step after a failed write
-            if grads is not None:
-                grads.release()
+            _release_records([(step, grads, bsnap)])
             self._thread.check()
         if self._watch is not None:
             self._watch.check(step)
@@ -748,13 +800,10 @@ class Recorder:
             self._check_keep_up()
         if (snap is None and self.sketch.full_weights) or (sk is None and self._sketcher is not None):
             self.dropped += 1
-            _release_records([(step, snap, grads, sk)])
+            _release_records([(step, snap, grads, sk, bsnap)])
             return
-        bsnap = (
-            self._buf_pool.snapshot(SnapshotPool.flat_views(self._buffers))
-            if self._buf_pool is not None
-            else None
-        )
+        if bsnap is None and self._buf_pool is not None:
+            bsnap = self._buf_pool.snapshot(SnapshotPool.flat_views(self._buffers))
         self._records.add((step, snap, grads, bsnap, sk))
 
     def _check_keep_up(self) -> None:
@@ -835,6 +884,7 @@ class Recorder:
         error = None
         if self._thread is not None:
             try:
+                self._close_checks()
                 if self._stepped:  # the run ended inside an iteration: no record for it, but say so
                     partial = {
                         "iteration": self.step + 1,
@@ -848,7 +898,8 @@ class Recorder:
                     self._submit(lambda: self._writer.set_metadata(trajstore_dropped_records=dropped))
                 if self.refused is not None:  # the store says why it ends here, not only stderr
                     refused = {
-                        "iteration": self.step,  # the iteration whose record it refused (or 0)
+                        # the iteration whose record it refused (or 0)
+                        "iteration": self._refused_iteration or self.step,
                         "error": type(self.refused).__name__,
                         "reason": str(self.refused.args[0]) if self.refused.args else "",
                     }
@@ -873,6 +924,24 @@ class Recorder:
             self.refused.kept = _kept_records(self.path)
         if self.failure is not None:
             raise self.failure from None
+        if self._refused_at_close is not None:
+            raise self._refused_at_close from None
+
+    def _close_checks(self) -> None:
+        """At close: a comparison still on the device is read; a deferred record is taken."""
+        try:
+            if self._post_check is not None:
+                self._post_check.settle()
+        except RecordingRefusedError as exc:  # seen only now (a GPU): raised once the store is closed
+            self.refused = self.refused or exc
+            self._refused_at_close = exc
+            self._post_check = None
+        if self.refused is None and self.failure is None:
+            self._take_pending()
+        else:  # the iteration it belongs to may never have ended cleanly
+            pending, self._pending_record = self._pending_record, None
+            if pending is not None:
+                _release_records([pending])
 
     def __enter__(self) -> Recorder:
         return self

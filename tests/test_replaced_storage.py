@@ -24,14 +24,15 @@ def _flat(model: nn.Module) -> np.ndarray:
     return torch.cat([p.detach().float().flatten() for p in model.parameters()]).numpy().copy()
 
 
-def _train(path, model, steps: int, after_step=None, *, buffers: bool = False):
+def _train(path, model, steps: int, after_step=None, *, buffers: bool = False, record_at="step"):
     """A real SGD run recorded by a Recorder; ``after_step(i, model, opt)`` runs after each
-    step (after the record). Returns the hand-copied weights (step 0 and after every step) and,
-    with ``buffers``, the floating-point buffers after every step."""
+    step (after the record). Returns the hand-copied weights (step 0 and after every step, or
+    with ``record_at="next_step"`` after ``after_step`` too) and, with ``buffers``, the
+    floating-point buffers after every step."""
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     g = torch.Generator().manual_seed(1)
     snaps, bufs = [], []
-    with Recorder(model, path, progress=False, buffers=buffers) as rec:
+    with Recorder(model, path, progress=False, buffers=buffers, record_at=record_at) as rec:
         rec.attach(opt)
         snaps.append(_flat(model))
         for i in range(steps):
@@ -45,6 +46,8 @@ def _train(path, model, steps: int, after_step=None, *, buffers: bool = False):
             bufs.append(torch.cat(floats).numpy().copy() if floats else None)
             if after_step is not None:
                 after_step(i, model, opt)
+                if record_at == "next_step":  # the record holds the weights the next step starts from
+                    snaps[-1] = _flat(model)
     return (np.stack(snaps), np.stack(bufs)) if buffers else np.stack(snaps)
 
 
@@ -81,8 +84,10 @@ def swap_in_average(i, model, opt):  # swap averaged weights in through .data an
 
 @pytest.mark.parametrize("after_step", [clip, reinit, to_double, swap_in_average], ids=lambda f: f.__name__)
 def test_the_store_follows_replaced_storage_bit_for_bit(tmp_path, after_step):
+    """Records taken when the next iteration begins (the weights these changes leave); taken
+    when step() returns, changes of the values are refused (tests/test_post_step_change.py)."""
     path = tmp_path / "run.zarr"
-    ref = _train(path, _model(), 6, after_step)
+    ref = _train(path, _model(), 6, after_step, record_at="next_step")
     np.testing.assert_array_equal(_stored(path), ref)
     assert np.any(ref[-1] != ref[-2])  # the run kept training after the replacement
     assert validate(path).valid
@@ -161,6 +166,12 @@ def test_parameters_added_to_the_model_and_optimizer_after_attach_are_refused(tm
     assert "3.weight" in message and "after" in message
 
 
+def test_storage_replaced_with_the_same_values_is_followed_when_records_are_taken_at_step(tmp_path):
+    path = tmp_path / "run.zarr"
+    ref = _train(path, _model(), 6, to_double)
+    np.testing.assert_array_equal(_stored(path), ref)
+
+
 def test_zero_code_recording_follows_weight_clipping(tmp_path):
     code, out, ref = record(
         tmp_path,
@@ -173,11 +184,12 @@ def test_zero_code_recording_follows_weight_clipping(tmp_path):
         for i in range(5):
             loss = -critic(torch.randn(8, 4, generator=g)).mean()
             opt.zero_grad(); loss.backward(); opt.step()
-            snaps.append(flat(critic.parameters()))
             for p in critic.parameters():
                 p.data = p.data.clamp(-0.05, 0.05)
+            snaps.append(flat(critic.parameters()))
         save(w=np.stack(snaps))
         """,
+        record_at="next_step",
     )
     assert code == 0
     np.testing.assert_array_equal(_stored(out), load(ref, "w"))

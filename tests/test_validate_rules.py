@@ -179,6 +179,7 @@ BREAK = {
     "V65": (".zarr", lambda p: _attr(p, "", "full_weights", "yes")),
     "V66": (".zarr", None),  # written with the sketch one step off the weights, see MAKERS
     "V67": (".h5", lambda p: _attr(p, "", "spec_version", "1.1")),
+    "V76": (".zarr", lambda p: _attr(p, "", "weights_taken", "whenever")),
     "V90": (".h5", lambda p: _attr(p, "", "tensor_modules", ["Conv2d"])),  # one entry for 4 tensors
 }
 

@@ -23,10 +23,18 @@ ATTR_LOSSY = "lossy"  # null, or {"method": "bitround", "keepbits": int, "groups
 ATTR_TRAINABLE = "trainable"  # change points [{"step": int, "trainable": [bool per tensor]}]
 ATTR_SEGMENTS = "segments"  # resumes [{"start_step", "start_record", "continuous", "max_abs_gap", ...}]
 ATTR_GRADIENT_SOURCE = "gradient_source"  # "update" or "first_closure_evaluation"
+ATTR_WEIGHTS_TAKEN = "weights_taken"  # (1.2) "after_step" (default) or "next_step"
 # (1.2) the class name of the module owning each layout tensor ("Conv2d"), or null: per-layer analyses
 ATTR_TENSOR_MODULES = "tensor_modules"
-RECORDING_ATTRS = (ATTR_TRAINABLE, ATTR_SEGMENTS, ATTR_GRADIENT_SOURCE, ATTR_TENSOR_MODULES)
+RECORDING_ATTRS = (
+    ATTR_TRAINABLE,
+    ATTR_SEGMENTS,
+    ATTR_GRADIENT_SOURCE,
+    ATTR_TENSOR_MODULES,
+    ATTR_WEIGHTS_TAKEN,
+)
 GRADIENT_SOURCES = ("update", "first_closure_evaluation")
+WEIGHTS_TAKEN = ("after_step", "next_step")
 ATTR_STORE_ID = "store_id"  # (1.1) UUID given at creation
 ATTR_DATASET = "dataset"  # (1.1) title, authors, license, ... (trajstore.description)
 ATTR_DERIVED_FROM = "derived_from"  # (1.1) {"store_id", "content_digest", "operation", ...}

@@ -84,6 +84,7 @@ RULES: dict[str, str] = {
     "V66": "(1.2) sketch and sample records are at the same steps (and at the weights' steps when the "
     "weights are recorded in full)",
     "V67": "(1.2) a store with a sketch or sample declares spec_version 1.2 or later",
+    "V76": "(1.2) weights_taken is 'after_step' or 'next_step'",
     "V90": "(1.2) tensor_modules, when present, lists one string or null per weights tensor",
 }
 
@@ -799,6 +800,12 @@ def _check_recording_attrs(attrs: dict, layout: Layout | None, r: Report) -> Non
             "V48",
             f"root: attribute {spec.ATTR_GRADIENT_SOURCE!r} is {source!r}, "
             f"not one of {spec.GRADIENT_SOURCES}",
+        )
+    taken = attrs.get(spec.ATTR_WEIGHTS_TAKEN)
+    if taken is not None and taken not in spec.WEIGHTS_TAKEN:
+        r.add(
+            "V76",
+            f"root: attribute {spec.ATTR_WEIGHTS_TAKEN!r} is {taken!r}, not one of {spec.WEIGHTS_TAKEN}",
         )
 
 
