@@ -168,3 +168,33 @@ def test_cuda_recording_adds_no_synchronisation_to_the_training_thread(tmp_path,
         assert t.n_records + skipped == 36  # the initial weights, then every step not skipped
         steps, loss = t.observable("loss")
         assert len(loss) == 35 and np.all((loss > 0) & (loss < 10))  # unscaled by the GradScaler
+
+
+def test_cuda_weight_clipping_after_step_is_refused_and_recorded_at_next_step(tmp_path):
+    """On a GPU the post-step check compares on the device and reads the result one iteration
+    later: clipping after every step is still refused; at next_step the records hold it."""
+    from trajstore.recorders.errors import WeightsChangedAfterStepError
+
+    def run(path, record_at):
+        model = _model()
+        opt = torch.optim.RMSprop(model.parameters(), lr=5e-3)
+        g = torch.Generator(device="cuda").manual_seed(1)
+        snaps = []
+        with Recorder(model, path, progress=False, record_at=record_at) as rec:
+            rec.attach(opt)
+            snaps.append(torch.cat([p.detach().flatten() for p in model.parameters()]).cpu().numpy())
+            for _ in range(6):
+                loss = model(torch.randn(4, 3, 8, 8, device="cuda", generator=g)).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                for p in model.parameters():
+                    p.data.clamp_(-0.05, 0.05)
+                snaps.append(torch.cat([p.detach().flatten() for p in model.parameters()]).cpu().numpy())
+        return np.stack(snaps)
+
+    with pytest.raises(WeightsChangedAfterStepError):
+        run(tmp_path / "step.zarr", "step")
+    ref = run(tmp_path / "next.zarr", "next_step")
+    with trajstore.open(tmp_path / "next.zarr") as t:
+        np.testing.assert_array_equal(np.asarray(t.weights[:]), ref)
