@@ -155,8 +155,12 @@ def measure(
             progress=False,
             schedule=schedule,
             codec=codec,
-            threads=threads,
-            store_options=None if nice is None else {"nice": nice},
+            threads=max(threads, 1),
+            # threads 0: each full block is encoded on the writer thread itself (one background thread)
+            store_options={
+                **({} if nice is None else {"nice": nice}),
+                **({"threads": 0} if threads == 0 else {}),
+            },
         )
         with rec:
             rec.attach(opt)
@@ -207,7 +211,9 @@ def main() -> None:
     ap.add_argument("--schedule", default="every:1", help="what the recorder records (default every step)")
     ap.add_argument("--switch-interval", type=float, default=None, help="sys.setswitchinterval (s)")
     ap.add_argument("--codec", default="balanced", help="Recorder codec preset")
-    ap.add_argument("--threads", type=int, default=1, help="Recorder encoder threads")
+    ap.add_argument(
+        "--threads", type=int, default=1, help="Recorder encoder threads (0: encode on the writer thread)"
+    )
     ap.add_argument("--nice", type=int, default=None, help="writer threads' nice steps (default: Recorder's)")
     ap.add_argument("--zarr-write-path", action="store_true", help="also measure zarr's own write path")
     ap.add_argument(
