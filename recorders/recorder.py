@@ -95,6 +95,10 @@ class Recorder:
     ``sketch``: :class:`~trajstore.recorders.sketch.SketchOptions` (1.2): a CountSketch of
     dimension K and/or a sample of M parameters per record, computed on the device; the full
     weights then only when ``full=True``.
+    ``record_at``: ``"step"`` (a record is taken when the iteration's last ``step()`` returns;
+    code that changes the weights after it is refused with
+    :class:`~trajstore.recorders.errors.WeightsChangedAfterStepError`) or ``"next_step"`` (when
+    the next iteration's first step begins, the last one at close: after such code).
     """
 
     def __init__(
