@@ -60,6 +60,24 @@ def _is_writer_rank() -> bool:
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
+def _stops_at_refusal(hook):
+    """A training hook that stops recording at a refusal: the recorder keeps it (the store's
+    metadata says why it ends, also when the script catches the error and trains on) and
+    records nothing more."""
+
+    @functools.wraps(hook)
+    def wrapped(self, *args, **kwargs):
+        if self.refused is not None:
+            return None
+        try:
+            return hook(self, *args, **kwargs)
+        except RecordingRefusedError as exc:
+            self.refused = self.refused or exc
+            raise
+
+    return wrapped
+
+
 class Recorder:
     """Records the weights of ``model`` after every training iteration into the store at ``path``.
 
@@ -370,6 +388,14 @@ class Recorder:
             same = [(s.name, tuple(s.shape)) for s in t.layout] == list(layout.items())
             if not same or t.n_records == 0:
                 return None  # trajstore.create reports a layout change in its own words
+            taken = t.attrs.get(spec.ATTR_WEIGHTS_TAKEN) or "after_step"
+            if taken != ("next_step" if self.record_at == "next_step" else "after_step"):
+                was = "next-step" if taken == "next_step" else "step"
+                raise UnsupportedPatternError(
+                    f"{self.path} was recorded with --record-at {was} (records taken "
+                    + ("when the next iteration began" if was == "next-step" else "when step() returned")
+                    + f"); resume it with --record-at {was}, so that all its records are of one kind"
+                )
             last = np.asarray(t.weights[-1], dtype=np.float64)
             last_step = int(t.steps[-1])
             n_records = t.n_records
@@ -554,6 +580,7 @@ class Recorder:
         """The optimizers whose steps make the records (attached, or found by ``trajstore record``)."""
         return list(self._optimizers)
 
+    @_stops_at_refusal
     def before_step(self, optimizer: torch.optim.Optimizer, args: tuple = (), kwargs: dict | None = None):
         """Step pre-hook: returns new (args, kwargs) when the step has a closure to observe."""
         self.steps_begun += 1
@@ -620,6 +647,7 @@ class Recorder:
             "step in a varying pattern, which trajstore cannot record yet"
         )
 
+    @_stops_at_refusal
     def after_step(self, optimizer: torch.optim.Optimizer | None = None, *, skipped: bool = False) -> None:
         """Step post-hook (``skipped``: GradScaler skipped this optimizer's update)."""
         if not self._bound:
@@ -683,6 +711,7 @@ class Recorder:
             attrs = {"unit": "1", "description": "closure evaluations of the step"}
             self._scalar(series_name("closure_evaluations", name, several), iteration, evals, attrs)
 
+    @_stops_at_refusal
     def mark_skipped(self, optimizer: torch.optim.Optimizer | None = None) -> None:
         """An optimizer step that GradScaler skipped (AMP overflow): it counts in the iteration;
         an iteration where every update was skipped gets no weights record."""
@@ -987,6 +1016,8 @@ def _kept_records(path: str) -> str:
         n, last = _count_records(path)
     except (TrajstoreError, OSError):
         return f"the records before it are in {path}"
+    if n == 1:
+        return f"1 record (step {last}) is kept in {path}"
     return f"{n} records" + (f" (steps 0-{last})" if n else "") + f" are kept in {path}"
 
 
@@ -996,5 +1027,5 @@ def _safe_records(path: str) -> str:
         n, last = _count_records(path)
     except (TrajstoreError, OSError) as exc:
         return f"the store could not be reopened to count its records ({describe_os_error(exc)})"
-    steps = f" (steps 0-{last})" if n else ""
-    return f"{n} records{steps} are safe in {path}; fix the cause and continue with --resume"
+    what = "1 record (step 0) is" if n == 1 else f"{n} records" + (f" (steps 0-{last})" if n else "") + " are"
+    return f"{what} safe in {path}; fix the cause and continue with --resume"

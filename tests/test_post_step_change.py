@@ -76,7 +76,7 @@ def test_weights_changed_after_step_are_refused_at_step(tmp_path, after_step):
     with pytest.raises(WeightsChangedAfterStepError) as info:
         _train(path, _critic(), 8, after_step)
     message = str(info.value)
-    assert "\n" not in message and "after optimizer.step() of iteration" in message
+    assert "\n" not in message and "optimizer.step() of iteration 1 returned" in message
     assert "--record-at next-step" in message
     with trajstore.open(path) as t:  # the records before it stay, and the store says why
         assert t.n_records >= 1
@@ -119,6 +119,45 @@ def test_weights_loaded_after_the_recorder_took_step_0_are_refused(tmp_path):
     with pytest.raises(WeightsChangedAfterStepError) as info:
         _train(tmp_path / "run.zarr", _critic(), 3, lambda m: None, before=load_checkpoint)
     assert "step 0" in str(info.value)
+
+
+def test_a_refusal_the_script_catches_stops_recording_and_is_kept(tmp_path):
+    path = tmp_path / "run.zarr"
+    model = _critic()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    refusals = 0
+    with Recorder(model, path, progress=False) as rec:
+        rec.attach(opt)
+        for _ in range(8):
+            loss = model(torch.randn(8, 4)).pow(2).mean()
+            opt.zero_grad()
+            loss.backward()
+            try:
+                opt.step()
+            except WeightsChangedAfterStepError:
+                refusals += 1
+            clip(model)
+    assert refusals == 1  # the next steps train on, unrecorded
+    with trajstore.open(path) as t:
+        assert t.n_records == 2
+        assert t.metadata["trajstore_recording_refused"]["error"] == "WeightsChangedAfterStepError"
+
+
+def test_resume_keeps_the_kind_of_record(tmp_path):
+    path = tmp_path / "run.zarr"
+    _train(path, _critic(), 3, lambda m: None)
+    with pytest.raises(Exception, match="--record-at step"):
+        _train_resumed(path, "next_step")
+
+
+def _train_resumed(path, record_at):
+    model = _critic()
+    with trajstore.open(path) as t:
+        last = torch.from_numpy(np.asarray(t.weights[-1]).copy())
+    torch.nn.utils.vector_to_parameters(last, model.parameters())
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    with Recorder(model, path, progress=False, resume=True, record_at=record_at) as rec:
+        rec.attach(opt)
 
 
 def test_plain_training_is_recorded_at_step_as_before(tmp_path):
@@ -165,5 +204,38 @@ def test_clipping_that_starts_late_is_caught_at_a_checked_iteration(tmp_path):
             clip(model)
 
     with pytest.raises(WeightsChangedAfterStepError) as info:
-        _train(tmp_path / "run.zarr", _critic(), 40, clip_after_warm_up)
-    assert "iteration 32 returned" in str(info.value)
+        _train(tmp_path / "run.zarr", _critic(), 400, clip_after_warm_up)
+    message = str(info.value)  # checks at random, one iteration in 32 on average
+    seen = int(message.split(" of iteration ")[1].split()[0])
+    assert 10 < seen < 400
+    # the records between the last check that passed and the refusal are named as doubtful
+    assert f"records after iteration {seen - 1}" not in message and "records after iteration" in message
+
+
+def test_a_change_every_few_iterations_cannot_stay_between_the_checks(tmp_path):
+    """Checks on fixed multiples would never see a change every 32nd iteration at an odd offset."""
+    seen = {"i": 0}
+
+    def every_32nd(model):
+        seen["i"] += 1
+        if seen["i"] % 32 == 7:
+            clip(model)
+
+    with pytest.raises(WeightsChangedAfterStepError):
+        _train(tmp_path / "run.zarr", _critic(), 3000, every_32nd)
+
+
+def test_a_large_model_is_compared_on_every_value_in_turn(monkeypatch):
+    """Past MAX_VALUES, each check compares one interleaved subset: a change of one fixed value
+    on every iteration is still seen within ``stride`` checks."""
+    from trajstore.recorders import post_step_check
+
+    monkeypatch.setattr(post_step_check, "MAX_VALUES", 100)
+    flat = [torch.randn(333), torch.randn(50)]
+    check = post_step_check.PostStepCheck([333, 50], torch.device("cpu"), every=1, first=0)
+    assert check.stride == 4
+    with pytest.raises(WeightsChangedAfterStepError):
+        for i in range(check.stride):
+            check.at_end(i + 1, flat)
+            flat[0][333 - 1] += 1.0  # a position only one subset holds
+            check.at_start(flat)
