@@ -1,8 +1,9 @@
 """Saying why a store's records are not equally spaced in optimizer steps.
 
 A record gap can come from a schedule (``log:N``, ranges), from a resume with another stride, or
-from training iterations that AMP's GradScaler skipped (such an iteration has no weights record,
-docs/format.md 3.3). The analysis notes name which, with the steps, rather than guess.
+from training iterations that AMP's GradScaler skipped (in stores of recorders before 1.2's rule,
+docs/format.md 3.3, such an iteration has no weights record; since, it is recorded unchanged).
+The analysis notes name which, with the steps, rather than guess.
 """
 
 from __future__ import annotations

@@ -172,10 +172,9 @@ class Recorder:
         self._pending_loss: torch.Tensor | float | None = None
         self._pending_unit: str | None = None
         self._pending_grads = None
-        # The iteration being assembled: optimizers that stepped, whether any really updated.
+        # The iteration being assembled: the optimizers that stepped in it so far.
         self._cycle: list[torch.optim.Optimizer] | None = None
         self._stepped: list[torch.optim.Optimizer] = []
-        self._updated = False
         self._grad_acc: torch.Tensor | None = None
         self._grads_written = False
         self._closure: dict | None = None  # evaluations of the running step's closure
@@ -601,7 +600,6 @@ class Recorder:
         closure, self._closure = self._closure, None
         first = not self._stepped
         self._stepped.append(optimizer)
-        self._updated |= not skipped
         loss, unit = self._pending_loss, self._pending_unit
         self._pending_loss = self._pending_unit = None
         lrs = [] if skipped or optimizer is None else [g.get("lr") for g in optimizer.param_groups]
@@ -658,8 +656,9 @@ class Recorder:
             self._scalar(series_name("closure_evaluations", name, several), iteration, evals, attrs)
 
     def mark_skipped(self, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """An optimizer step that GradScaler skipped (AMP overflow): it counts in the iteration;
-        an iteration where every update was skipped gets no weights record."""
+        """An optimizer step that GradScaler skipped (AMP overflow): it counts in the iteration
+        (``skipped`` = 1); an iteration where every update was skipped is recorded when the
+        schedule selects it, with the weights unchanged (docs/format.md 3.3, 1.2)."""
         if not self._bound:
             return
         if optimizer is None:
@@ -675,8 +674,10 @@ class Recorder:
         if self.epoch is not None:
             epoch = self.epoch + (self._epoch_offset if self._epoch_auto else 0)
             self._scalar("epoch", self.step, epoch, _COUNT_ATTRS)
-        updated, self._updated = self._updated, False
-        if updated and self.schedule.selects(self.step):
+        # (1.2) An iteration whose updates were all skipped (AMP) is recorded like any other when
+        # the schedule selects it: its weights are the live ones, unchanged, and the record grid
+        # stays regular (docs/format.md 3.3). Its gradients are 0: no update used any.
+        if self.schedule.selects(self.step):
             grads = None
             if self._grad_acc is not None:
                 grads = self._grad_pool.snapshot([self._grad_acc])
