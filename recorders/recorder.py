@@ -266,6 +266,7 @@ class Recorder:
         shard = sharded.prepare(self, self._names, self._params) if sharded.is_sharded(pairs) else None
         resumed = self._check_resume(layout) if self.mode == "a" and os.path.exists(self.path) else None
         prov = run_provenance(self._model, device, self.script)
+        prov["schedule"] = self.schedule.spec() or type(self.schedule).__name__  # (1.2) what was asked
         try:
             if shard is not None:
                 options = {"mode": self.mode, "metadata": self.metadata, "provenance": prov}
