@@ -336,8 +336,8 @@ class Recorder:
             self._start_segment(writer, resumed)
         elif writer.n_records == 0:
             self._record(0, None)
-        for args in self._early:
-            self.log(*args[:2], step=args[2] if args[2] is not None else self.step)
+        for name, value, step, attrs in self._early:
+            self.log(name, value, step=step if step is not None else self.step, **attrs)
         self._early.clear()
 
     def _check_resume(self, layout: dict) -> dict | None:
@@ -504,11 +504,10 @@ class Recorder:
         """Record an extra observable at ``step`` (default: the last completed iteration)."""
         if not self.enabled:
             return
-        v = value.detach() if isinstance(value, torch.Tensor) else value
         if self._writer is None:
-            self._early.append((name, v, step))
+            self._early.append((name, _now(value), step, attrs))
             return
-        self._scalar(name, self.step if step is None else int(step), v, attrs)
+        self._scalar(name, self.step if step is None else int(step), value, attrs)
 
     def _live_log(self, name: str, value: Any, step: int | None) -> None:
         self.log(name, value, step)
@@ -603,7 +602,7 @@ class Recorder:
         self._stepped.append(optimizer)
         loss, unit = self._pending_loss, self._pending_unit
         self._pending_loss = self._pending_unit = None
-        lrs = [] if skipped or optimizer is None else [g.get("lr") for g in optimizer.param_groups]
+        lrs = [] if skipped or optimizer is None else [_now(g.get("lr")) for g in optimizer.param_groups]
         evals = closure["evals"] if closure is not None else None
         emit = functools.partial(
             self._step_scalars, optimizer, self.step + 1, first, loss, unit, lrs, evals, skipped
@@ -777,8 +776,10 @@ class Recorder:
         return self._records.size
 
     def _scalar(self, name: str, step: int, value, attrs: dict) -> None:
-        """Queue a scalar observable; they travel to the writer thread in batches (cheap per step)."""
-        self._scalars.add((name, step, value, attrs))
+        """Queue a scalar observable; they travel to the writer thread in batches (cheap per step).
+        A tensor is copied now (on its device, no sync): read later, a tensor the script changes
+        in place (a scheduler's tensor learning rate, a running count) would give a later value."""
+        self._scalars.add((name, step, _now(value), attrs))
 
     def _submit(self, fn, *args, discard=None) -> None:
         if self._thread is not None:
@@ -893,6 +894,11 @@ def framework_layout(named: list[tuple[str, torch.Tensor]]) -> Layout:
         tensors.append(TensorSpec(name, shape, str(t.dtype).removeprefix("torch."), offset))
         offset += math.prod(shape)
     return Layout(tensors)
+
+
+def _now(value):
+    """``value`` as it is now: a tensor is copied (detached, on its device), anything else kept."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
 def _release_records(batch: list) -> None:
