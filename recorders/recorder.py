@@ -357,9 +357,24 @@ class Recorder:
             if "epoch" in t.observables:
                 epochs = t.observable("epoch")[1]
                 self._epoch_offset = int(epochs[-1]) + 1 if len(epochs) else 0
+            series = [t.observable(name)[0] for name in t.observables]
+            ahead = max([last_step, *(int(s[-1]) for s in series if len(s))])
         now = torch.cat([f.detach().float().cpu() for f in self._flat]).double().numpy()
         gap = float(np.max(np.abs(now - last))) if now.size else 0.0
         continuous = bool(gap <= self.resume_tolerance)  # NaN is never continuous
+        if continuous and ahead > last_step:
+            # The run continues the last record (step last_step), but steps up to ``ahead`` are
+            # taken by the previous run's observables: its iterations cannot be numbered on.
+            if not self.resume_new_segment:
+                raise ResumeGapError(
+                    f"{self.path}: --resume would number the resumed iterations from step {ahead + 1}, "
+                    f"but the run starts at the weights of the last stored record, step {last_step}: "
+                    f"the store's observables go on to step {ahead} (the previous run went on past its "
+                    "last record, or crashed before its records were written), so every step would be "
+                    f"{ahead - last_step} too high; pass --resume-new-segment to record it as a new, "
+                    "separate segment"
+                )
+            continuous = False  # a separate segment, numbered past every stored step
         if not continuous and not self.resume_new_segment:
             raise ResumeGapError(
                 f"{self.path}: --resume would not continue the stored trajectory: the run starts "

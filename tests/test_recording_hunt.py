@@ -67,3 +67,57 @@ def test_log_before_the_store_exists_keeps_the_value_and_attributes_given(tmp_pa
         assert t.observable("noise_level")[1].tolist() == [0.25]
         attrs = t.observable_attrs("noise_level")
         assert attrs["unit"] == "1" and attrs["description"] == "label noise"
+
+
+def _steps(model, opt, rec, n: int, start: int, losses: dict) -> None:
+    for i in range(start, start + n):
+        opt.zero_grad()
+        loss = model(torch.randn(4, 3)).pow(2).mean()
+        loss.backward()
+        rec.log_loss(loss)
+        opt.step()
+        losses[i] = float(loss.detach())
+
+
+def test_a_resume_from_the_last_record_while_observables_ran_ahead_is_refused(tmp_path):
+    """``every=10``; the first run stops after step 37 (its loss is stored to step 37, its last
+    record is step 30); the second restarts from the step-30 checkpoint. Before: its iterations
+    were numbered 38, 39, ... (every step 7 too high: the record called 40 held the weights after
+    step 33) in a segment marked continuous. Now refused in one line; with resume_new_segment,
+    a separate segment past every stored step."""
+    import copy
+
+    from trajstore.recorders.errors import ResumeGapError
+
+    path = tmp_path / "ahead.zarr"
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    losses: dict = {}
+    with Recorder(model, path, every=10, progress=False) as rec:
+        rec.attach(opt)
+        for block in range(3):
+            _steps(model, opt, rec, 10, 1 + 10 * block, losses)
+            checkpoint = copy.deepcopy(model.state_dict())  # after step 10, 20, 30
+        _steps(model, opt, rec, 7, 31, losses)
+    model.load_state_dict(checkpoint)
+    again = Recorder(model, path, every=10, resume=True, progress=False)
+    try:
+        again.attach(opt)
+        raise AssertionError("the resume was not refused")
+    except ResumeGapError as exc:
+        message = str(exc)
+    finally:
+        again.close()
+    assert "from step 38" in message and "step 30" in message and "7 too high" in message
+    with trajstore.open(path) as t:
+        assert t.steps.tolist() == [0, 10, 20, 30] and t.observable("loss")[0][-1] == 37
+
+    with Recorder(model, path, every=10, resume=True, resume_new_segment=True, progress=False) as rec:
+        rec.attach(opt)
+        _steps(model, opt, rec, 12, 31, losses)
+    with trajstore.open(path) as t:
+        assert t.steps.tolist() == [0, 10, 20, 30, 38, 40, 50]
+        assert [(s.start, s.stop) for s in t.segments] == [(0, 4), (4, 7)]
+        np.testing.assert_array_equal(t.weights[4], t.weights[3])  # the segment starts at step 30's weights
+        assert t.attrs["segments"][-1]["continuous"] is False
