@@ -121,3 +121,36 @@ def test_a_resume_from_the_last_record_while_observables_ran_ahead_is_refused(tm
         assert [(s.start, s.stop) for s in t.segments] == [(0, 4), (4, 7)]
         np.testing.assert_array_equal(t.weights[4], t.weights[3])  # the segment starts at step 30's weights
         assert t.attrs["segments"][-1]["continuous"] is False
+
+
+def test_a_validation_loader_iterated_mid_epoch_does_not_change_the_epoch(tmp_path):
+    """``trajstore record`` counts epochs by DataLoader passes. Before: the count of the loader
+    iterated last, so validating every 3 steps in the middle of an epoch set the training steps
+    after it to the validation loader's count (epochs 0 0 0 0 0 1 1 1 1 2 2 2 3 3 3 for 3 epochs)."""
+    code, out, ref = record(
+        tmp_path,
+        """
+        torch.manual_seed(0)
+        model = nn.Linear(4, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        data = torch.utils.data.TensorDataset(torch.randn(40, 4), torch.randn(40, 1))
+        train = torch.utils.data.DataLoader(data, batch_size=8)
+        val = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(16, 4)), batch_size=8)
+        epochs, step = [], 0
+        for epoch in range(3):
+            for x, y in train:
+                opt.zero_grad(); F.mse_loss(model(x), y).backward(); opt.step()
+                step += 1
+                epochs.append(epoch)
+                if step % 3 == 0:
+                    with torch.no_grad():
+                        for (v,) in val:
+                            model(v)
+        save(epochs=epochs)
+        """,
+    )
+    assert code == 0
+    with trajstore.open(out) as t:
+        steps, epochs = t.observable("epoch")
+    assert steps.tolist() == list(range(1, 16))
+    np.testing.assert_array_equal(epochs, load(ref, "epochs"))
