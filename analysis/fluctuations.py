@@ -135,7 +135,8 @@ def loss_fluctuations(
 @dataclass(frozen=True)
 class GradientNoise:
     """Per gradient record: ``noise_norm`` = ‖g_t − ḡ_e‖ with ḡ_e the mean gradient of its epoch;
-    per window: α-stable fit of a sample of gradient components."""
+    per window: α-stable fit of a sample of gradient components. Records of iterations whose
+    update was skipped (AMP) are left out of means and samples; their norms are NaN."""
 
     steps: np.ndarray
     epochs: np.ndarray
@@ -143,9 +144,11 @@ class GradientNoise:
     grad_norm: np.ndarray
     window_t_w: np.ndarray
     window_alpha: np.ndarray
+    skipped_records: int = 0  # records of skipped updates (AMP), left out: NaN in the norms
 
     def to_dict(self) -> dict:
         return {
+            "skipped_records_left_out": self.skipped_records,
             "mean_noise_norm": float(np.nanmean(self.noise_norm)) if len(self.noise_norm) else None,
             "mean_grad_norm": float(np.nanmean(self.grad_norm)) if len(self.grad_norm) else None,
             "alpha_vs_t_w": {"t_w": self.window_t_w.tolist(), "alpha": self.window_alpha.tolist()},
@@ -177,24 +180,36 @@ def gradient_noise(
         epochs = np.nan_to_num(epochs, nan=-1).astype(np.int64)
     else:
         epochs = np.arange(n) // window
+    # A record of an iteration whose update AMP skipped holds gradient 0 where no update used
+    # one (docs/format.md 3.3): it is no sample of the gradient, so it is left out (NaN here).
+    used = ~np.isin(steps, skipped_steps(traj))
     noise_sq = np.zeros(n)
     norm_sq = np.zeros(n)
     bounds = np.flatnonzero(np.diff(epochs)) + 1
     starts = np.concatenate([[0], bounds])
     stops = np.concatenate([bounds, [n]])
     for a, b in zip(starts, stops, strict=True):
+        keep = used[a:b]
+        if not keep.any():
+            continue
         for block in traj.blocks(
             records=slice(a, b), memory_limit=memory_limit // 2, split_records=False, group="gradients"
         ):
             x = block.data.astype(np.float64)
             norm_sq[a:b] += np.einsum("ij,ij->i", x, x)
-            dev = x - x.mean(axis=0)
+            dev = x - x[keep].mean(axis=0)
             noise_sq[a:b] += np.einsum("ij,ij->i", dev, dev)
+    noise_sq[~used] = norm_sq[~used] = np.nan
     rng = np.random.default_rng(seed)
     tw, alphas = [], []
     for r0 in range(0, n, window):
         r1 = min(r0 + window, n)
-        recs = rng.integers(r0, r1, samples_per_window)
+        pool = r0 + np.flatnonzero(used[r0:r1])
+        if len(pool) == 0:
+            alphas.append(np.nan)
+            tw.append(int(steps[r0]))
+            continue
+        recs = pool[rng.integers(0, len(pool), samples_per_window)]
         cols = rng.integers(0, traj.n_params, samples_per_window)
         order = np.argsort(recs)
         vals = np.empty(samples_per_window)
@@ -207,4 +222,17 @@ def gradient_noise(
         except ValueError:
             alphas.append(np.nan)
         tw.append(int(steps[r0]))
-    return GradientNoise(steps, epochs, np.sqrt(noise_sq), np.sqrt(norm_sq), np.array(tw), np.array(alphas))
+    return GradientNoise(
+        steps, epochs, np.sqrt(noise_sq), np.sqrt(norm_sq), np.array(tw), np.array(alphas), int((~used).sum())
+    )
+
+
+def skipped_steps(traj: Trajectory) -> np.ndarray:
+    """Steps (int64, sorted) at which an optimizer's update was skipped: the nonzero values of
+    ``skipped`` and of every ``skipped.<optimizer>`` series (docs/format.md 3.2, 3.6)."""
+    found = [np.zeros(0, dtype=np.int64)]
+    for name in traj.observables:
+        if name == "skipped" or name.startswith("skipped."):
+            s, v = traj.observable(name)
+            found.append(np.asarray(s, dtype=np.int64)[np.asarray(v) != 0])
+    return np.unique(np.concatenate(found))

@@ -533,6 +533,12 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
     elif traj.gradients is not None and traj.gradients.n_records >= 2:
         gn = gradient_noise(traj, window, memory_limit=memory_limit)
         out.extra["gradient_noise"] = gn.to_dict()
+        if gn.skipped_records:
+            out.notes.append(
+                f"gradient noise leaves out {gn.skipped_records} "
+                f"record{'s' if gn.skipped_records != 1 else ''} of iterations whose update AMP's "
+                "GradScaler skipped (the stored gradient is 0 where no update used one)"
+            )
     elif traj.gradients is None:
         out.notes.append("no gradients recorded: gradient-noise analyses skipped (record with --gradients)")
 

@@ -1,51 +1,6 @@
-"""Saying why a store's records are not equally spaced in optimizer steps.
+"""Saying why a store's records are not equally spaced in optimizer steps: shared with
+``trajstore info`` (:mod:`trajstore.spacing`, which has no analysis dependencies)."""
 
-A record gap can come from a schedule (``log:N``, ranges), from a resume with another stride, or
-from training iterations that AMP's GradScaler skipped (such an iteration has no weights record,
-docs/format.md 3.3). The analysis notes name which, with the steps, rather than guess.
-"""
+from trajstore.spacing import describe_uneven_spacing
 
-from __future__ import annotations
-
-import numpy as np
-
-_SHOWN = 3  # gaps named in a note
-
-
-def describe_uneven_spacing(steps: np.ndarray, skipped: np.ndarray | None = None) -> str:
-    """One phrase on how ``steps`` (int, increasing; the records' optimizer steps) depart from
-    their most common stride, e.g. ``"every 10 steps but for 1 gap (40 → 60: the update of step
-    50 was skipped by AMP's GradScaler, the skipped observable)"``. ``skipped``: the steps of
-    the ``skipped`` observable, if the store has one."""
-    steps = np.asarray(steps, dtype=np.int64)
-    d = np.diff(steps)
-    if len(d) == 0:
-        return "a single record"
-    values, counts = np.unique(d, return_counts=True)
-    stride = int(values[np.argmax(counts)])
-    odd = np.flatnonzero(d != stride)
-    changes = [i for i in odd if i + 1 < len(d) and d[i + 1] == d[i] != stride]
-    if changes and np.all(d[changes[0] :] == d[changes[0]]):  # one change of stride, kept to the end
-        i = changes[0]
-        before = int(d[i - 1]) if i else stride
-        return f"{_every(before)}, then {_every(int(d[i]))} from step {int(steps[i])}"
-    if len(odd) > len(d) // 4:  # no stride holds: a schedule
-        shown = ", ".join(str(int(s)) for s in steps[:8])
-        return f"at varying gaps (steps {shown}, …; a log or ranged schedule)"
-    skipped_set = set(int(s) for s in (skipped if skipped is not None else []))
-    parts = []
-    for i in odd[:_SHOWN]:
-        a, b = int(steps[i]), int(steps[i + 1])
-        missing = [s for s in range(a + stride, b, stride)] if b > a + stride else []
-        why = ""
-        if missing and all(s in skipped_set for s in missing):
-            listed = ", ".join(str(s) for s in missing[:_SHOWN]) + (", …" if len(missing) > _SHOWN else "")
-            why = f": AMP's GradScaler skipped the update of step {listed}, see the skipped observable"
-        parts.append(f"{a} → {b}{why}")
-    more = f", and {len(odd) - _SHOWN} more" if len(odd) > _SHOWN else ""
-    gaps = f"{len(odd)} gap" + ("s" if len(odd) != 1 else "")
-    return f"{_every(stride)} but for {gaps} ({'; '.join(parts)}{more})"
-
-
-def _every(stride: int) -> str:
-    return "every step" if stride == 1 else f"every {stride} steps"
+__all__ = ["describe_uneven_spacing"]

@@ -6,10 +6,12 @@ those views see after that: a parameter's storage (``p.data = p.data.clamp(-c, c
 tensor (``Module.double()`` makes new BatchNorm statistics), or the parameter itself
 (``load_state_dict(..., assign=True)``, ``module.weight = nn.Parameter(...)``, pruning and
 parametrizations, which rename it). Before each record :meth:`ParameterWatch.check` follows a
-new storage of the same shape (the record then equals the live weights bit for bit) and refuses,
-in one line, what the fixed layout of the store cannot hold: a new shape, another device, a
-parameter no longer the model's under its recorded name, parameters added to the model and its
-optimizer. Per record it costs one ``data_ptr()`` and one dict lookup per parameter.
+new storage of the same shape and dtype (the record then equals the live weights bit for bit) and
+refuses, in one line, what the fixed layout of the store cannot hold: a new shape, another device,
+another dtype (``Module.double()`` / ``.half()`` / ``.to(torch.bfloat16)``: the layout keeps the
+dtype in training, and float64 weights would be stored rounded to float32 under a layout that says
+float32), a parameter no longer the model's under its recorded name, parameters added to the model
+and its optimizer. Per record it costs one ``data_ptr()`` and one dict lookup per parameter.
 """
 
 from __future__ import annotations
@@ -25,6 +27,17 @@ _WHEN = (
     "the store's layout is fixed when the recorder attaches: do this before attaching "
     "(under trajstore record: before the first optimizer.step()), or record what follows into a new store"
 )
+
+
+def _dtype_message(what: str, was: torch.dtype, now: torch.dtype, step: int) -> str:
+    def short(d: torch.dtype) -> str:
+        return str(d).removeprefix("torch.")
+
+    return (
+        f"{what} changed dtype from {short(was)} to {short(now)} before step {step} (Module.double(), "
+        ".half() or .to(dtype) after the recorder attached): the store's layout keeps the dtype the "
+        f"model trains in; {_WHEN}"
+    )
 
 
 def _owners(tensors: list[torch.Tensor], roots: list[torch.nn.Module], kind: str) -> list[tuple]:
@@ -70,6 +83,7 @@ class ParameterWatch:
         self.ptrs = [p.data_ptr() for p in params]
         self.shapes = [tuple(p.shape) for p in params]
         self.devices = [p.device for p in params]
+        self.dtypes = [p.dtype for p in params]
         self.roots = model_roots(model, params)
         self.owners = _owners(params, self.roots, "_parameters")
         self.buffer_names = buffer_names
@@ -105,6 +119,9 @@ class ParameterWatch:
                     "(Module.to() or .data replaced after the recorder attached); move the model before "
                     "attaching the recorder (under trajstore record: before the first optimizer.step())"
                 )
+            if p.dtype != self.dtypes[i]:
+                was = self.dtypes[i]
+                raise ReplacedParameterError(_dtype_message(f"parameter {name}", was, p.dtype, step))
             self.flat[i] = SnapshotPool.flat_views([p])[0]
             self.ptrs[i] = p.data_ptr()
 
@@ -116,6 +133,8 @@ class ParameterWatch:
             raise ReplacedParameterError(
                 f"buffer {name} ({tuple(old.shape)} on {old.device}) {what} before step {step}; {_WHEN}"
             )
+        if now.dtype != old.dtype:
+            raise ReplacedParameterError(_dtype_message(f"buffer {name}", old.dtype, now.dtype, step))
         self.buffers[i] = now
         self.buffer_owners[j] = (m, key, now)
 

@@ -208,10 +208,9 @@ class Recorder:
         self._pending_loss: torch.Tensor | float | None = None
         self._pending_unit: str | None = None
         self._pending_grads = None
-        # The iteration being assembled: optimizers that stepped, whether any really updated.
+        # The iteration being assembled: the optimizers that stepped in it so far.
         self._cycle: list[torch.optim.Optimizer] | None = None
         self._stepped: list[torch.optim.Optimizer] = []
-        self._updated = False
         self._grad_acc: torch.Tensor | None = None
         self._grads_written = False
         self._closure: dict | None = None  # evaluations of the running step's closure
@@ -303,6 +302,7 @@ class Recorder:
         shard = sharded.prepare(self, self._names, self._params) if sharded.is_sharded(pairs) else None
         resumed = self._check_resume(layout) if self.mode == "a" and os.path.exists(self.path) else None
         prov = run_provenance(self._model, device, self.script)
+        prov["schedule"] = self.schedule.spec() or type(self.schedule).__name__  # (1.2) what was asked
         try:
             if shard is not None:
                 options = {"mode": self.mode, "metadata": self.metadata, "provenance": prov}
@@ -378,8 +378,8 @@ class Recorder:
             self._take(0, None)
         if self._post_check is not None:
             self._post_check.at_end(self.step, self._flat)
-        for args in self._early:
-            self.log(*args[:2], step=args[2] if args[2] is not None else self.step)
+        for name, value, step, attrs in self._early:
+            self.log(name, value, step=step if step is not None else self.step, **attrs)
         self._early.clear()
 
     def _check_resume(self, layout: dict) -> dict | None:
@@ -407,9 +407,24 @@ class Recorder:
             if "epoch" in t.observables:
                 epochs = t.observable("epoch")[1]
                 self._epoch_offset = int(epochs[-1]) + 1 if len(epochs) else 0
+            series = [t.observable(name)[0] for name in t.observables]
+            ahead = max([last_step, *(int(s[-1]) for s in series if len(s))])
         now = torch.cat([f.detach().float().cpu() for f in self._flat]).double().numpy()
         gap = float(np.max(np.abs(now - last))) if now.size else 0.0
         continuous = bool(gap <= self.resume_tolerance)  # NaN is never continuous
+        if continuous and ahead > last_step:
+            # The run continues the last record (step last_step), but steps up to ``ahead`` are
+            # taken by the previous run's observables: its iterations cannot be numbered on.
+            if not self.resume_new_segment:
+                raise ResumeGapError(
+                    f"{self.path}: --resume would number the resumed iterations from step {ahead + 1}, "
+                    f"but the run starts at the weights of the last stored record, step {last_step}: "
+                    f"the store's observables go on to step {ahead} (the previous run went on past its "
+                    "last record, or crashed before its records were written), so every step would be "
+                    f"{ahead - last_step} too high; pass --resume-new-segment to record it as a new, "
+                    "separate segment"
+                )
+            continuous = False  # a separate segment, numbered past every stored step
         if not continuous and not self.resume_new_segment:
             raise ResumeGapError(
                 f"{self.path}: --resume would not continue the stored trajectory: the run starts "
@@ -554,11 +569,10 @@ class Recorder:
         """Record an extra observable at ``step`` (default: the last completed iteration)."""
         if not self.enabled:
             return
-        v = value.detach() if isinstance(value, torch.Tensor) else value
         if self._writer is None:
-            self._early.append((name, v, step))
+            self._early.append((name, _now(value), step, attrs))
             return
-        self._scalar(name, self.step if step is None else int(step), v, attrs)
+        self._scalar(name, self.step if step is None else int(step), value, attrs)
 
     def _live_log(self, name: str, value: Any, step: int | None) -> None:
         self.log(name, value, step)
@@ -655,10 +669,9 @@ class Recorder:
         closure, self._closure = self._closure, None
         first = not self._stepped
         self._stepped.append(optimizer)
-        self._updated |= not skipped
         loss, unit = self._pending_loss, self._pending_unit
         self._pending_loss = self._pending_unit = None
-        lrs = [] if skipped or optimizer is None else [g.get("lr") for g in optimizer.param_groups]
+        lrs = [] if skipped or optimizer is None else [_now(g.get("lr")) for g in optimizer.param_groups]
         evals = closure["evals"] if closure is not None else None
         emit = functools.partial(
             self._step_scalars, optimizer, self.step + 1, first, loss, unit, lrs, evals, skipped
@@ -713,8 +726,9 @@ class Recorder:
 
     @_stops_at_refusal
     def mark_skipped(self, optimizer: torch.optim.Optimizer | None = None) -> None:
-        """An optimizer step that GradScaler skipped (AMP overflow): it counts in the iteration;
-        an iteration where every update was skipped gets no weights record."""
+        """An optimizer step that GradScaler skipped (AMP overflow): it counts in the iteration
+        (``skipped`` = 1); an iteration where every update was skipped is recorded when the
+        schedule selects it, with the weights unchanged (docs/format.md 3.3, 1.2)."""
         if not self._bound:
             return
         if optimizer is None:
@@ -730,8 +744,10 @@ class Recorder:
         if self.epoch is not None:
             epoch = self.epoch + (self._epoch_offset if self._epoch_auto else 0)
             self._scalar("epoch", self.step, epoch, _COUNT_ATTRS)
-        updated, self._updated = self._updated, False
-        if updated and self.schedule.selects(self.step):
+        # (1.2) An iteration whose updates were all skipped (AMP) is recorded like any other when
+        # the schedule selects it: its weights are the live ones, unchanged, and the record grid
+        # stays regular (docs/format.md 3.3). Its gradients are 0: no update used any.
+        if self.schedule.selects(self.step):
             grads = None
             if self._grad_acc is not None:
                 grads = self._grad_pool.snapshot([self._grad_acc])
@@ -857,8 +873,10 @@ class Recorder:
         return self._records.size
 
     def _scalar(self, name: str, step: int, value, attrs: dict) -> None:
-        """Queue a scalar observable; they travel to the writer thread in batches (cheap per step)."""
-        self._scalars.add((name, step, value, attrs))
+        """Queue a scalar observable; they travel to the writer thread in batches (cheap per step).
+        A tensor is copied now (on its device, no sync): read later, a tensor the script changes
+        in place (a scheduler's tensor learning rate, a running count) would give a later value."""
+        self._scalars.add((name, step, _now(value), attrs))
 
     def _submit(self, fn, *args, discard=None) -> None:
         if self._thread is not None:
@@ -993,6 +1011,11 @@ def framework_layout(named: list[tuple[str, torch.Tensor]]) -> Layout:
         tensors.append(TensorSpec(name, shape, str(t.dtype).removeprefix("torch."), offset))
         offset += math.prod(shape)
     return Layout(tensors)
+
+
+def _now(value):
+    """``value`` as it is now: a tensor is copied (detached, on its device), anything else kept."""
+    return value.detach().clone() if isinstance(value, torch.Tensor) else value
 
 
 def _release_records(batch: list) -> None:

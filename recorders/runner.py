@@ -4,7 +4,8 @@ PyTorch's global optimizer step hooks tell us about every ``optimizer.step()`` (
 recorder observe a step's closure); the minibatch loss is the scalar on which ``backward()`` was
 called (summed over calls between steps, divided by the AMP GradScaler's scale when it was
 scaled); an AMP step that GradScaler skips is counted and logged as ``skipped``; the epoch is
-the iteration count of the DataLoader iterated last. What a record is for each optimizer pattern
+the iteration count of the DataLoader whose batch came last before the step (a validation loader
+iterated in the middle of an epoch does not change it). What a record is for each optimizer pattern
 is the :class:`Recorder`'s business (docs/format.md 3.3).
 """
 
@@ -73,12 +74,30 @@ def _capture_hooks(rec: Recorder, stack: ExitStack) -> None:
     def loader_iter(original):
         def wrapped(self):
             counts[id(self)] = counts.get(id(self), 0) + 1
-            rec.set_epoch(counts[id(self)] - 1, auto=True)
-            return original(self)
+            it = original(self)
+            try:  # the epoch is set by each batch this pass yields (below)
+                it._trajstore_epoch = counts[id(self)] - 1
+            except AttributeError:  # an iterator of its own that takes no attributes: set it now
+                rec.set_epoch(counts[id(self)] - 1, auto=True)
+            return it
+
+        return wrapped
+
+    def loader_next(original):
+        # The epoch of a step is that of the loader whose batch came last: a validation loader
+        # iterated mid-epoch would otherwise set the training steps after it to its own count.
+        def wrapped(self):
+            batch = original(self)
+            epoch = getattr(self, "_trajstore_epoch", None)
+            if epoch is not None:
+                rec.set_epoch(epoch, auto=True)
+            return batch
 
         return wrapped
 
     stack.enter_context(_patched(torch.utils.data.DataLoader, "__iter__", loader_iter))
+    base_iter = torch.utils.data.dataloader._BaseDataLoaderIter
+    stack.enter_context(_patched(base_iter, "__next__", loader_next))
 
     def destroy(original):
         def wrapped(*args, **kwargs):

@@ -18,6 +18,11 @@ class Schedule:
     def selects(self, step: int) -> bool:
         raise NotImplementedError
 
+    def spec(self) -> str | None:
+        """The textual form (``every:10``) that :func:`parse_schedule` reads, None for a
+        schedule of one's own (kept in the store's provenance as ``schedule``)."""
+        return None
+
     def steps_up_to(self, last: int) -> list[int]:
         """All selected steps in 0..last (for tests and planning)."""
         return [s for s in range(last + 1) if s == 0 or self.selects(s)]
@@ -33,6 +38,9 @@ class Every(Schedule):
 
     def selects(self, step: int) -> bool:
         return step % self.k == 0
+
+    def spec(self) -> str:
+        return f"every:{self.k}"
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,9 @@ class LogSpaced(Schedule):
         i = self.per_decade * math.log10(step)
         return any(round(10 ** (j / self.per_decade)) == step for j in (math.floor(i), math.ceil(i)))
 
+    def spec(self) -> str:
+        return f"log:{self.per_decade}"
+
 
 @dataclass(frozen=True)
 class Ranges(Schedule):
@@ -67,6 +78,11 @@ class Ranges(Schedule):
         return any(
             step >= start and (stop is None or step < stop) and (step - start) % stride == 0
             for start, stop, stride in self.ranges
+        )
+
+    def spec(self) -> str:
+        return "ranges:" + ",".join(
+            f"{start}:{'' if stop is None else stop}:{stride}" for start, stop, stride in self.ranges
         )
 
 

@@ -200,7 +200,8 @@ def test_gradscaler_skipped_steps_are_marked_not_duplicated(tmp_path):
     p = run_cli("record", "-o", out, script)
     assert p.returncode == 0, p.stderr
     with trajstore.open(out) as t:
-        assert t.steps.tolist() == [0, 1, 2, 4, 5, 6]  # step 3 skipped: no record, no duplicate
+        assert t.steps.tolist() == [0, 1, 2, 3, 4, 5, 6]  # step 3 skipped: recorded once, unchanged
+        np.testing.assert_array_equal(t.weights[3], t.weights[2])
         assert t.observable("skipped")[0].tolist() == [3]
         steps, loss = t.observable("loss")
         assert 3 in steps.tolist() and np.isfinite(loss[steps != 3]).all()

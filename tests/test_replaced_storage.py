@@ -17,7 +17,7 @@ from trajstore.recorders.errors import RecordingRefusedError
 import trajstore
 from trajstore.validate import validate
 
-from .test_record_patterns import load, record
+from .test_record_patterns import load, record, record_cli
 
 
 def _flat(model: nn.Module) -> np.ndarray:
@@ -71,18 +71,13 @@ def reinit(i, model, opt):  # re-initialise a layer mid-run
         model[0].weight.data = torch.randn(6, 4, generator=torch.Generator().manual_seed(5))
 
 
-def to_double(i, model, opt):  # change precision after attach (Module.double keeps the Parameters)
-    if i == 1:
-        model.double()
-
-
 def swap_in_average(i, model, opt):  # swap averaged weights in through .data and keep training
     if i == 3:
         for p in model.parameters():
             p.data = (p.data * 0.5).clone()
 
 
-@pytest.mark.parametrize("after_step", [clip, reinit, to_double, swap_in_average], ids=lambda f: f.__name__)
+@pytest.mark.parametrize("after_step", [clip, reinit, swap_in_average], ids=lambda f: f.__name__)
 def test_the_store_follows_replaced_storage_bit_for_bit(tmp_path, after_step):
     """Records taken when the next iteration begins (the weights these changes leave); taken
     when step() returns, changes of the values are refused (tests/test_post_step_change.py)."""
@@ -94,16 +89,17 @@ def test_the_store_follows_replaced_storage_bit_for_bit(tmp_path, after_step):
 
 
 def test_replaced_buffers_are_followed(tmp_path):
-    """Module.double() gives BatchNorm new running-statistics tensors: the store follows them."""
+    """New BatchNorm running-statistics tensors (a reset by assignment): the store follows them."""
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 6), nn.BatchNorm1d(6), nn.Linear(6, 1))
 
-    def to_double(i, m, opt):
+    def reset_statistics(i, m, opt):
         if i == 1:
-            m.double()
+            m[1].running_mean = torch.zeros(6)
+            m[1].running_var = torch.ones(6)
 
     path = tmp_path / "bn.zarr"
-    weights, buffers = _train(path, model, 4, to_double, buffers=True)
+    weights, buffers = _train(path, model, 4, reset_statistics, buffers=True)
     with trajstore.open(path) as t:
         np.testing.assert_array_equal(np.asarray(t.weights[:]), weights)
         np.testing.assert_array_equal(np.asarray(t.buffers.values[1:]), buffers)
@@ -167,8 +163,12 @@ def test_parameters_added_to_the_model_and_optimizer_after_attach_are_refused(tm
 
 
 def test_storage_replaced_with_the_same_values_is_followed_when_records_are_taken_at_step(tmp_path):
+    def fresh_storage(i, model, opt):  # new tensors, same values: nothing for the post-step check
+        for p in model.parameters():
+            p.data = p.data.clone()
+
     path = tmp_path / "run.zarr"
-    ref = _train(path, _model(), 6, to_double)
+    ref = _train(path, _model(), 6, fresh_storage)
     np.testing.assert_array_equal(_stored(path), ref)
 
 
@@ -288,3 +288,79 @@ def test_a_parameter_moved_to_another_device_is_refused(tmp_path):
     assert "\n" not in message and "0.weight" in message and "cpu" in message and "meta" in message
     with trajstore.open(path) as t:
         assert t.steps.tolist() == [0]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16], ids=str)
+def test_a_model_whose_dtype_changes_after_attach_is_refused(tmp_path, dtype):
+    """``model.double()`` / ``.half()`` / ``.to(torch.bfloat16)`` after the recorder attached.
+    Before: the recorder followed the new storage, so float64 weights were stored rounded to
+    float32 (by up to 1e-8 here) and fp16/bf16 ones exactly, all under a layout that said the
+    model trained in float32. The layout is fixed at attach: recording stops in one line."""
+
+    def convert(i, model, opt):
+        if i == 1:
+            model.to(dtype)
+
+    message = _refused(tmp_path / "dtype.zarr", convert)
+    short = str(dtype).removeprefix("torch.")
+    assert f"changed dtype from float32 to {short} before step 3" in message
+    with trajstore.open(tmp_path / "dtype.zarr") as t:
+        assert t.steps.tolist() == [0, 1, 2] and {s.dtype for s in t.layout} == {"float32"}
+
+
+def test_a_buffer_whose_dtype_changes_after_attach_is_refused(tmp_path):
+    class Averaged(nn.Module):  # a module keeping a running average in a float buffer
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 1)
+            self.register_buffer("avg", torch.zeros(1))
+
+        def forward(self, x):
+            y = self.lin(x)
+            with torch.no_grad():
+                self.avg.mul_(0.9).add_(0.1 * y.mean().to(self.avg.dtype))
+            return y
+
+    def widen(i, model, opt):
+        if i == 1:
+            model.avg = model.avg.double()
+
+    model = Averaged()
+    path = tmp_path / "buf.zarr"
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.raises(RecordingRefusedError) as info:
+        with Recorder(model, path, progress=False, buffers=True) as rec:
+            rec.attach(opt)
+            for i in range(4):
+                opt.zero_grad()
+                model(torch.randn(8, 4)).pow(2).mean().backward()
+                opt.step()
+                widen(i, model, opt)
+    message = str(info.value)
+    assert "\n" not in message and "buffer avg changed dtype from float32 to float64 before step 3" in message
+    with trajstore.open(path) as t:
+        assert t.steps.tolist() == [0, 1, 2]
+
+
+def test_record_refuses_a_dtype_change_in_one_line(tmp_path):
+    """``trajstore record``: the model converted to half precision after the first step."""
+    p, out, _ = record_cli(
+        tmp_path,
+        """
+        torch.manual_seed(0)
+        model = nn.Linear(4, 2)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05)
+        for i in range(4):
+            if i == 2:
+                model.half()
+            x = torch.randn(8, 4).to(next(model.parameters()).dtype)
+            opt.zero_grad(); model(x).float().pow(2).mean().backward(); opt.step()
+        """,
+    )
+    assert p.returncode != 0
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert "Traceback" not in p.stderr and len(errors) == 1, p.stderr
+    assert "changed dtype from float32 to float16 before step 3" in errors[0]
+    with trajstore.open(out) as t:
+        assert t.steps.tolist() == [0, 1, 2]
+        assert t.metadata["trajstore_recording_refused"]["error"] == "ReplacedParameterError"

@@ -65,6 +65,7 @@ def summarize(traj: Trajectory, *, scan_nonfinite: bool | None = None) -> dict:
         sketched, _ = None, damage.append(str(exc))
     if sketched is not None:  # (1.2) a sketch and/or sample of the weights
         out["sketch"] = sketched
+    skipped: list[np.ndarray] = []  # steps of skipped updates (AMP), to name record gaps
     for name in traj.observables:
         attrs = traj.observable_attrs(name)
         try:
@@ -73,7 +74,14 @@ def summarize(traj: Trajectory, *, scan_nonfinite: bool | None = None) -> dict:
             damage.append(str(exc))
             out["observables"][name] = _observable(attrs, None, None, read=False)
             continue
-        out["observables"][name] = _observable(attrs, len(steps), float(values[-1]) if len(values) else None)
+        entry = _observable(attrs, len(steps), float(values[-1]) if len(values) else None)
+        entry["nan"] = int(np.count_nonzero(np.isnan(values)))
+        entry["inf"] = int(np.count_nonzero(np.isinf(values)))
+        out["observables"][name] = entry
+        if name == "skipped" or name.startswith("skipped."):
+            skipped.append(np.asarray(steps)[np.asarray(values) != 0])
+    if traj.n_records:
+        out["schedule"] = _schedule(traj, np.concatenate(skipped) if skipped else None)
     if scan_nonfinite is None:
         scan_nonfinite = raw <= AUTO_SCAN_LIMIT
     if not scan_nonfinite:
@@ -187,6 +195,47 @@ def _header_only(path: str, damage: TrajstoreError) -> dict:
         backend.close()
 
 
+def _schedule(traj: Trajectory, skipped: np.ndarray | None) -> dict:
+    """Which steps the records hold: ``declared``, the schedule the recorder was given (1.2
+    provenance ``schedule``; null when the writer did not say), and per segment the spacing
+    the records actually have (:func:`trajstore.spacing.record_spacing`)."""
+    from .spacing import record_spacing
+
+    prov = traj.attrs.get(spec.ATTR_PROVENANCE) or {}
+    declared = prov.get("schedule") if isinstance(prov, dict) else None
+    resumed = prov.get("resumed") if isinstance(prov, dict) else None
+    on_resume = resumed.get("schedule") if isinstance(resumed, dict) else None
+    return {
+        "declared": declared if isinstance(declared, str) else None,
+        "declared_on_resume": on_resume if isinstance(on_resume, str) and on_resume != declared else None,
+        "segments": record_spacing(np.asarray(traj.steps[:]), traj.segments, skipped),
+    }
+
+
+def _schedule_text(sched: dict) -> str:
+    """``every 10 steps (every:10)``; per segment when there are several."""
+    declared = sched.get("declared")
+    if sched.get("declared_on_resume"):
+        declared = f"{declared}, then {sched['declared_on_resume']} on resume"
+    said = f" (asked: {declared})" if declared else ""
+    parts = sched["segments"]
+    if len(parts) == 1:
+        return parts[0]["text"] + said
+    return (
+        "; ".join(
+            f"segment {i + 1} (steps {p['steps'][0]}..{p['steps'][1]}): {p['text']}"
+            for i, p in enumerate(parts)
+        )
+        + said
+    )
+
+
+def _nonfinite_text(o: dict) -> str:
+    """``, 2 NaN, 1 inf`` for an observable with non-finite values, else ``""``."""
+    counts = [f"{o[k]} {label}" for k, label in (("nan", "NaN"), ("inf", "inf")) if o.get(k)]
+    return (", " + ", ".join(counts)) if counts else ""
+
+
 def _count(attrs: dict, shape: tuple[int, ...] | None = None) -> int | None:
     """A group's committed record count if it is a sane one (at most what is stored)."""
     n = attrs.get(spec.ATTR_N_COMMITTED)
@@ -210,6 +259,7 @@ def format_summary(s: dict) -> str:
     lines = [
         f"store        {s['path']} ({s['backend']}, trajstore format {s['spec_version']})",
         f"records      {s['n_records']}" + _steps_text(s),
+        *([f"schedule     {_schedule_text(s['schedule'])}"] if s.get("schedule") else []),
         f"parameters   {s['n_params']} {s['dtype']} in {len(s['tensors'])} tensors, chunks {s['chunks']}"
         + _trained_as(s),
         f"size         {mb(s['bytes_on_disk'])} on disk, {mb(s['raw_weight_bytes'])} raw weights"
@@ -239,7 +289,10 @@ def format_summary(s: dict) -> str:
             count = "values" if o["n"] is None else f"{o['n']} values"
             lines.append(f"observable   {name}{unit}: {count}, {o['evaluated_at']}, not read (damaged)")
             continue
-        lines.append(f"observable   {name}{unit}: {o['n']} values, {o['evaluated_at']}, last {last}")
+        lines.append(
+            f"observable   {name}{unit}: {o['n']} values, {o['evaluated_at']}, last {last}"
+            + _nonfinite_text(o)
+        )
     for t in s["tensors"][:50]:
         lines.append(f"tensor       {t['name']} {tuple(t['shape'])} @ {t['offset']}")
     if len(s["tensors"]) > 50:
