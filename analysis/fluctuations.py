@@ -57,6 +57,9 @@ class LossFluctuations:
     power: np.ndarray
     spectrum_slope: float
     increment_steps: int | None = None  # optimizer steps between the losses of one ΔL
+    # first and last optimizer step of the values the moving variance and spectrum use (the whole
+    # series, or its longest finite stretch); None when the steps were not given
+    stretch_steps: tuple[int, int] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -67,14 +70,19 @@ class LossFluctuations:
             "mean_duration": float(self.durations.mean()) if len(self.durations) else None,
             "durations_fit": self.durations_fit.to_dict() if self.durations_fit else None,
             "spectrum_slope": self.spectrum_slope,
+            "stretch_steps": list(self.stretch_steps) if self.stretch_steps else None,
         }
 
 
 def loss_fluctuations(
-    losses: np.ndarray, notes: list[str] | None = None, increment_steps: int | None = None
+    losses: np.ndarray,
+    notes: list[str] | None = None,
+    increment_steps: int | None = None,
+    steps: np.ndarray | None = None,
 ) -> LossFluctuations:
     """Every loss-fluctuation analysis of a loss series logged at one stride (``increment_steps``
-    optimizer steps apart, reported); ``notes`` collects what could not be fitted and why.
+    optimizer steps apart, reported); ``notes`` collects what could not be fitted and why;
+    ``steps`` (optional, as ``losses``): the optimizer step of each value, to name the stretch used.
 
     A non-finite loss (NaN, inf: a step a guard skipped) is a hole: no ΔL spans it (the values
     either side are not one stride apart), it ends an avalanche, and the moving variance and the
@@ -90,15 +98,18 @@ def loss_fluctuations(
     with np.errstate(invalid="ignore"):  # inf − inf: a hole like any other
         dl_all = np.diff(x)
     dl = dl_all[np.isfinite(dl_all)]
+    lo, hi = 0, len(x)
     if not finite.all():  # the longest run of finite values: the spectrum needs no gaps
         edges = np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))
         starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         k = int(np.argmax(stops - starts))
+        lo, hi = int(starts[k]), int(stops[k])
+        where = f", steps {int(steps[lo])}–{int(steps[hi - 1])}" if steps is not None else ""
         notes.append(
             f"{int((~finite).sum())} of {len(x)} losses are not finite: no ΔL spans them, and the "
-            f"moving variance and spectrum use the longest finite stretch ({stops[k] - starts[k]} values)"
+            f"moving variance and spectrum use the longest finite stretch ({hi - lo} values{where})"
         )
-        x = x[starts[k] : stops[k]]
+        x = x[lo:hi]
     st = None
     try:
         st = fit_stable(dl)
@@ -129,6 +140,7 @@ def loss_fluctuations(
         p,
         slope,
         increment_steps,
+        (int(steps[lo]), int(steps[hi - 1])) if steps is not None else None,
     )
 
 

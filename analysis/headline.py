@@ -83,7 +83,16 @@ def tail_sentence(summary: dict) -> str:
         return ""
     kinds = [tail_kind(t["verdict"]) for t in per]
     counts = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds)))
-    text = "Step lengths ‖w(t+1) − w(t)‖: "
+    # a step length spans the records' stride: ‖w(t+10) − w(t)‖ for a run recorded every 10 steps
+    strides = sorted(
+        {w["stride"] for w in summary.get("windows", []) if w.get("step_length_tail") and w.get("stride")}
+    )
+    if len(strides) > 1:
+        what = f"over each window's stride ({', '.join(map(str, strides))} steps, not pooled)"
+    else:
+        s = strides[0] if strides else (pooled or {}).get("stride_steps") or 1
+        what = "‖w(t+1) − w(t)‖" if s == 1 else f"‖w(t+{s}) − w(t)‖ (records every {s} steps)"
+    text = f"Step lengths {what}: "
     if pooled:
         text += f"pooled over the run the tail is {pooled['verdict']} (power-law α = {pooled['alpha']:.2f}"
         text += f" above x_min = {pooled['xmin']:.3g})"

@@ -7,6 +7,8 @@ brute-force count over the same data).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from trajstore.analysis.fluctuations import avalanche_durations, loss_fluctuations
 from trajstore.analysis.pipeline import analyze
@@ -52,6 +54,16 @@ def test_loss_increments_never_span_a_non_finite_loss(tmp_path):
         assert st["n"] == np.isfinite(inc).sum()
         assert abs(st["scale"] - 1 / np.sqrt(2)) < 0.12, st
     assert s["stable"]["loss_increments"]["pooled_over_run"]["n"] == len(truth)
+    # the moving variance and spectrum use the longest finite stretch: the note and summary.json
+    # name its steps (the note gave only its length)
+    runs = [(k, len(list(g))) for k, g in itertools.groupby(range(n), key=lambda i: np.isfinite(logged[i]))]
+    starts = np.cumsum([0] + [length for _, length in runs])[:-1]
+    first, longest = max(
+        ((int(a), length) for (ok, length), a in zip(runs, starts, strict=True) if ok), key=lambda x: x[1]
+    )
+    assert fl["stretch_steps"] == [first, first + longest - 1]
+    stretch = f"({longest} values, steps {first}–{first + longest - 1})"
+    assert any(stretch in x for x in s["notes"]), s["notes"]
     # the direct API: an avalanche is a run of consecutive steps, a hole ends it
     assert avalanche_durations(np.array([0, 5, np.nan, 5, 5, 0, 5, 0, 0, 5])).tolist() == [1, 2, 1, 1]
     assert loss_fluctuations(logged).dl_stable.n == len(truth)
@@ -88,6 +100,9 @@ def test_loss_logged_at_two_strides_has_no_increments(tmp_path):
     s = a.summary()
     assert "loss_fluctuations" not in s
     assert any("loss fluctuations undetermined" in n for n in s["notes"])
+    # the pooled ΔL fit's note said "the loss is constant or too short": it is neither
+    assert any("not logged at one stride" in n for n in s["notes"]), s["notes"]
+    assert not any("constant or too short" in n for n in s["notes"])
     assert s["windows"][0]["stable"]["loss_increments"]["increment_steps"] == 1
     assert "loss_increments" not in s["windows"][1]["stable"]  # 30 ten-step increments: too few
 
@@ -289,7 +304,18 @@ def test_update_components_of_a_bfloat16_model_are_undetermined(tmp_path):
     with trajstore.open(tmp_path / "f32.zarr") as t:
         f32 = analyze(t, window=300, progress=False).summary()["windows"][0]
     assert "update_components" not in bf["stable"]
-    assert "resolution" in bf["undetermined"]["stable.update_components"], bf["undetermined"]
+    reason = bf["undetermined"]["stable.update_components"]
+    assert "resolution" in reason, bf["undetermined"]
+    # the reason was only in summary.json; the notes and the report's α-stable table give it too
+    from trajstore.analysis.report import write_report
+
+    with trajstore.open(tmp_path / "bf16.zarr") as t:
+        a = analyze(t, window=300, progress=False)
+    assert any(reason in n and "t_w = 0" in n for n in a.notes), a.notes
+    write_report(a, tmp_path / "rep")
+    page = (tmp_path / "rep" / "index.html").read_text()
+    table = page.split("α-stable fits per window")[1].split("</table>")[0]
+    assert "undetermined: the update components take few distinct values" in table
     assert "update_components" in f32["stable"] and "stable.update_components" not in f32["undetermined"]
 
 
@@ -365,3 +391,19 @@ def test_uneven_spacing_is_explained_not_guessed(tmp_path):
     with trajstore.open(tmp_path / "resumed.zarr") as t:
         notes = " ".join(analyze(t, window=t.n_records, progress=False).notes)
     assert "every step, then every 10 steps from step 150" in notes
+
+
+def test_short_run_notes_are_not_repeated(tmp_path):
+    """8 records in windows of 4: the whole run's fit (8 records, 2 windows) said "window 0: no
+    two-regime fit" after window 0 had said the same, so the report listed it twice; it names
+    the whole run now."""
+    import collections
+
+    with trajstore.create(tmp_path / "short.zarr", 20, mode="w") as w:
+        for t, row in enumerate(_walk(8, 20, seed=7)):
+            w.append(t, row)
+    with trajstore.open(tmp_path / "short.zarr") as t:
+        notes = analyze(t, window=4, progress=False).notes
+    repeated = [n for n, k in collections.Counter(notes).items() if k > 1]
+    assert not repeated, repeated
+    assert "whole run: no two-regime fit (too few log-binned lags)" in notes, notes
