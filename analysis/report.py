@@ -558,7 +558,7 @@ def _lag_row(w: dict) -> list[str]:
     return [
         str(w["t_w"]),
         str(w["n_records"]),
-        f"every {w['stride']} steps"
+        ("every step" if w["stride"] == 1 else f"every {w['stride']} steps")
         if lp["equally_spaced"] and w.get("stride")
         else "irregular (by step lag)",
         str(lp["n_lags"]),

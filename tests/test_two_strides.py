@@ -156,3 +156,20 @@ def test_compare_labels_step_lengths_of_different_strides(tmp_path):
     # per-layer table: the k-th windows of every1 (t_w 200) and every10 (t_w 2000) differ
     assert "window 1 (t_w differs)" in page and "(t_w = 2000)" in page
     assert "t_w = 0</td>" in page
+
+
+def test_headline_says_what_a_step_spans(crossover):
+    """The headline said 'Step lengths ‖w(t+1) − w(t)‖' and 'update components w_k(t+1) − w_k(t)'
+    of windows recorded every 10 steps (and printed ': ;' when no pooled tail exists); it now says
+    each window's stride, and the lags-and-pairs table says 'every step', not 'every 1 steps'."""
+    from trajstore.analysis.headline import headline
+    from trajstore.analysis.report import _lag_row
+
+    _, _, a = crossover
+    s = a.summary()
+    lines = headline(s)
+    tail = next(x for x in lines if x.startswith("Step lengths"))
+    assert "(1, 10 steps, not pooled)" in tail and "t+1" not in tail and ": ;" not in tail, tail
+    stable = next(x for x in lines if x.startswith("α-stable"))
+    assert "(1, 10 steps)" in stable and "t+1" not in stable, stable
+    assert [_lag_row(w)[2] for w in s["windows"]] == ["every step"] * 2 + ["every 10 steps"] * 2
