@@ -69,9 +69,10 @@ DEFINITIONS = {
     "from the likelihood-ratio tests, per window and pooled; stride_steps: the optimizer steps one "
     "step length spans (no pooled fit over windows of different strides)",
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
-    "direction_autocorr": "mean cosine between updates k records apart",
+    "direction_autocorr": "mean cosine between updates k records (k × stride steps) apart",
     "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate, per window, of the "
-    "update components w_k(t+1) − w_k(t) (100 random coordinates, each divided by its median |update| "
+    "update components w_k(t+s) − w_k(t) over the window's stride s (100 random coordinates, each "
+    "divided by its median |update| "
     "before pooling, so that different scales do not mix) and of the loss increments ΔL; "
     "'pooled' values mix windows of different scale (non-stationary) and are for reference only",
     "landscape.hurst": "H from MSL(Δr) = ⟨(L_j − L_i)²⟩ = F + A·Δr^{2H} over pairs of a window "

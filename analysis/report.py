@@ -522,6 +522,16 @@ def _paper_cell(w: dict, key: str) -> str:
     return f"{v:.3g}: {'inside' if inside else 'outside'}"
 
 
+def _update_label(ws: list[dict]) -> str:
+    """What an update component spans: w_k(t+s) − w_k(t) for records every s steps."""
+    fitted = [w for w in ws if (w.get("stable") or {}).get("update_components")]
+    strides = sorted({w.get("stride") for w in fitted} - {None})
+    if len(strides) > 1:
+        return "w_k(t+s) − w_k(t) over each window's stride s (" + ", ".join(map(str, strides)) + " steps)"
+    s = strides[0] if strides else 1
+    return "w_k(t+1) − w_k(t)" if s == 1 else f"w_k(t+{s}) − w_k(t) (records every {s} steps)"
+
+
 def _stable_cells(w: dict) -> list[str]:
     out = [str(w["t_w"])]
     for key in ("update_components", "loss_increments"):
@@ -690,7 +700,7 @@ def write_report(
         ],
         stable_note="Per window (the scale of the updates changes over training, so pooled fits mix "
         "distributions; summary.json's stable.*.pooled_over_run is labelled as such). Update components: "
-        "w_k(t+1) − w_k(t) of 100 random coordinates, each divided by its median |update|; Mohammadi's "
+        f"{_update_label(ws)} of 100 random coordinates, each divided by its median |update|; Mohammadi's "
         "estimator on the increments in "
         "random order.",
         land_rows=land_rows,

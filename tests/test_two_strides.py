@@ -10,6 +10,8 @@ exact Gaussian paths with stationary increments whose MSD crosses over from α 1
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 import pytest
 from trajstore.analysis.fbm import crossover_msd, stationary_increment_paths
@@ -107,6 +109,8 @@ def test_report_gives_fitted_lags_in_steps(crossover, tmp_path):
         assert f"{r[0]:.3g}–{r[1]:.3g}" in page
     # the stride-10 windows' record lags 1–346 were shown; only the stride-1 windows' remain
     assert page.count(">1–346<") == sum(w["stride"] == 1 for w in summary["windows"]) == 2
+    # the α-stable table's note said 'w_k(t+1) − w_k(t)' whatever the stride
+    assert "over each window's stride s (1, 10 steps)" in html.unescape(page)
 
 
 def test_compare_labels_step_lengths_of_different_strides(tmp_path):
