@@ -251,6 +251,13 @@ def test_catalog_never_shows_the_exponents_of_another_run(tmp_path):
     first = json.loads((tmp_path / "same-report" / "summary.json").read_text())["windows"][0]
     assert rows["same.zarr"]["alpha"] == first["alpha"] and rows["same.zarr"]["error"] is None
     assert rows["same.zarr"]["tau0"] == 50.0  # in steps: records are 10 steps apart
+    # the exponents are the first window's, not the run's: the row says which, and the table
+    # header gives τ0's unit (it said "tau0" and "alpha" as if of the whole run)
+    assert rows["same.zarr"]["exponents_window"] == "window 1 of 1: t_w = 0, 200 records, every 10 steps"
+    from trajstore.sharing.catalog import render
+
+    text = render(list(rows.values()), "table")
+    assert "tau0 (steps)" in text.splitlines()[0] and "exponents of" in text.splitlines()[0]
     for name in ("rerun.zarr", "part.zarr"):
         assert rows[name]["alpha"] is None and "exponents left out" in rows[name]["error"], rows[name]
 
