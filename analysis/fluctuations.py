@@ -14,6 +14,7 @@ from .tails import StableFit, TailFit, fit_power_law_tail, fit_stable
 
 MOVING_WINDOW = 100
 MIN_AVALANCHES = 20
+MIN_SPECTRUM = 64  # values of an unbroken stretch a spectrum slope needs (a few Welch bins per decade)
 
 
 def avalanche_durations(dl: np.ndarray) -> np.ndarray:
@@ -60,6 +61,7 @@ class LossFluctuations:
     # first and last optimizer step of the values the moving variance and spectrum use (the whole
     # series, or its longest finite stretch); None when the steps were not given
     stretch_steps: tuple[int, int] | None = None
+    undetermined: dict[str, str] | None = None  # quantity → why it is null
 
     def to_dict(self) -> dict:
         return {
@@ -69,8 +71,9 @@ class LossFluctuations:
             "avalanches": int(len(self.durations)),
             "mean_duration": float(self.durations.mean()) if len(self.durations) else None,
             "durations_fit": self.durations_fit.to_dict() if self.durations_fit else None,
-            "spectrum_slope": self.spectrum_slope,
+            "spectrum_slope": self.spectrum_slope if np.isfinite(self.spectrum_slope) else None,
             "stretch_steps": list(self.stretch_steps) if self.stretch_steps else None,
+            "undetermined": dict(self.undetermined or {}),
         }
 
 
@@ -124,11 +127,25 @@ def loss_fluctuations(
             notes.append(f"avalanche-duration fit skipped: {exc}")
     else:
         notes.append(f"{len(dur)} avalanches: too few (or all of one length) for a power-law fit")
-    f, p = signal.welch(x - x.mean(), nperseg=min(len(x), 1024))
-    ok = (f > 0) & (p > 0)
-    lf = np.log(f[ok])
-    keep = lf >= lf.min() + 0.1 * np.ptp(lf) if len(lf) else ok[ok]
-    slope = float(stats.linregress(lf[keep], np.log(p[ok][keep])).slope) if keep.sum() >= 3 else float("nan")
+    undetermined = {}
+    if len(x) < MIN_SPECTRUM:  # a slope through a handful of Welch bins is not a spectrum's
+        undetermined["spectrum_slope"] = (
+            f"the longest stretch without a non-finite loss holds {len(x)} values: too few for a "
+            f"spectrum (need {MIN_SPECTRUM})"
+        )
+        f, p, slope = np.zeros(0), np.zeros(0), float("nan")
+    else:
+        f, p = signal.welch(x - x.mean(), nperseg=min(len(x), 1024))
+        ok = (f > 0) & (p > 0)
+        lf = np.log(f[ok])
+        keep = lf >= lf.min() + 0.1 * np.ptp(lf) if len(lf) else ok[ok]
+        fit = stats.linregress(lf[keep], np.log(p[ok][keep])) if keep.sum() >= 3 else None
+        slope = float(fit.slope) if fit is not None else float("nan")
+    if len(x) < MOVING_WINDOW:
+        undetermined["moving_variance"] = (
+            f"the longest stretch without a non-finite loss holds {len(x)} values, fewer than the "
+            f"moving window of {MOVING_WINDOW}"
+        )
     return LossFluctuations(
         int(finite.sum()),
         log_histogram(np.abs(dl)),
@@ -141,6 +158,7 @@ def loss_fluctuations(
         slope,
         increment_steps,
         (int(steps[lo]), int(steps[hi - 1])) if steps is not None else None,
+        undetermined,
     )
 
 

@@ -301,7 +301,8 @@ def fig_fluctuations(a: Analysis, path: Path) -> None:
     ok = f.frequencies > 0
     axes[3].loglog(f.frequencies[ok] / s, f.power[ok], lw=0.8)
     axes[3].set_xlabel("frequency (1/step)")
-    axes[3].set_ylabel(f"power (slope {f.spectrum_slope:.2f})")
+    slope = f"slope {f.spectrum_slope:.2f}" if np.isfinite(f.spectrum_slope) else "slope undetermined"
+    axes[3].set_ylabel(f"power ({slope})")
     save(fig, path)
 
 

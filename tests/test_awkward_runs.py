@@ -414,3 +414,32 @@ def test_short_run_notes_are_not_repeated(tmp_path):
     repeated = [n for n, k in collections.Counter(notes).items() if k > 1]
     assert not repeated, repeated
     assert "whole run: no two-regime fit (too few log-binned lags)" in notes, notes
+    # 12 records with losses: "landscape window 0 (t_w = 0) skipped: too few …" was followed by
+    # "landscape analysis skipped: too few …", the same reason again
+    _store(
+        tmp_path / "twelve.zarr",
+        _walk(12, 20, seed=8),
+        np.arange(12),
+        np.random.default_rng(8).normal(size=12),
+    )
+    with trajstore.open(tmp_path / "twelve.zarr") as t:
+        notes = analyze(t, window=1000, progress=False).notes
+    reasons = [n.split("skipped: ", 1)[1] for n in notes if n.startswith("landscape") and "skipped: " in n]
+    assert len(reasons) == 2 and len(set(reasons)) == 2, notes
+
+
+def test_a_spectrum_from_a_few_values_is_undetermined(tmp_path):
+    """A loss that is NaN at every 30th step (a guard skipped those steps): the spectrum needs an
+    unbroken stretch, and the longest holds 29 values; its slope was fitted through a few Welch
+    bins of those 29 values and reported as the loss's spectrum slope. It is undetermined with
+    the reason, and so is the moving variance (window 100); the ΔL fits keep every increment."""
+    rng = np.random.default_rng(9)
+    n = 1500
+    loss = 50 + np.cumsum(rng.normal(size=n))
+    loss[::30] = np.nan
+    _store(tmp_path / "holes.zarr", _walk(n), np.arange(n), loss)
+    with trajstore.open(tmp_path / "holes.zarr") as t:
+        fl = analyze(t, window=750, progress=False).summary()["loss_fluctuations"]
+    assert fl["spectrum_slope"] is None and "29 values" in fl["undetermined"]["spectrum_slope"], fl
+    assert "moving_variance" in fl["undetermined"]
+    assert fl["dl_stable"]["n"] == np.isfinite(np.diff(loss)).sum()
