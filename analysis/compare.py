@@ -119,7 +119,7 @@ def compare(
     summary = {
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],
         "table": table,
-        "notes": stride_notes(results),
+        "notes": stride_notes(results) + missing_curve_notes(results),
     }
     summary["layer_table"] = compare_layer_rows([(r["label"], r["summary"]) for r in summary["runs"]])
     keys = varying(hypers)
@@ -222,6 +222,18 @@ def step_length_curves(a: Analysis) -> list[tuple[int, np.ndarray, str]]:
         (stride, x, _STYLES[k % len(_STYLES)])
         for k, (stride, x) in enumerate(a.step_lengths_by_stride.items())
         if len(x)
+    ]
+
+
+def missing_curve_notes(results: list[tuple[str, Analysis]]) -> list[str]:
+    """Runs the MSD overlay cannot draw (non-finite weights in the whole run, or weights that
+    never moved): said, rather than left out of the figure without a word."""
+    missing = [label for label, a in results if msd_overlay_curve(a) is None]
+    if not missing:
+        return []
+    return [
+        f"no MSD curve of {', '.join(missing)} in the overlay: its whole-run MSD is not finite (non-finite "
+        "weights at some record) or zero (the weights never moved); see its notes in runs[].summary"
     ]
 
 

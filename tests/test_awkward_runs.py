@@ -443,3 +443,21 @@ def test_a_spectrum_from_a_few_values_is_undetermined(tmp_path):
     assert fl["spectrum_slope"] is None and "29 values" in fl["undetermined"]["spectrum_slope"], fl
     assert "moving_variance" in fl["undetermined"]
     assert fl["dl_stable"]["n"] == np.isfinite(np.diff(loss)).sum()
+
+
+def test_compare_says_which_run_its_msd_overlay_leaves_out(tmp_path):
+    """A run with non-finite weights at some record has no finite whole-run MSD: compare's
+    overlay drew the other runs and left it out without a word. A note names it."""
+    from trajstore.analysis.compare import compare
+
+    walk = _walk(240, 16, seed=10)
+    bad = walk.copy()
+    bad[130, 3] = np.nan
+    for name, w in (("clean", walk), ("holed", bad)):
+        with trajstore.create(tmp_path / f"{name}.zarr", 16, mode="w") as wr:
+            for t, row in enumerate(w):
+                wr.append(t, row)
+    s = compare([str(tmp_path / "clean.zarr"), str(tmp_path / "holed.zarr")], tmp_path / "cmp", window=120)
+    missing = [n for n in s["notes"] if n.startswith("no MSD curve")]
+    assert len(missing) == 1 and "holed.zarr" in missing[0] and "clean.zarr" not in missing[0], s["notes"]
+    assert "no MSD curve of holed.zarr" in (tmp_path / "cmp" / "index.html").read_text()
