@@ -63,7 +63,7 @@ def fig_msd(a: Analysis, path: Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
     curves = msd_curves(a)
-    cols = _colors(len(curves))
+    cols = _colors(len(curves))[: len(curves)]  # (no curve: every window non-finite, an empty panel)
     strides = {c.stride for c in curves}
     for cv, c in zip(curves, cols, strict=True):
         label = f"t_w = {cv.t_w}"
