@@ -18,7 +18,7 @@ from trajstore.selection import select
 from .exponents import smoothed_local_slope
 from .layers_report import compare_layer_rows, compare_section_html
 from .pipeline import Analysis, analysis_passes, analyze
-from .report import _CSS, TOY_PHASES_CAPTION, _plt, save, toy_phase_figure
+from .report import _CSS, TOY_PHASES_CAPTION, _plt, save, step_length_label, toy_phase_figure
 from .steps import ccdf
 from .sweep import hyper_parameters, sweep_figure, sweep_points, varying
 
@@ -39,6 +39,11 @@ def compare_rows(name: str, a: Analysis, phases: dict | None = None) -> list[dic
         e = w.exponents()
         msl = msl_by_tw.get(w.msd.t_w)
         und = dict(e["undetermined"])
+        if tail is None and len(a.step_lengths_by_stride) > 1:
+            und["tail_alpha"] = und["tail_verdict"] = (
+                f"recorded at several strides ({', '.join(map(str, a.step_lengths_by_stride))} steps): "
+                "its step lengths are not one quantity, so no pooled tail"
+            )
         if msl is not None and msl.undetermined:
             und["hurst"] = msl.undetermined
         rows.append(
@@ -56,6 +61,7 @@ def compare_rows(name: str, a: Analysis, phases: dict | None = None) -> list[dic
                 "tail_alpha": tail.alpha if tail else None,
                 "tail_alpha_ci": tail.alpha_ci if tail else None,
                 "tail_verdict": tail_v,
+                "tail_stride_steps": a.step_stride if tail else None,
                 "hurst": msl.hurst if msl else None,
                 "descent_alpha": (phases or {}).get("descent", {}).get("alpha"),
                 "near_minimum_alpha": (phases or {}).get("near_minimum", {}).get("alpha"),
@@ -113,6 +119,7 @@ def compare(
     summary = {
         "runs": [{"label": lb, "store": a.path, "summary": a.summary()} for lb, a in results],
         "table": table,
+        "notes": stride_notes(results) + missing_curve_notes(results),
     }
     summary["layer_table"] = compare_layer_rows([(r["label"], r["summary"]) for r in summary["runs"]])
     keys = varying(hypers)
@@ -126,7 +133,15 @@ def compare(
     if toys:  # the curves analyze() computed for each toy store
         toy_phase_figure(toys, out / "toy_phases.png")
     layers = compare_section_html(summary["layer_table"], [lb for lb, _ in results])
-    _page(results, table, out, with_toy_figure=bool(toys), sweep=summary.get("sweep"), layers=layers)
+    _page(
+        results,
+        table,
+        out,
+        with_toy_figure=bool(toys),
+        sweep=summary.get("sweep"),
+        layers=layers,
+        notes=summary["notes"],
+    )
     return summary
 
 
@@ -167,9 +182,9 @@ def _overlays(results, out: Path) -> None:
             axes[0].loglog(lags, msd, color=c, label=label)
             x, b = smoothed_local_slope(lags, msd)
             axes[1].semilogx(x, b, color=c)
-        if a.step_lengths is not None and len(a.step_lengths):
-            x, p = ccdf(a.step_lengths / np.median(a.step_lengths))
-            axes[2].loglog(x, p, color=c, lw=0.8)
+        for stride, lengths, style in step_length_curves(a):
+            x, p = ccdf(lengths / np.median(lengths))
+            axes[2].loglog(x, p, style, color=c, lw=0.8, label=f"{label}: {step_length_label(stride)}")
         if a.msl:
             msl = a.msl[0]
             axes[3].loglog(msl.centers / msl.centers[0], msl.msl / msl.msl[0], ".-", color=c, ms=3, lw=0.8)
@@ -179,8 +194,10 @@ def _overlays(results, out: Path) -> None:
     axes[1].axhline(1.0, color="k", lw=0.5, ls="--")
     axes[1].set_xlabel("τ (steps)")
     axes[1].set_ylabel("local slope")
-    axes[2].set_xlabel("step length / median")
+    axes[2].set_xlabel("step length / median (over each run's stride: see legend)")
     axes[2].set_ylabel("P(X ≥ x)")
+    if axes[2].get_legend_handles_labels()[0]:
+        axes[2].legend(fontsize=6)
     axes[3].set_xlabel("Δr / smallest")
     axes[3].set_ylabel("MSL / smallest")
     save(fig, out / "overlay.png")
@@ -190,8 +207,74 @@ _CAPTION = (
     "MSD against the lag in steps, every run normalised at the same lag (the largest first lag; whole "
     "run, lags with enough origins), "
     "local slopes, step-length CCDFs "
-    "(scaled by the median), MSL (first window, normalised)"
+    "(scaled by the median; each over its records' stride, ‖w(t+s) − w(t)‖ for stride s: curves of "
+    "different strides are not the same quantity), MSL (first window, normalised)"
 )
+
+
+_STYLES = ("-", "--", ":", "-.")
+
+
+def step_length_curves(a: Analysis) -> list[tuple[int, np.ndarray, str]]:
+    """(stride in steps, step lengths, line style) of each stride a run was recorded at: a run
+    resumed with another stride has one sample per stride, never one pooled sample."""
+    return [
+        (stride, x, _STYLES[k % len(_STYLES)])
+        for k, (stride, x) in enumerate(a.step_lengths_by_stride.items())
+        if len(x)
+    ]
+
+
+def missing_curve_notes(results: list[tuple[str, Analysis]]) -> list[str]:
+    """Runs the MSD overlay cannot draw (non-finite weights in the whole run, or weights that
+    never moved): said, rather than left out of the figure without a word."""
+    missing = [label for label, a in results if msd_overlay_curve(a) is None]
+    if not missing:
+        return []
+    return [
+        f"no MSD curve of {', '.join(missing)} in the overlay: its whole-run MSD is not finite (non-finite "
+        "weights at some record) or zero (the weights never moved); see its notes in runs[].summary"
+    ]
+
+
+def window_span_notes(results: list[tuple[str, Analysis]]) -> list[str]:
+    """A note when the runs' first windows cover different stretches of training in optimizer
+    steps (same records per window, different strides): the table, per-layer rows and sweep set
+    their exponents side by side as if they described the same part of training."""
+    spans = {}
+    for label, a in results:
+        if a.windows:
+            m = a.windows[0].msd
+            spans[label] = (m.t_w, m.t_w + int(round(float(np.nanmax(m.lag_steps)))))
+    ends = [b - a for a, b in spans.values()]
+    if len(ends) < 2 or max(ends) <= 1.1 * max(min(ends), 1):
+        return []
+    listed = "; ".join(f"{label}: steps {a}–{b}" for label, (a, b) in spans.items())
+    return [
+        f"the runs' first windows cover different stretches of training ({listed}): their exponents "
+        "(table, per-layer rows, sweep) describe different parts of the run; give each run a window of "
+        "the same span in steps to compare like with like (compare(windows=...))"
+    ]
+
+
+def stride_notes(results: list[tuple[str, Analysis]]) -> list[str]:
+    """Notes of a comparison whose step lengths span different numbers of optimizer steps
+    (between runs, or within one run): their CCDFs and tail exponents are not the same quantity."""
+    strides = {label: list(a.step_lengths_by_stride) for label, a in results}
+    notes = window_span_notes(results)
+    every = sorted({s for v in strides.values() for s in v})
+    if len(every) < 2:
+        return notes
+    listed = "; ".join(
+        f"{label}: " + " and ".join("every step" if x == 1 else f"every {x} steps" for x in v)
+        for label, v in strides.items()
+        if v
+    )
+    return notes + [
+        f"the runs' step lengths span different numbers of optimizer steps ({listed}): a step length over "
+        "10 steps is not the quantity a step length over 1 step is, so their CCDFs (each labelled with "
+        "its stride) and tail exponents (tail stride column) are not comparable across strides"
+    ]
 
 
 _COLUMNS = [
@@ -208,6 +291,12 @@ _COLUMNS = [
         "inside the paper's exponent 1 ∈ [1.01, 1.42], exponent 2 ∈ [0.60, 0.88], τ0 ∈ [45, 400]",
     ),
     ("tail_alpha", "step tail α", "power-law exponent of the pooled step-length tail"),
+    (
+        "tail_stride_steps",
+        "tail stride (steps)",
+        "optimizer steps one step length spans (‖w(t+s) − w(t)‖): tails of different strides are "
+        "not comparable",
+    ),
     ("tail_verdict", "tail verdict", "likelihood-ratio verdict on the step-length tail"),
     ("hurst", "H", "Hurst exponent of the loss landscape along the path (– : undetermined)"),
     ("descent_alpha", "toy: descent α", "median over walkers of the descent-phase exponent"),
@@ -216,7 +305,13 @@ _COLUMNS = [
 
 
 def _page(
-    results, table, out: Path, with_toy_figure: bool = False, sweep: dict | None = None, layers: str = ""
+    results,
+    table,
+    out: Path,
+    with_toy_figure: bool = False,
+    sweep: dict | None = None,
+    layers: str = "",
+    notes: list[str] | None = None,
 ) -> None:
     import jinja2
 
@@ -249,6 +344,7 @@ def _page(
             sweep=sweep,
             toy_caption=TOY_PHASES_CAPTION,
             layers=layers,
+            notes=notes or [],
         )
     )
     (out / "index.html").write_text(page)
@@ -272,6 +368,7 @@ _PAGE = """<!doctype html>
 Hover a "–" for the reason a value is not reported.</p>
 {{ layers }}
 <figure><img src="overlay.png" alt="overlays"><figcaption>{{ caption }}</figcaption></figure>
+{% if notes %}<h2>Notes</h2><ul>{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% endif %}
 {% if sweep %}<figure><img src="sweep.png" alt="sweep"><figcaption>The first window's MSD exponents against
 {{ sweep.parameter }}, the hyper-parameter that varies over these runs
 {%- if sweep.also_varying %} (also varying: {{ sweep.also_varying|join(", ") }}){% endif %}.</figcaption>

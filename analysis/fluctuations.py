@@ -14,6 +14,7 @@ from .tails import StableFit, TailFit, fit_power_law_tail, fit_stable
 
 MOVING_WINDOW = 100
 MIN_AVALANCHES = 20
+MIN_SPECTRUM = 64  # values of an unbroken stretch a spectrum slope needs (a few Welch bins per decade)
 
 
 def avalanche_durations(dl: np.ndarray) -> np.ndarray:
@@ -57,6 +58,10 @@ class LossFluctuations:
     power: np.ndarray
     spectrum_slope: float
     increment_steps: int | None = None  # optimizer steps between the losses of one ΔL
+    # first and last optimizer step of the values the moving variance and spectrum use (the whole
+    # series, or its longest finite stretch); None when the steps were not given
+    stretch_steps: tuple[int, int] | None = None
+    undetermined: dict[str, str] | None = None  # quantity → why it is null
 
     def to_dict(self) -> dict:
         return {
@@ -66,15 +71,21 @@ class LossFluctuations:
             "avalanches": int(len(self.durations)),
             "mean_duration": float(self.durations.mean()) if len(self.durations) else None,
             "durations_fit": self.durations_fit.to_dict() if self.durations_fit else None,
-            "spectrum_slope": self.spectrum_slope,
+            "spectrum_slope": self.spectrum_slope if np.isfinite(self.spectrum_slope) else None,
+            "stretch_steps": list(self.stretch_steps) if self.stretch_steps else None,
+            "undetermined": dict(self.undetermined or {}),
         }
 
 
 def loss_fluctuations(
-    losses: np.ndarray, notes: list[str] | None = None, increment_steps: int | None = None
+    losses: np.ndarray,
+    notes: list[str] | None = None,
+    increment_steps: int | None = None,
+    steps: np.ndarray | None = None,
 ) -> LossFluctuations:
     """Every loss-fluctuation analysis of a loss series logged at one stride (``increment_steps``
-    optimizer steps apart, reported); ``notes`` collects what could not be fitted and why.
+    optimizer steps apart, reported); ``notes`` collects what could not be fitted and why;
+    ``steps`` (optional, as ``losses``): the optimizer step of each value, to name the stretch used.
 
     A non-finite loss (NaN, inf: a step a guard skipped) is a hole: no ΔL spans it (the values
     either side are not one stride apart), it ends an avalanche, and the moving variance and the
@@ -90,15 +101,18 @@ def loss_fluctuations(
     with np.errstate(invalid="ignore"):  # inf − inf: a hole like any other
         dl_all = np.diff(x)
     dl = dl_all[np.isfinite(dl_all)]
+    lo, hi = 0, len(x)
     if not finite.all():  # the longest run of finite values: the spectrum needs no gaps
         edges = np.diff(np.concatenate([[0], finite.astype(np.int8), [0]]))
         starts, stops = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         k = int(np.argmax(stops - starts))
+        lo, hi = int(starts[k]), int(stops[k])
+        where = f", steps {int(steps[lo])}–{int(steps[hi - 1])}" if steps is not None else ""
         notes.append(
             f"{int((~finite).sum())} of {len(x)} losses are not finite: no ΔL spans them, and the "
-            f"moving variance and spectrum use the longest finite stretch ({stops[k] - starts[k]} values)"
+            f"moving variance and spectrum use the longest finite stretch ({hi - lo} values{where})"
         )
-        x = x[starts[k] : stops[k]]
+        x = x[lo:hi]
     st = None
     try:
         st = fit_stable(dl)
@@ -113,11 +127,25 @@ def loss_fluctuations(
             notes.append(f"avalanche-duration fit skipped: {exc}")
     else:
         notes.append(f"{len(dur)} avalanches: too few (or all of one length) for a power-law fit")
-    f, p = signal.welch(x - x.mean(), nperseg=min(len(x), 1024))
-    ok = (f > 0) & (p > 0)
-    lf = np.log(f[ok])
-    keep = lf >= lf.min() + 0.1 * np.ptp(lf) if len(lf) else ok[ok]
-    slope = float(stats.linregress(lf[keep], np.log(p[ok][keep])).slope) if keep.sum() >= 3 else float("nan")
+    undetermined = {}
+    if len(x) < MIN_SPECTRUM:  # a slope through a handful of Welch bins is not a spectrum's
+        undetermined["spectrum_slope"] = (
+            f"the longest stretch without a non-finite loss holds {len(x)} values: too few for a "
+            f"spectrum (need {MIN_SPECTRUM})"
+        )
+        f, p, slope = np.zeros(0), np.zeros(0), float("nan")
+    else:
+        f, p = signal.welch(x - x.mean(), nperseg=min(len(x), 1024))
+        ok = (f > 0) & (p > 0)
+        lf = np.log(f[ok])
+        keep = lf >= lf.min() + 0.1 * np.ptp(lf) if len(lf) else ok[ok]
+        fit = stats.linregress(lf[keep], np.log(p[ok][keep])) if keep.sum() >= 3 else None
+        slope = float(fit.slope) if fit is not None else float("nan")
+    if len(x) < MOVING_WINDOW:
+        undetermined["moving_variance"] = (
+            f"the longest stretch without a non-finite loss holds {len(x)} values, fewer than the "
+            f"moving window of {MOVING_WINDOW}"
+        )
     return LossFluctuations(
         int(finite.sum()),
         log_histogram(np.abs(dl)),
@@ -129,6 +157,8 @@ def loss_fluctuations(
         p,
         slope,
         increment_steps,
+        (int(steps[lo]), int(steps[hi - 1])) if steps is not None else None,
+        undetermined,
     )
 
 

@@ -83,13 +83,24 @@ def tail_sentence(summary: dict) -> str:
         return ""
     kinds = [tail_kind(t["verdict"]) for t in per]
     counts = ", ".join(f"{kinds.count(k)} {k}" for k in sorted(set(kinds)))
-    text = "Step lengths ‖w(t+1) − w(t)‖: "
+    # a step length spans the records' stride: ‖w(t+10) − w(t)‖ for a run recorded every 10 steps
+    strides = sorted(
+        {w["stride"] for w in summary.get("windows", []) if w.get("step_length_tail") and w.get("stride")}
+    )
+    if len(strides) > 1:
+        what = f"over each window's stride ({', '.join(map(str, strides))} steps, not pooled)"
+    else:
+        s = strides[0] if strides else (pooled or {}).get("stride_steps") or 1
+        what = "‖w(t+1) − w(t)‖" if s == 1 else f"‖w(t+{s}) − w(t)‖ (records every {s} steps)"
+    parts = []
     if pooled:
-        text += f"pooled over the run the tail is {pooled['verdict']} (power-law α = {pooled['alpha']:.2f}"
-        text += f" above x_min = {pooled['xmin']:.3g})"
+        parts.append(
+            f"pooled over the run the tail is {pooled['verdict']} (power-law α = {pooled['alpha']:.2f}"
+            f" above x_min = {pooled['xmin']:.3g})"
+        )
     if per:
-        text += f"; per window: {counts}"
-    return text + "."
+        parts.append(f"per window: {counts}")
+    return f"Step lengths {what}: " + "; ".join(parts) + "."
 
 
 def landscape_sentence(summary: dict) -> str:
@@ -107,15 +118,17 @@ def landscape_sentence(summary: dict) -> str:
 
 
 def stable_sentence(summary: dict) -> str:
-    vals = [
-        w["stable"]["update_components"]["alpha"]
-        for w in summary.get("windows", [])
-        if w.get("stable", {}).get("update_components")
-    ]
+    fitted = [w for w in summary.get("windows", []) if w.get("stable", {}).get("update_components")]
+    vals = [w["stable"]["update_components"]["alpha"] for w in fitted]
     if not vals:
         return ""
+    strides = sorted({w.get("stride") or 1 for w in fitted})  # an update spans the records' stride
+    if len(strides) > 1:
+        what = f"over each window's stride ({', '.join(map(str, strides))} steps)"
+    else:
+        what = "w_k(t+1) − w_k(t)" if strides[0] == 1 else f"w_k(t+{strides[0]}) − w_k(t)"
     return (
-        "α-stable index of the update components w_k(t+1) − w_k(t), per window: "
+        f"α-stable index of the update components {what}, per window: "
         + ", ".join(f"{v:.2f}" for v in vals)
         + " (2 = Gaussian)."
     )

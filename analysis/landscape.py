@@ -328,5 +328,7 @@ def windowed_msl(
             if notes is not None:
                 notes.append(f"landscape window {k} (t_w = {int(traj.steps[r0])}) skipped: {exc}")
     if not out:
+        if notes is not None and reasons:  # each window's reason is noted: not the first one again
+            raise ValueError(f"no window could be analysed ({len(reasons)} skipped, reasons above)")
         raise ValueError(reasons[0] if reasons else "no window to analyse")
     return out

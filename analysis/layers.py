@@ -259,6 +259,7 @@ _KEEP = (
     "alpha",
     "alpha_ci",
     "alpha_lag_range",
+    "alpha_lag_range_steps",
     "alpha_noise_ratio",
     "regimes",
     *verdicts.TWO_REGIME_FIELDS,
@@ -299,9 +300,7 @@ def fit_strata(
     studies of α). Adds ``ci_method``."""
     msd = np.asarray(msd, dtype=float)
     if not np.any(msd > 0):
-        return _undetermined(
-            "the tensor did not move in this window (frozen or zero updates)", "no motion"
-        )
+        return _undetermined("the tensor did not move in this window (frozen or zero updates)", "no motion")
     try:
         if strata is None:  # no blocks: the fit without an interval, the reason in ci_method
             prep = _prepare_strata(lags, msd, [msd[None, :]], n_boot, seed)
@@ -319,7 +318,11 @@ def fit_strata(
     d = {k: s.get(k) for k in _KEEP}
     d["ci_method"] = single.ci_method
     if d["alpha"] is not None and d["alpha_ci"] is None:  # no interval: no claim of a regime either
-        r = single.lag_range
+        r, unit = (
+            (s["alpha_lag_range_steps"], "steps")
+            if s.get("alpha_lag_range_steps")
+            else (single.lag_range, unit)
+        )
         d["verdict"] = (
             f"α = {single.alpha:.2f} over lags {r[0]:.3g}–{r[1]:.3g} {unit}, without an interval: "
             "neither the diffusion regime nor two regimes can be tested"

@@ -162,8 +162,19 @@ def compare_table(rows: list[dict], runs: list[str]) -> dict:
             cells = [cell(by_key.get((run, name, k))) for run in runs]
             if all(c["text"] == "–" for c in cells):
                 continue
+            # the k-th windows of two runs start at different steps when their windows or strides
+            # differ: the row says the step, or each cell says its own
+            starts = {run: windows[run][k] for run in runs if k < len(windows.get(run, []))}
+            same = len(set(starts.values())) == 1
+            if not same:
+                for run, c in zip(runs, cells, strict=True):
+                    if run in starts and c["text"] != "–":
+                        c["text"] += f" (t_w = {starts[run]})"
             label = {"tensor": "tensor", "kind": "layer type", "role": "role"}.get(by, by)
-            out.append({"layer": name, "what": label, "window": k, "cells": cells})
+            where = f"t_w = {next(iter(starts.values()))}" if same else f"window {k} (t_w differs)"
+            out.append(
+                {"layer": name, "what": label, "window": k, "t_w": starts, "where": where, "cells": cells}
+            )
     return {"runs": runs, "rows": out}
 
 
@@ -207,14 +218,15 @@ def section_html(summary: dict):
 
 
 _COMPARE_SECTION = """{% if t.rows %}<h2>Diffusion exponent per layer, run by run</h2>
-<table><tr><th>layer</th><th>grouping</th><th>window</th>
+<table><tr><th>layer</th><th>grouping</th><th>window (start step t_w)</th>
 {%- for r in t.runs %}<th>α: {{ r }}</th>{% endfor %}</tr>
-{% for row in t.rows %}<tr><td>{{ row.layer }}</td><td>{{ row.what }}</td><td>{{ row.window }}</td>
+{% for row in t.rows %}<tr><td>{{ row.layer }}</td><td>{{ row.what }}</td><td>{{ row.where }}</td>
 {%- for c in row.cells %}<td title="{{ c.why }}"{% if c.text == "undetermined" %} class="und"{% endif %}>
 {{- c.text }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <p style="font-size:11px">α of each layer type's (and, for at most {{ max_rows }} tensors, each tensor's)
-own MSD with its 95 % bootstrap interval, in the k-th window of each run (window 0 first); hover a
+own MSD with its 95 % bootstrap interval, in the k-th window of each run (window 0 first; where the runs'
+k-th windows start at different optimizer steps, each cell gives its own t_w); hover a
 cell for the verdict or the reason a value is undetermined. summary.json: layer_table.</p>{% endif %}"""
 
 

@@ -278,10 +278,11 @@ def split_by_segments(traj, steps: np.ndarray, values: np.ndarray) -> list[tuple
 
 def fluctuation_losses(
     traj, losses: np.ndarray, notes: list[str], loss_name: str = "loss"
-) -> tuple[np.ndarray, int] | None:
-    """The loss series the loss-fluctuation analyses (ΔL, avalanches, spectrum) may use, and
-    its stride in optimizer steps: the per-record ``losses`` of one equally spaced segment (the
-    longest segment when there are several; a note says so) when a loss is logged at every
+) -> tuple[np.ndarray, int, np.ndarray] | None:
+    """The loss series the loss-fluctuation analyses (ΔL, avalanches, spectrum) may use, its
+    stride in optimizer steps and the optimizer step of each value: the per-record ``losses`` of
+    one equally spaced segment (the longest segment when there are several; a note says so) when
+    a loss is logged at every
     record; otherwise the logged series ``loss_name`` within the segment if it is at one stride
     (a loss logged every step, or every 10th step beside weights of every step: ΔL is then an
     increment over that stride, a note says so), else None (a note says why). Non-finite losses
@@ -306,7 +307,7 @@ def fluctuation_losses(
                 f"loss fluctuations use the loss as logged (every {stride} step(s)), not the records"
                 + ("" if stride == 1 else f": ΔL is the change over {stride} steps")
             )
-        return values[inside], stride
+        return values[inside], stride, np.asarray(steps[inside])
     interior = np.isin(rec_steps[1:-1] + shift, steps)
     if is_regular(rec_steps) and len(rec_steps) > 2 and interior.all():  # a loss at every record
         stride = int(rec_steps[1] - rec_steps[0])
@@ -314,7 +315,7 @@ def fluctuation_losses(
             f"loss fluctuations use the loss at each record (every {stride} step(s)): the loss "
             "as logged is not equally spaced"
         )
-        return losses[seg], stride
+        return losses[seg], stride, np.asarray(rec_steps)
     notes.append(
         "loss fluctuations undetermined: neither the records nor the logged losses are equally "
         "spaced in optimizer steps, so ΔL between consecutive values is not an increment over one stride"

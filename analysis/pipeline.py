@@ -47,10 +47,12 @@ DEFINITIONS = {
     "alpha_short": "exponent of Δr² ∝ τ^α below the crossover τ0 (two-regime fit on log-binned lags); "
     "null unless two regimes are supported against one power law (see regimes)",
     "alpha_long": "exponent of Δr² ∝ τ^α above the crossover τ0 (null unless two regimes are supported)",
-    "tau0": "crossover lag of the two-regime fit, in records; tau0_steps the same in optimizer steps",
+    "tau0": "crossover lag of the two-regime fit, in records (in steps where lag_pairs.lag_unit is "
+    "'steps'); tau0_steps, tau0_ci_steps and two_regime_lag_range_steps the same in optimizer steps",
     "*_ci": "95 % interval from a bootstrap over 64 blocks of parameters (each resample refits the "
     "curve; coverage checked on exact fBm and a synthetic crossover, docs/analysis.md)",
-    "alpha": "single power-law exponent over all usable lags (T − τ ≥ T/4); alpha_lag_range the fitted lags",
+    "alpha": "single power-law exponent over all usable lags (T − τ ≥ T/4); alpha_lag_range the fitted lags "
+    "(the unit of lag_pairs.lag_unit), alpha_lag_range_steps the same in optimizer steps",
     "regimes": "'one' or 'two': whether a change of slope is supported (its 95 % interval excludes 0 "
     "and it is at least 0.1); 'untested' without a bootstrap",
     "verdict": "the diffusion regime of the window in words",
@@ -67,9 +69,10 @@ DEFINITIONS = {
     "from the likelihood-ratio tests, per window and pooled; stride_steps: the optimizer steps one "
     "step length spans (no pooled fit over windows of different strides)",
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
-    "direction_autocorr": "mean cosine between updates k records apart",
+    "direction_autocorr": "mean cosine between updates k records (k × stride steps) apart",
     "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate, per window, of the "
-    "update components w_k(t+1) − w_k(t) (100 random coordinates, each divided by its median |update| "
+    "update components w_k(t+s) − w_k(t) over the window's stride s (100 random coordinates, each "
+    "divided by its median |update| "
     "before pooling, so that different scales do not mix) and of the loss increments ΔL; "
     "'pooled' values mix windows of different scale (non-stationary) and are for reference only",
     "landscape.hurst": "H from MSL(Δr) = ⟨(L_j − L_i)²⟩ = F + A·Δr^{2H} over pairs of a window "
@@ -191,6 +194,9 @@ class Analysis:
     fluct: Any = None
     notes: list[str] = field(default_factory=list)
     step_stride: int | None = None  # optimizer steps per step length pooled in tails (one stride)
+    # stride in optimizer steps → the step lengths ‖w(t+s) − w(t)‖ of the windows recorded at it
+    # (a run resumed with another stride has two: never one sample, see pool_step_lengths)
+    step_lengths_by_stride: dict[int, np.ndarray] = field(default_factory=dict)
     toy_curves: dict | None = None  # toy stores: phase -> (lags, Δr²), for the figure
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = field(
         default_factory=dict
@@ -364,6 +370,7 @@ def analyze(
         wa.layers = window_layers(wm, kinds)
         out.windows.append(wa)
         bar.update(postfix=f"window {stats.index + 1}/{len(bounds)}")
+    _note_undetermined_updates(out)
     full = [w for w in out.windows if not w.partial]
     if (len(full) > 1 or len(segments) > 1) and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
         bar.update(postfix="whole run")
@@ -379,7 +386,7 @@ def analyze(
             out.whole_run_msd = out.windows[0].msd
             out.whole_run = out.windows[0].exponents()
         else:
-            two, single = _fits(out.whole_run_msd, out.notes)
+            two, single = _fits(out.whole_run_msd, out.notes, "whole run")
             lags = out.whole_run_msd.lags
             out.whole_run = _still(
                 out.whole_run_msd,
@@ -396,24 +403,37 @@ def analyze(
     else:
         out.whole_run = out.windows[0].exponents()
         out.whole_run_msd = out.windows[0].msd
-    lengths = np.concatenate(step_lengths)
-    out.step_lengths = lengths
-    strides = sorted({w.stride for w, x in zip(out.windows, step_lengths, strict=True) if len(x)})
-    if len(strides) > 1:  # a step of one window is 1 optimizer step, of another 10: not one sample
-        out.notes.append(
-            f"windows are recorded at different strides ({', '.join(map(str, strides))} steps): their "
-            "step lengths are displacements over different numbers of steps, so no step-length tail is "
-            "pooled over the run (see each window's)"
-        )
-        lengths = None
-    out.step_stride = strides[0] if len(strides) == 1 else None
-    _tails(out, lengths, traj)
+    _tails(out, pool_step_lengths(out, step_lengths), traj)
     _landscape(out, traj, window, memory_limit, engine)
     _toy_phases(out, traj, memory_limit)
     bar.update(postfix="landscape and fluctuations")
     if bar is not progress:
         bar.close()
     return out
+
+
+def pool_step_lengths(out: Analysis, per_window: list[np.ndarray]) -> np.ndarray | None:
+    """Pool the windows' step lengths (``per_window``, one array per window of ``out.windows``)
+    by stride: sets ``out.step_lengths_by_stride``, ``out.step_stride`` and ``out.step_lengths``
+    and returns the pooled sample, or None when the windows are recorded at different strides (a
+    step of one window spans 1 optimizer step, of another 10: not one quantity; a note says so)."""
+    by: dict[int, list[np.ndarray]] = {}
+    for w, x in zip(out.windows, per_window, strict=True):
+        if len(x) and w.stride:
+            by.setdefault(w.stride, []).append(x)
+    out.step_lengths_by_stride = {s: np.concatenate(v) for s, v in sorted(by.items())}
+    strides = list(out.step_lengths_by_stride)
+    out.step_stride = strides[0] if len(strides) == 1 else None
+    if len(strides) > 1:
+        out.notes.append(
+            f"windows are recorded at different strides ({', '.join(map(str, strides))} steps): their "
+            "step lengths are displacements over different numbers of steps, so no step-length tail is "
+            "pooled over the run (see each window's)"
+        )
+        out.step_lengths = None
+        return None
+    out.step_lengths = out.step_lengths_by_stride[strides[0]] if strides else np.zeros(0)
+    return out.step_lengths
 
 
 def _spacing(traj: Trajectory) -> str:
@@ -520,7 +540,8 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
                 out.notes.append(f"landscape analysis skipped: {exc}")
             try:
                 if fl_losses is not None:
-                    out.fluct = loss_fluctuations(fl_losses[0], out.notes, increment_steps=fl_losses[1])
+                    values, stride, steps = fl_losses
+                    out.fluct = loss_fluctuations(values, out.notes, increment_steps=stride, steps=steps)
                     out.extra["loss_fluctuations"] = out.fluct.to_dict()
             except ValueError as exc:
                 out.notes.append(f"loss fluctuations skipped: {exc}")
@@ -557,13 +578,15 @@ def _msl_summary(m) -> dict:
     return d
 
 
-def _fits(wm: WindowMSD, notes: list[str]):
+def _fits(wm: WindowMSD, notes: list[str], what: str | None = None):
     """Single and two-regime fits of one window's MSD, with bootstrap intervals over its
-    parameter blocks."""
+    parameter blocks. ``what`` names the curve in the notes (default ``window {index}``; the
+    whole run's curve must not be noted as window 0, whose own note would then appear twice)."""
+    what = what or f"window {wm.index}"
     if not wm.finite:
         return None, None
     if len(wm.msd) > 1 and not np.any(wm.msd[1:] > 0):
-        notes.append(f"window {wm.index}: {STILL}; nothing to fit")
+        notes.append(f"{what}: {STILL}; nothing to fit")
         return None, None
     idx = wm.usable()  # record lags, or step lags with enough pairs (analysis/pairs.py)
     lags = wm.lags[idx]
@@ -571,10 +594,10 @@ def _fits(wm: WindowMSD, notes: list[str]):
     try:
         single, two = fit_exponents(lags, wm.msd[idx], msd_groups=groups, seed=wm.index)
     except ValueError as exc:
-        notes.append(f"window {wm.index}: no power-law fit ({exc})")
+        notes.append(f"{what}: no power-law fit ({exc})")
         return None, None
     if two is None:
-        notes.append(f"window {wm.index}: no two-regime fit (too few log-binned lags)")
+        notes.append(f"{what}: no two-regime fit (too few log-binned lags)")
     return two, single
 
 
@@ -630,6 +653,24 @@ def _window_tails(wa: WindowAnalysis, stats, lengths: np.ndarray, loss_series, n
                     wa.stable[key]["increment_steps"] = stride[key]
             except ValueError as exc:
                 notes.append(f"window {stats.index}: no α-stable fit of the {key.replace('_', ' ')} ({exc})")
+
+
+def _note_undetermined_updates(out: Analysis) -> None:
+    """One note for the windows whose update-component fit is undetermined (a bfloat16 model):
+    the reason was only in summary.json, while the report's table showed a bare '–'."""
+    key = "stable.update_components"
+    out.notes[:] = [n for n in out.notes if not n.startswith(UNDETERMINED_UPDATES)]  # (sketch: anew)
+    und = [w for w in out.windows if key in w.undetermined]
+    if not und:
+        return
+    tws = ", ".join(str(w.msd.t_w) for w in und[:8]) + (", …" if len(und) > 8 else "")
+    out.notes.append(
+        f"{UNDETERMINED_UPDATES} in {len(und)} of {len(out.windows)} windows (t_w = {tws}): "
+        f"{und[0].undetermined[key]}"
+    )
+
+
+UNDETERMINED_UPDATES = "the α-stable fit of the update components is undetermined"
 
 
 def finite_increments(values: np.ndarray) -> np.ndarray:
@@ -712,8 +753,18 @@ def _tails(out: Analysis, lengths: np.ndarray | None, traj: Trajectory) -> None:
                 }
             except ValueError as exc:
                 out.notes.append(f"pooled α-stable fit of the loss increments skipped ({exc})")
+        elif not pieces:  # said as it is: a loss at two strides is neither constant nor short
+            out.notes.append(
+                "the loss is not logged at one stride within any segment: its increments span different "
+                "numbers of steps, so no pooled loss-increment fit"
+            )
+        elif len(dl) < MIN_TAIL_SAMPLES:
+            out.notes.append(
+                f"only {len(dl)} finite loss increments (a fit needs {MIN_TAIL_SAMPLES}): pooled "
+                "loss-increment fit skipped"
+            )
         else:
-            out.notes.append("the loss is constant or too short: loss-increment fits skipped")
+            out.notes.append("every loss increment is equal (a constant loss): loss-increment fits skipped")
     else:
         out.notes.append("the store has no 'loss' observable: loss analyses skipped")
     out.stable = pooled

@@ -54,47 +54,41 @@ def _colors(n: int):
 
 
 def fig_msd(a: Analysis, path: Path) -> None:
-    """MSD per window with its reported fit: the two-regime fit (solid, τ0 marked) where two
-    regimes are supported, else the single power law (dashed), over the fitted lags."""
+    """MSD per window against the lag in optimizer steps, with its reported fit: the two-regime
+    fit (solid, τ0 marked) where two regimes are supported, else the single power law (dashed),
+    over the fitted lags (``msd_figure.msd_curves``: windows recorded at different strides share
+    the step axis)."""
+    from .msd_figure import msd_curves
+
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 4.8))
-    cols = _colors(len(a.windows))
-    for w, c in zip(a.windows, cols, strict=True):
-        m = w.msd
-        if not m.finite:
-            continue
-        lags = m.lags[1:]
-        ax.loglog(lags, m.msd[1:], color=c, lw=1, alpha=0.8, label=f"t_w = {m.t_w}")
-        two, single = w.two_regime, w.power_law
-        if two is not None and two.supported:
-            lo, hi = two.lag_range
-            xs = np.geomspace(lo, hi, 60)
-            at0 = np.interp(np.log(two.tau0), np.log(lags), np.log(m.msd[1:]))
-            ys = np.exp(
-                at0 + np.where(xs < two.tau0, two.alpha_short, two.alpha_long) * np.log(xs / two.tau0)
-            )
-            ax.loglog(xs, ys, color=c, lw=2.2, alpha=0.6)
-            ax.axvline(two.tau0, color=c, lw=0.8, ls=":")
-            ax.plot([two.tau0], [np.exp(at0)], "o", color=c, ms=5)
-        elif single is not None:
-            lo, hi = single.lag_range
-            xs = np.geomspace(lo, hi, 30)
-            ax.loglog(xs, single.prefactor * xs**single.alpha, "--", color=c, lw=1.6, alpha=0.7)
-    units = {w.msd.lag_unit for w in a.windows}
-    ax.set_xlabel(f"lag τ ({' or '.join(sorted(units))})")
+    curves = msd_curves(a)
+    cols = _colors(len(curves))[: len(curves)]  # (no curve: every window non-finite, an empty panel)
+    strides = {c.stride for c in curves}
+    for cv, c in zip(curves, cols, strict=True):
+        label = f"t_w = {cv.t_w}"
+        if len(strides) > 1:  # say which windows are recorded how
+            label += f", every {cv.stride} steps" if cv.stride else ", uneven spacing"
+        ax.loglog(cv.lag_steps, cv.msd, color=c, lw=1, alpha=0.8, label=label)
+        if cv.fit == "two":
+            ax.loglog(cv.fit_lag_steps, cv.fit_msd, color=c, lw=2.2, alpha=0.6)
+            ax.axvline(cv.tau0_steps, color=c, lw=0.8, ls=":")
+            ax.plot([cv.tau0_steps], [cv.tau0_msd], "o", color=c, ms=5)
+        elif cv.fit == "one":
+            ax.loglog(cv.fit_lag_steps, cv.fit_msd, "--", color=c, lw=1.6, alpha=0.7)
+    ax.set_xlabel("lag τ (optimizer steps)")
     ax.set_ylabel("Δr²(τ)")
     ax.set_title(
         "Windowed time-averaged MSD; reported fits (solid: two regimes, τ0 dotted; dashed: one)", fontsize=8
     )
-    if len(a.windows) <= 12:
+    if len(curves) <= 12:
         _legend(ax, fontsize=7, loc="upper left")
     inset = ax.inset_axes([0.62, 0.1, 0.35, 0.35])
-    for w, c in zip(a.windows, cols, strict=True):
-        x, b = w.slope
-        if len(x):
-            inset.semilogx(x, b, color=c, lw=0.8)
+    for cv, c in zip(curves, cols, strict=True):
+        if len(cv.slope):
+            inset.semilogx(cv.slope_lag_steps, cv.slope, color=c, lw=0.8)
     inset.axhline(1.0, color="k", lw=0.5, ls="--")
-    inset.set_xlabel("τ", fontsize=7)
+    inset.set_xlabel("τ (steps)", fontsize=7)
     inset.set_ylabel("β(τ)", fontsize=7)
     inset.tick_params(labelsize=6)
     save(fig, path)
@@ -161,38 +155,63 @@ def fig_steps(a: Analysis, path: Path) -> None:
     for tau, c in zip(w.displacements.lags, cols, strict=True):
         d = w.displacements.distributions[tau]
         s = w.displacements.collapsed[tau]
-        axes[0].loglog(d.centers, d.density, ".-", color=c, ms=3, lw=0.8, label=f"τ = {tau}")
+        # displacement lags count records: τ records = stride × τ optimizer steps
+        label = f"τ = {tau * (w.stride or 1)} steps"
+        axes[0].loglog(d.centers, d.density, ".-", color=c, ms=3, lw=0.8, label=label)
         axes[1].loglog(s.centers, s.density, ".-", color=c, ms=3, lw=0.8)
     axes[0].set_xlabel("‖w(t+τ) − w(t)‖")
     axes[0].set_ylabel("density")
-    axes[0].set_title(f"Displacements, window t_w = {w.msd.t_w}", fontsize=9)
+    every = "every step" if w.stride == 1 else f"every {w.stride} steps"
+    axes[0].set_title(f"Displacements, window t_w = {w.msd.t_w} (records {every})", fontsize=9)
     _legend(axes[0], fontsize=6, ncol=2)
     axes[1].set_xlabel("‖w(t+τ) − w(t)‖ / sqrt(Δr²(τ))")
     axes[1].set_title("Scaling collapse", fontsize=9)
     save(fig, path)
 
 
+def step_length_label(stride: int | None) -> str:
+    """What a step length is, in steps: ‖w(t+1) − w(t)‖, or ‖w(t+10) − w(t)‖ at stride 10."""
+    return "‖w(t+1) − w(t)‖" if stride in (1, None) else f"‖w(t+{stride}) − w(t)‖"
+
+
 def fig_tail(a: Analysis, path: Path) -> None:
+    """The step-length CCDF with its pooled power-law fit; a run recorded at several strides gets
+    one CCDF per stride (their lengths span different numbers of steps) and no pooled fit."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    if a.step_lengths is not None and len(a.step_lengths):
-        x, p = ccdf(a.step_lengths)
-        ax.loglog(x, p, ".", ms=2, color="0.3", label="step lengths")
-        fit = a.tails.get("step_length")
-        if fit is not None:
-            frac = fit.n_tail / fit.n
-            xs = np.logspace(np.log10(fit.xmin), np.log10(x.max()), 50)
-            ax.loglog(
-                xs,
-                frac * (xs / fit.xmin) ** (1 - fit.alpha),
-                "r-",
-                label=f"power law α = {fit.alpha:.2f} {_tail_ci_text(fit.alpha_ci)}, x_min = {fit.xmin:.3g}",
-            )
-            from .verdicts import tail_kind, tail_verdict
+    by_stride = a.step_lengths_by_stride or (
+        {a.step_stride or 1: a.step_lengths} if a.step_lengths is not None else {}
+    )
+    by_stride = {s: x for s, x in by_stride.items() if len(x)}
+    for k, (stride, lengths) in enumerate(by_stride.items()):
+        x, p = ccdf(lengths)
+        ax.loglog(
+            x,
+            p,
+            ".",
+            ms=2,
+            color="0.3" if len(by_stride) == 1 else f"C{k}",
+            label=f"{step_length_label(stride)}",
+        )
+    fit = a.tails.get("step_length")
+    if fit is not None and len(by_stride) == 1:
+        x, _ = ccdf(next(iter(by_stride.values())))
+        frac = fit.n_tail / fit.n
+        xs = np.logspace(np.log10(fit.xmin), np.log10(x.max()), 50)
+        ax.loglog(
+            xs,
+            frac * (xs / fit.xmin) ** (1 - fit.alpha),
+            "r-",
+            label=f"power law α = {fit.alpha:.2f} {_tail_ci_text(fit.alpha_ci)}, x_min = {fit.xmin:.3g}",
+        )
+        from .verdicts import tail_kind, tail_verdict
 
-            verdict = tail_verdict(fit.to_dict()["tests"])
-            ax.set_title(f"pooled over the run; verdict: {tail_kind(verdict)}", fontsize=8)
-    ax.set_xlabel("‖w(t+1) − w(t)‖")
+        verdict = tail_verdict(fit.to_dict()["tests"])
+        ax.set_title(f"pooled over the run; verdict: {tail_kind(verdict)}", fontsize=8)
+    elif len(by_stride) > 1:
+        ax.set_title("recorded at several strides: one CCDF per stride, no pooled fit", fontsize=8)
+    stride = next(iter(by_stride), 1)
+    ax.set_xlabel(step_length_label(stride) if len(by_stride) <= 1 else "step length over the stride")
     ax.set_ylabel("P(X ≥ x)")
     _legend(ax, fontsize=7)
     save(fig, path)
@@ -207,18 +226,21 @@ def fig_geometry(a: Analysis, path: Path) -> None:
         s, r = g.msd_vs_contour
         if len(s):
             axes[0].loglog(s, r, ".-", color=c, ms=3, lw=0.8)
+        stride = w.stride or 1  # the lags count records: k records = stride × k steps
         if g.direction_autocorr:
             k = sorted(g.direction_autocorr)
-            axes[1].semilogx(k, [g.direction_autocorr[i] for i in k], "o-", color=c, ms=3)
+            x = [stride * i for i in k]
+            axes[1].semilogx(x, [g.direction_autocorr[i] for i in k], "o-", color=c, ms=3)
         if g.step_autocorr:
             k = sorted(g.step_autocorr)
-            axes[2].semilogx(k, [g.step_autocorr[i] for i in k], "o-", color=c, ms=3)
+            x = [stride * i for i in k]
+            axes[2].semilogx(x, [g.step_autocorr[i] for i in k], "o-", color=c, ms=3)
     axes[0].set_xlabel("contour length s")
     axes[0].set_ylabel("Δr²")
     axes[0].set_title("MSD vs contour length", fontsize=9)
-    axes[1].set_xlabel("lag k")
+    axes[1].set_xlabel("lag k (optimizer steps)")
     axes[1].set_ylabel("mean cos(Δw(t), Δw(t+k))")
-    axes[2].set_xlabel("lag k")
+    axes[2].set_xlabel("lag k (optimizer steps)")
     axes[2].set_ylabel("step-length autocorrelation")
     save(fig, path)
 
@@ -265,16 +287,22 @@ def fig_fluctuations(a: Analysis, path: Path) -> None:
                 xs, (d.n_tail / d.n) * (xs / d.xmin) ** (1 - d.alpha), "r-", label=f"α = {d.alpha:.2f}"
             )
             _legend(axes[1], fontsize=7)
-    axes[1].set_xlabel("avalanche duration (steps)")
+    # the series is logged every s = increment_steps optimizer steps: durations count increments
+    # of s steps, the moving variance runs over 100 values, frequencies are per value
+    s = f.increment_steps or 1
+    unit = "steps" if s == 1 else f"increments of {s} steps"
+    axes[1].set_xlabel(f"avalanche duration ({unit})")
     axes[1].set_ylabel("P(D ≥ d)")
-    axes[2].plot(f.moving_var, lw=0.6)
+    first = f.stretch_steps[0] if f.stretch_steps else 0
+    axes[2].plot(first + s * np.arange(len(f.moving_var)), f.moving_var, lw=0.6)
     axes[2].set_yscale("log")
-    axes[2].set_xlabel("record")
-    axes[2].set_ylabel("moving variance of L (100)")
+    axes[2].set_xlabel("step (first of the 100 values)" if f.stretch_steps else "value of the loss series")
+    axes[2].set_ylabel(f"moving variance of L (100 values, {100 * s} steps)")
     ok = f.frequencies > 0
-    axes[3].loglog(f.frequencies[ok], f.power[ok], lw=0.8)
-    axes[3].set_xlabel("frequency (1/record)")
-    axes[3].set_ylabel(f"power (slope {f.spectrum_slope:.2f})")
+    axes[3].loglog(f.frequencies[ok] / s, f.power[ok], lw=0.8)
+    axes[3].set_xlabel("frequency (1/step)")
+    slope = f"slope {f.spectrum_slope:.2f}" if np.isfinite(f.spectrum_slope) else "slope undetermined"
+    axes[3].set_ylabel(f"power ({slope})")
     save(fig, path)
 
 
@@ -318,8 +346,9 @@ FIGURES = {
     "training.png": (fig_training, "Training loss and learning rate as recorded"),
     "msd.png": (
         fig_msd,
-        "MSD per window (log–log) with the reported fits over their lag ranges (solid: two regimes, "
-        "τ0 dotted; dashed: one power law) and the local slope β(τ) inset",
+        "MSD per window against the lag in optimizer steps (log–log) with the reported fits over "
+        "their lag ranges (solid: two regimes, τ0 dotted; dashed: one power law) and the local slope "
+        "β(τ) inset",
     ),
     "exponents.png": (
         fig_alpha,
@@ -328,7 +357,11 @@ FIGURES = {
     ),
     "layers.png": (fig_layers_of, FIGURE_CAPTION),  # per-layer exponents (layers_report.py)
     "displacements.png": (fig_steps, "Displacement-length distributions and their collapse"),
-    "tail.png": (fig_tail, "Step-length CCDF with the power-law tail fit"),
+    "tail.png": (
+        fig_tail,
+        "Step-length CCDF with the power-law tail fit (a step spans the records' stride in optimizer "
+        "steps; a run recorded at several strides: one CCDF per stride, no pooled fit)",
+    ),
     "geometry.png": (fig_geometry, "Path geometry"),
     "msl.png": (
         fig_msl,
@@ -423,7 +456,11 @@ DIFFUSION_COLUMNS = [
     ("t_w", "window t_w", "optimizer step of the window's first record"),
     ("regimes", "regimes", "one power law, or two regimes supported against it (bootstrap test)"),
     ("alpha", "α (one power law)", "exponent of Δr² ∝ τ^α over all usable lags, 95 % bootstrap interval"),
-    ("alpha_lag_range", "lags fitted", "first and last log-binned lag of the fit (records, or steps)"),
+    (
+        "alpha_lag_range",
+        "lags fitted (steps)",
+        "first and last log-binned lag of the fit, in optimizer steps",
+    ),
     (
         "alpha_short",
         "α short",
@@ -463,8 +500,8 @@ def _cell(w: dict, key: str) -> dict:
     elif key == "tau0_steps":
         v = w.get(key) if w.get(key) is not None else w.get("tau0")
         text = _num(v)
-    elif key == "alpha_lag_range":
-        r = w.get(key)
+    elif key == "alpha_lag_range":  # in steps: a window recorded every 10 steps has record lag 1 = 10 steps
+        r = w.get("alpha_lag_range_steps") or w.get(key)
         text = f"{r[0]:.3g}–{r[1]:.3g}" if r else "–"
     elif key == "alpha_noise_ratio":
         v = w.get(key)
@@ -486,11 +523,27 @@ def _paper_cell(w: dict, key: str) -> str:
     return f"{v:.3g}: {'inside' if inside else 'outside'}"
 
 
+def _update_label(ws: list[dict]) -> str:
+    """What an update component spans: w_k(t+s) − w_k(t) for records every s steps."""
+    fitted = [w for w in ws if (w.get("stable") or {}).get("update_components")]
+    strides = sorted({w.get("stride") for w in fitted} - {None})
+    if len(strides) > 1:
+        return "w_k(t+s) − w_k(t) over each window's stride s (" + ", ".join(map(str, strides)) + " steps)"
+    s = strides[0] if strides else 1
+    return "w_k(t+1) − w_k(t)" if s == 1 else f"w_k(t+{s}) − w_k(t) (records every {s} steps)"
+
+
 def _stable_cells(w: dict) -> list[str]:
     out = [str(w["t_w"])]
     for key in ("update_components", "loss_increments"):
         st = (w.get("stable") or {}).get(key)
-        out += [f"{st['alpha']:.2f}", f"{st['mohammadi_alpha']:.2f}"] if st else ["–", "–"]
+        why = (w.get("undetermined") or {}).get(f"stable.{key}")
+        if st:
+            out += [f"{st['alpha']:.2f}", f"{st['mohammadi_alpha']:.2f}"]
+        elif why:  # e.g. a bfloat16 model: the updates are multiples of the weights' resolution
+            out += [f"undetermined: {why}", "undetermined"]
+        else:
+            out += ["–", "–"]
     return out
 
 
@@ -516,7 +569,7 @@ def _lag_row(w: dict) -> list[str]:
     return [
         str(w["t_w"]),
         str(w["n_records"]),
-        f"every {w['stride']} steps"
+        ("every step" if w["stride"] == 1 else f"every {w['stride']} steps")
         if lp["equally_spaced"] and w.get("stride")
         else "irregular (by step lag)",
         str(lp["n_lags"]),
@@ -560,8 +613,14 @@ def write_report(
     ws = summary["windows"]
     tails = []
     pooled = summary["tails"].get("step_length")
-    for label, t in [("pooled over the run", pooled)] + [
-        (f"window t_w = {w['t_w']}" + (" (partial)" if w.get("partial") else ""), w.get("step_length_tail"))
+    several = len({w.get("stride") for w in ws if w.get("step_length_tail")}) > 1
+    for label, t in [(f"pooled over the run: {step_length_label(a.step_stride)}", pooled)] + [
+        (
+            f"window t_w = {w['t_w']}"
+            + (" (partial)" if w.get("partial") else "")
+            + (f": {step_length_label(w.get('stride'))}" if several else ""),
+            w.get("step_length_tail"),
+        )
         for w in ws
     ]:
         if t:
@@ -635,10 +694,14 @@ def write_report(
             {"t_w": w["t_w"], "cells": [_paper_cell(w, k) for k in PAPER]} for w in ws if "paper" in w
         ],
         tail_rows=tails,
-        stable_rows=[_stable_cells(w) for w in ws if w.get("stable")],
+        stable_rows=[
+            _stable_cells(w)
+            for w in ws
+            if w.get("stable") or "stable.update_components" in (w.get("undetermined") or {})
+        ],
         stable_note="Per window (the scale of the updates changes over training, so pooled fits mix "
         "distributions; summary.json's stable.*.pooled_over_run is labelled as such). Update components: "
-        "w_k(t+1) − w_k(t) of 100 random coordinates, each divided by its median |update|; Mohammadi's "
+        f"{_update_label(ws)} of 100 random coordinates, each divided by its median |update|; Mohammadi's "
         "estimator on the increments in "
         "random order.",
         land_rows=land_rows,

@@ -89,7 +89,7 @@ def analyze_sketch(
     out.n_params = n
     for w in out.windows:
         w.tensor_alpha = {}  # a sketch mixes every tensor into every coordinate
-    sketch_lengths = out.step_lengths
+    sketch_lengths = sum(len(x) for x in out.step_lengths_by_stride.values())
     sources = {
         "msd": "sketch",
         "exponents": "sketch",
@@ -109,6 +109,8 @@ def analyze_sketch(
             out.notes.append("the sample's steps differ from the sketch's: it is not used")
         for w in out.windows:
             w.stable.pop("update_components", None)
+            w.undetermined.pop("stable.update_components", None)  # not available at all (sources)
+        pipeline._note_undetermined_updates(out)
         out.stable.pop("update_components", None)
         sources["step_length"] = "sketch"
         sources["update_components"] = "not available (no sample: record with --sample M)"
@@ -127,7 +129,7 @@ def analyze_sketch(
         "intervals": INTERVALS,
         "sources": sources,
         "sample": sample_info,
-        "sketch_step_lengths": int(len(sketch_lengths)),
+        "sketch_step_lengths": int(sketch_lengths),
     }
     out.notes.insert(
         0,
@@ -172,12 +174,12 @@ def _from_sample(out: pipeline.Analysis, view, sample: Sample, window: int) -> d
         wa.undetermined.pop("stable.update_components", None)  # decided anew on the sample
         stats = SimpleNamespace(index=wa.msd.index, steps=view.steps[r0:r1], update_samples=d[:, coords].T)
         pipeline._window_tails(wa, stats, lengths, None, out.notes)
-    lengths = np.concatenate(lengths_all)
-    out.step_lengths = lengths
+    pipeline._note_undetermined_updates(out)  # decided anew on the sample
     out.tails.pop("step_length", None)
+    # pool_step_lengths says it again for the sample's lengths: one note, not two
+    out.notes[:] = [n for n in out.notes if "recorded at different strides" not in n]
     stable_loss = out.stable.get("loss_increments")
-    mixed = len({wa.stride for wa in out.windows if wa.stride}) > 1  # no pooled tail (pipeline)
-    pipeline._tails(out, None if mixed else lengths, view)
+    pipeline._tails(out, pipeline.pool_step_lengths(out, lengths_all), view)
     if stable_loss is not None:
         out.stable["loss_increments"] = stable_loss
     # _tails repeats the notes of the first pass about the loss: keep one of each

@@ -118,6 +118,7 @@ TWO_REGIME_FIELDS = (
     "tau0",
     "tau0_ci",
     "tau0_steps",
+    "tau0_ci_steps",
 )
 
 
@@ -137,6 +138,14 @@ def exponent_summary(single, two, lag_steps=None, unit: str = "records") -> dict
         ("alpha", "alpha_ci", "alpha_lag_range", "alpha_residual_rms", "alpha_noise_ratio")
     )
     und: dict[str, str] = {}
+
+    def in_steps(lags):  # fitted lags (records, or steps) -> optimizer steps; None: not known
+        if lag_steps is None:
+            return None
+        import numpy as np
+
+        return [float(v) for v in np.interp(lags, *lag_steps)]
+
     if single is None:
         und["alpha"] = "no power-law fit (non-finite weights or too few usable lags)"
     else:
@@ -148,6 +157,7 @@ def exponent_summary(single, two, lag_steps=None, unit: str = "records") -> dict
         elif single.alpha_ci is None:
             und["alpha_ci"] = single.ci_method
         d["alpha_lag_range"] = list(single.lag_range)
+        d["alpha_lag_range_steps"] = in_steps(single.lag_range)
         d["alpha_residual_rms"] = single.residual_rms
         d["alpha_noise_ratio"] = single.noise_ratio
     d.update(dict.fromkeys(TWO_REGIME_FIELDS))
@@ -158,6 +168,7 @@ def exponent_summary(single, two, lag_steps=None, unit: str = "records") -> dict
             fit = d["two_regime_fit"]
             fit["verdict"] = fit["verdict"].replace(" records (", f" {unit} (")
         d["two_regime_lag_range"] = list(two.lag_range)
+        d["two_regime_lag_range_steps"] = in_steps(two.lag_range)
         d["two_regime_residual_rms"] = two.residual_rms
         d["regimes"] = {True: "two", False: "one", None: "untested"}[two.supported]
         if two.supported:
@@ -178,10 +189,8 @@ def exponent_summary(single, two, lag_steps=None, unit: str = "records") -> dict
             d["tau0"] = two.tau0
             d["tau0_ci"] = list(two.tau0_ci)
             if lag_steps is not None:
-                import numpy as np
-
-                lags, steps = lag_steps
-                d["tau0_steps"] = float(np.interp(two.tau0, lags, steps))
+                d["tau0_steps"] = in_steps([two.tau0])[0]
+                d["tau0_ci_steps"] = in_steps(two.tau0_ci)
         else:
             if two.supported is False:
                 ci = two.slope_change_ci
@@ -214,6 +223,8 @@ def window_verdict(d: dict, single, two, unit: str = "records") -> str:
     if single is None or d.get("alpha") is None:
         return "undetermined: no usable power-law fit"
     r = single.lag_range
+    if d.get("alpha_lag_range_steps"):  # the lags in optimizer steps, whatever the records' stride
+        r, unit = d["alpha_lag_range_steps"], "steps"
     kind = diffusion_kind(single.alpha, single.alpha_ci)
     fit = ""
     if single.noise_ratio is not None and single.noise_ratio > 3:

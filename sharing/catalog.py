@@ -40,8 +40,12 @@ COLUMNS = (
     "alpha_short",
     "alpha_long",
     "tau0",
+    "exponents_window",
     "error",
 )
+# Headers of the html and plain-text tables where a column's key does not say its unit or scope
+# (csv and json keep the keys).
+_HEADERS = {"tau0": "tau0 (steps)", "exponents_window": "exponents of"}
 _STORE_SUFFIXES = (".zarr", ".h5", ".hdf5", ".zip")
 
 _HTML = jinja2.Template(
@@ -50,7 +54,7 @@ _HTML = jinja2.Template(
 <style>body{font-family:sans-serif}table{border-collapse:collapse}
 td,th{border:1px solid #ccc;padding:2px 6px}</style>
 </head><body><h1>trajstore catalog</h1><p>{{ rows|length }} stores.</p>
-<table><thead><tr>{% for c in columns %}<th>{{ c }}</th>{% endfor %}</tr></thead><tbody>
+<table><thead><tr>{% for c in columns %}<th>{{ headers.get(c, c) }}</th>{% endfor %}</tr></thead><tbody>
 {% for r in rows %}<tr>{% for c in columns %}<td>{{ r[c] if r[c] is not none else "" }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table></body></html>
 """,
@@ -159,7 +163,15 @@ def _exponents(path: str, store_id: str | None, row: dict) -> dict:
         }
     first = windows[0] if windows and isinstance(windows[0], dict) else {}
     tau0 = first.get("tau0_steps") if "tau0_steps" in first else first.get("tau0")
-    return {**{k: first.get(k) for k in ("alpha", "alpha_short", "alpha_long")}, "tau0": tau0}
+    out = {**{k: first.get(k) for k in ("alpha", "alpha_short", "alpha_long")}, "tau0": tau0}
+    if first.get("t_w") is not None and (first.get("alpha") is not None or tau0 is not None):
+        # which part of the run they describe: the first window, not the run
+        stride = first.get("stride")
+        every = "" if stride in (None, 1) else f", every {stride} steps"
+        out["exponents_window"] = (
+            f"window 1 of {len(windows)}: t_w = {first.get('t_w')}, {first.get('n_records')} records{every}"
+        )
+    return out
 
 
 def catalog(places: Sequence[str], engine: Any = None) -> list[dict]:
@@ -180,7 +192,7 @@ def render(rows: list[dict], fmt: str) -> str:
     if fmt == "json":
         return json.dumps(rows, indent=1) + "\n"
     if fmt == "html":
-        return _HTML.render(rows=rows, columns=COLUMNS)
+        return _HTML.render(rows=rows, columns=COLUMNS, headers=_HEADERS)
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.DictWriter(buf, fieldnames=COLUMNS)
@@ -189,8 +201,9 @@ def render(rows: list[dict], fmt: str) -> str:
         return buf.getvalue()
     shown = [c for c in COLUMNS if any(r.get(c) is not None for r in rows)]
     cells = [[_cell(r.get(c)) for c in shown] for r in rows]
-    widths = [max([len(c)] + [len(line[i]) for line in cells]) for i, c in enumerate(shown)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(shown, widths, strict=True))]
+    heads = [_HEADERS.get(c, c) for c in shown]
+    widths = [max([len(h)] + [len(line[i]) for line in cells]) for i, h in enumerate(heads)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(heads, widths, strict=True))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)) for line in cells]
     return "\n".join(lines) + "\n"
 

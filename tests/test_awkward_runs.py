@@ -7,6 +7,8 @@ brute-force count over the same data).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 from trajstore.analysis.fluctuations import avalanche_durations, loss_fluctuations
 from trajstore.analysis.pipeline import analyze
@@ -52,6 +54,16 @@ def test_loss_increments_never_span_a_non_finite_loss(tmp_path):
         assert st["n"] == np.isfinite(inc).sum()
         assert abs(st["scale"] - 1 / np.sqrt(2)) < 0.12, st
     assert s["stable"]["loss_increments"]["pooled_over_run"]["n"] == len(truth)
+    # the moving variance and spectrum use the longest finite stretch: the note and summary.json
+    # name its steps (the note gave only its length)
+    runs = [(k, len(list(g))) for k, g in itertools.groupby(range(n), key=lambda i: np.isfinite(logged[i]))]
+    starts = np.cumsum([0] + [length for _, length in runs])[:-1]
+    first, longest = max(
+        ((int(a), length) for (ok, length), a in zip(runs, starts, strict=True) if ok), key=lambda x: x[1]
+    )
+    assert fl["stretch_steps"] == [first, first + longest - 1]
+    stretch = f"({longest} values, steps {first}–{first + longest - 1})"
+    assert any(stretch in x for x in s["notes"]), s["notes"]
     # the direct API: an avalanche is a run of consecutive steps, a hole ends it
     assert avalanche_durations(np.array([0, 5, np.nan, 5, 5, 0, 5, 0, 0, 5])).tolist() == [1, 2, 1, 1]
     assert loss_fluctuations(logged).dl_stable.n == len(truth)
@@ -88,6 +100,9 @@ def test_loss_logged_at_two_strides_has_no_increments(tmp_path):
     s = a.summary()
     assert "loss_fluctuations" not in s
     assert any("loss fluctuations undetermined" in n for n in s["notes"])
+    # the pooled ΔL fit's note said "the loss is constant or too short": it is neither
+    assert any("not logged at one stride" in n for n in s["notes"]), s["notes"]
+    assert not any("constant or too short" in n for n in s["notes"])
     assert s["windows"][0]["stable"]["loss_increments"]["increment_steps"] == 1
     assert "loss_increments" not in s["windows"][1]["stable"]  # 30 ten-step increments: too few
 
@@ -236,6 +251,13 @@ def test_catalog_never_shows_the_exponents_of_another_run(tmp_path):
     first = json.loads((tmp_path / "same-report" / "summary.json").read_text())["windows"][0]
     assert rows["same.zarr"]["alpha"] == first["alpha"] and rows["same.zarr"]["error"] is None
     assert rows["same.zarr"]["tau0"] == 50.0  # in steps: records are 10 steps apart
+    # the exponents are the first window's, not the run's: the row says which, and the table
+    # header gives τ0's unit (it said "tau0" and "alpha" as if of the whole run)
+    assert rows["same.zarr"]["exponents_window"] == "window 1 of 1: t_w = 0, 200 records, every 10 steps"
+    from trajstore.sharing.catalog import render
+
+    text = render(list(rows.values()), "table")
+    assert "tau0 (steps)" in text.splitlines()[0] and "exponents of" in text.splitlines()[0]
     for name in ("rerun.zarr", "part.zarr"):
         assert rows[name]["alpha"] is None and "exponents left out" in rows[name]["error"], rows[name]
 
@@ -289,7 +311,18 @@ def test_update_components_of_a_bfloat16_model_are_undetermined(tmp_path):
     with trajstore.open(tmp_path / "f32.zarr") as t:
         f32 = analyze(t, window=300, progress=False).summary()["windows"][0]
     assert "update_components" not in bf["stable"]
-    assert "resolution" in bf["undetermined"]["stable.update_components"], bf["undetermined"]
+    reason = bf["undetermined"]["stable.update_components"]
+    assert "resolution" in reason, bf["undetermined"]
+    # the reason was only in summary.json; the notes and the report's α-stable table give it too
+    from trajstore.analysis.report import write_report
+
+    with trajstore.open(tmp_path / "bf16.zarr") as t:
+        a = analyze(t, window=300, progress=False)
+    assert any(reason in n and "t_w = 0" in n for n in a.notes), a.notes
+    write_report(a, tmp_path / "rep")
+    page = (tmp_path / "rep" / "index.html").read_text()
+    table = page.split("α-stable fits per window")[1].split("</table>")[0]
+    assert "undetermined: the update components take few distinct values" in table
     assert "update_components" in f32["stable"] and "stable.update_components" not in f32["undetermined"]
 
 
@@ -365,3 +398,66 @@ def test_uneven_spacing_is_explained_not_guessed(tmp_path):
     with trajstore.open(tmp_path / "resumed.zarr") as t:
         notes = " ".join(analyze(t, window=t.n_records, progress=False).notes)
     assert "every step, then every 10 steps from step 150" in notes
+
+
+def test_short_run_notes_are_not_repeated(tmp_path):
+    """8 records in windows of 4: the whole run's fit (8 records, 2 windows) said "window 0: no
+    two-regime fit" after window 0 had said the same, so the report listed it twice; it names
+    the whole run now."""
+    import collections
+
+    with trajstore.create(tmp_path / "short.zarr", 20, mode="w") as w:
+        for t, row in enumerate(_walk(8, 20, seed=7)):
+            w.append(t, row)
+    with trajstore.open(tmp_path / "short.zarr") as t:
+        notes = analyze(t, window=4, progress=False).notes
+    repeated = [n for n, k in collections.Counter(notes).items() if k > 1]
+    assert not repeated, repeated
+    assert "whole run: no two-regime fit (too few log-binned lags)" in notes, notes
+    # 12 records with losses: "landscape window 0 (t_w = 0) skipped: too few …" was followed by
+    # "landscape analysis skipped: too few …", the same reason again
+    _store(
+        tmp_path / "twelve.zarr",
+        _walk(12, 20, seed=8),
+        np.arange(12),
+        np.random.default_rng(8).normal(size=12),
+    )
+    with trajstore.open(tmp_path / "twelve.zarr") as t:
+        notes = analyze(t, window=1000, progress=False).notes
+    reasons = [n.split("skipped: ", 1)[1] for n in notes if n.startswith("landscape") and "skipped: " in n]
+    assert len(reasons) == 2 and len(set(reasons)) == 2, notes
+
+
+def test_a_spectrum_from_a_few_values_is_undetermined(tmp_path):
+    """A loss that is NaN at every 30th step (a guard skipped those steps): the spectrum needs an
+    unbroken stretch, and the longest holds 29 values; its slope was fitted through a few Welch
+    bins of those 29 values and reported as the loss's spectrum slope. It is undetermined with
+    the reason, and so is the moving variance (window 100); the ΔL fits keep every increment."""
+    rng = np.random.default_rng(9)
+    n = 1500
+    loss = 50 + np.cumsum(rng.normal(size=n))
+    loss[::30] = np.nan
+    _store(tmp_path / "holes.zarr", _walk(n), np.arange(n), loss)
+    with trajstore.open(tmp_path / "holes.zarr") as t:
+        fl = analyze(t, window=750, progress=False).summary()["loss_fluctuations"]
+    assert fl["spectrum_slope"] is None and "29 values" in fl["undetermined"]["spectrum_slope"], fl
+    assert "moving_variance" in fl["undetermined"]
+    assert fl["dl_stable"]["n"] == np.isfinite(np.diff(loss)).sum()
+
+
+def test_compare_says_which_run_its_msd_overlay_leaves_out(tmp_path):
+    """A run with non-finite weights at some record has no finite whole-run MSD: compare's
+    overlay drew the other runs and left it out without a word. A note names it."""
+    from trajstore.analysis.compare import compare
+
+    walk = _walk(240, 16, seed=10)
+    bad = walk.copy()
+    bad[130, 3] = np.nan
+    for name, w in (("clean", walk), ("holed", bad)):
+        with trajstore.create(tmp_path / f"{name}.zarr", 16, mode="w") as wr:
+            for t, row in enumerate(w):
+                wr.append(t, row)
+    s = compare([str(tmp_path / "clean.zarr"), str(tmp_path / "holed.zarr")], tmp_path / "cmp", window=120)
+    missing = [n for n in s["notes"] if n.startswith("no MSD curve")]
+    assert len(missing) == 1 and "holed.zarr" in missing[0] and "clean.zarr" not in missing[0], s["notes"]
+    assert "no MSD curve of holed.zarr" in (tmp_path / "cmp" / "index.html").read_text()
