@@ -193,6 +193,11 @@ def test_zero_code_recording_refuses_clipping_and_records_it_at_next_step(tmp_pa
     assert code == 0
     with trajstore.open(out) as t:
         np.testing.assert_array_equal(np.asarray(t.weights[:]), load(ref, "w"))
+    from trajstore.info import format_summary, summarize_store
+
+    summary = summarize_store(str(out))  # info says how the records were taken
+    assert summary["weights_taken"] == "next_step"
+    assert "when the next iteration began" in format_summary(summary)
 
 
 def test_clipping_that_starts_late_is_caught_at_a_checked_iteration(tmp_path):

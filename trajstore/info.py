@@ -54,6 +54,8 @@ def summarize(traj: Trajectory, *, scan_nonfinite: bool | None = None) -> dict:
             # (1.1) what the records mean
             "segments": [[sl.start, sl.stop] for sl in traj.segments],
             "gradient_source": traj.gradient_source if traj.gradients else None,
+            # (1.2) when the records were taken: "after_step" unless the store says otherwise
+            "weights_taken": traj.attrs.get(spec.ATTR_WEIGHTS_TAKEN) or "after_step",
             "frozen_tensors_at_last_record": _frozen_at_last(traj),
         }
     )
@@ -134,6 +136,7 @@ def _header(
         "observables": {},
         "segments": [],
         "gradient_source": None,
+        "weights_taken": None,
         "frozen_tensors_at_last_record": [],
         "lossy": attrs.get(spec.ATTR_LOSSY),
         "provenance": dict(attrs.get(spec.ATTR_PROVENANCE) or {}),
@@ -271,6 +274,8 @@ def format_summary(s: dict) -> str:
         lines.append(f"gradients    {s['gradients']} records")
     if s.get("buffers"):
         lines.append(f"buffers      {s['buffers']} records")
+    if s.get("weights_taken") == "next_step":
+        lines.append("taken        each record when the next iteration began (after code run after step())")
     if s.get("gradient_source") not in (None, "update"):
         lines.append(f"gradients    are the {s['gradient_source'].replace('_', ' ')}, not the update's")
     if len(s.get("segments") or []) > 1:
