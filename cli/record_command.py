@@ -82,6 +82,13 @@ from .sketch_options import sketch_options, sketch_recorder_options
     help="Take each record when the iteration's last step() returns, or when the next iteration "
     "begins (after code that changes the weights after step(): clipping, projections).",
 )
+@click.option(
+    "--all-optimizers-per-iteration",
+    is_flag=True,
+    help="Every optimizer the script has made by its first step steps in every iteration, in a "
+    "fixed sequence learned from the first iteration (WGAN n_critic: the critic k times, then "
+    "the generator); without it, an optimizer that steps twice ends the first iteration.",
+)
 @sketch_options
 @description_options
 @quiet_option
@@ -104,6 +111,7 @@ def record(
     codec,
     threads,
     record_at,
+    all_optimizers_per_iteration,
     sketch,
     sample,
     sketch_seed,
@@ -176,6 +184,7 @@ def record(
         record_at=record_at.replace("-", "_"),
         sketch=sketch_recorder_options(sketch, sample, sketch_seed, full),
     )
+    rec.all_optimizers_per_iteration = all_optimizers_per_iteration
     with script_output():  # progress never lands in the middle of a line the script writes
         code = run_script(script, args, rec)
     if rec.dropped:

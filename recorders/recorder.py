@@ -44,6 +44,14 @@ RECORD_AT = ("step", "next_step")  # when a record is taken: see Recorder(record
 _LR_ATTRS = {"unit": "1", "description": "learning rate"}
 _COUNT_ATTRS = {"unit": "1", "description": "epoch (0-based)"}
 _SKIP_DESCRIPTION = "1 where the optimizer's update was skipped (AMP GradScaler: inf or NaN gradients)"
+# Metadata keys that say how a recording ended, and their names in the next segment's entry.
+_ENDED_KEYS = {
+    "trajstore_recording_refused": "previous_run_refused",
+    "trajstore_partial_last_iteration": "previous_run_partial_iteration",
+}
+# The first iteration waits for every attached optimizer (WGAN: critic x k, then the generator);
+# past this many steps without one of them, the attached set cannot be what trains each iteration.
+FIRST_ITERATION_MAX_STEPS = 1000
 
 
 # The writer thread and its encoders run this many nice steps below training (Linux): when they
@@ -201,6 +209,12 @@ class Recorder:
         self._buffer_names: list[str] = []
         self._buffers: list[torch.Tensor] = []
         self._optimizers: list[torch.optim.Optimizer] = []
+        # Optimizers that step in every iteration, so the first iteration waits for each of them
+        # (docs/format.md 3.3): the attached ones, and under ``trajstore record
+        # --all-optimizers-per-iteration`` every optimizer found at the first step.
+        self._attached: list[torch.optim.Optimizer] = []
+        self.all_optimizers_per_iteration = False
+        self._repeats: dict[int, list[tuple]] = {}  # an optimizer's steps so far in this iteration
         self._opt_names: dict[int, str] = {}  # id(optimizer) -> name, fixed at the first step
         self._given_names: dict[int, str] = {}
         self._handles: list[Any] = []
@@ -403,6 +417,9 @@ class Recorder:
             if self._trainable_changes:
                 self._trainable = list(self._trainable_changes[-1]["trainable"])
             segments = list(t.attrs.get(spec.ATTR_SEGMENTS) or [])
+            # How the previous run ended (a refusal, an unfinished iteration) moves into the new
+            # segment's entry: the metadata says the current state (docs/format.md 3.5).
+            ended = {k: t.metadata[k] for k in _ENDED_KEYS if k in t.metadata}
             self._gradient_source = str(t.attrs.get(spec.ATTR_GRADIENT_SOURCE) or "update")
             if "epoch" in t.observables:
                 epochs = t.observable("epoch")[1]
@@ -437,6 +454,7 @@ class Recorder:
             "max_abs_gap": gap,
             "n_records": n_records,
             "segments": segments,
+            "previous_run_ended": ended,
         }
 
     def _start_segment(self, writer, resumed: dict) -> None:
@@ -453,6 +471,10 @@ class Recorder:
             "continuous": resumed["continuous"],
             "max_abs_gap": resumed["max_abs_gap"],
         }
+        for key, value in resumed["previous_run_ended"].items():
+            segment[_ENDED_KEYS[key]] = value
+        if resumed["previous_run_ended"]:
+            self._submit(writer.drop_metadata, *resumed["previous_run_ended"])
         self._submit(writer.set_recording_attribute, spec.ATTR_SEGMENTS, [*resumed["segments"], segment])
 
     # -- attaching -----------------------------------------------------------------------
@@ -462,6 +484,7 @@ class Recorder:
         hooks). ``name``: the optimizer's name in observables (``loss.<name>``) when several are
         attached; default: its variable name in the calling code, else ``opt<i>``."""
         self._optimizers.append(optimizer)
+        self._attached.append(optimizer)
         if name is not None:
             self._given_names[id(optimizer)] = str(name)
         if not self.enabled:
@@ -535,7 +558,7 @@ class Recorder:
         self._write_optimizers_provenance()
 
     def _write_optimizers_provenance(self) -> None:
-        opts = self._cycle or self._optimizers
+        opts = self._cycle_optimizers()
         prov = optimizers_provenance(opts, [self._opt_names[id(o)] for o in opts])
         self._submit(lambda: self._writer.set_provenance(**prov))
 
@@ -642,22 +665,57 @@ class Recorder:
         refuse any other pattern (it would not delimit iterations)."""
         if self._cycle is None:
             if any(o is optimizer for o in self._stepped):
-                # An optimizer steps again before the others did: the iteration was those steps.
-                self._fix_cycle()
-                self._complete_iteration()
+                waiting = [o for o in self._awaited() if not any(o is s for s in self._stepped)]
+                if not waiting:
+                    # An optimizer steps again before the others did: the iteration was those steps.
+                    self._fix_cycle()
+                    self._complete_iteration()
+                elif len(self._stepped) >= FIRST_ITERATION_MAX_STEPS:
+                    names = ", ".join(self._opt_names.get(id(o), "?") for o in waiting)
+                    raise IterationOrderError(
+                        f"optimizer(s) {names} did not step in the first {len(self._stepped)} optimizer "
+                        "steps; trajstore records one state per iteration, an iteration being one step "
+                        "of every attached optimizer (a WGAN critic k times, then the generator): attach "
+                        "only the optimizers that step in every iteration"
+                    )
             return
         if not any(o is optimizer for o in self._cycle):
-            raise IterationOrderError(self._order_message(optimizer, "stepped for the first time"))
+            message = self._order_message(optimizer, "stepped for the first time")
+            if not self._attached and any(o is optimizer for o in self._optimizers):
+                message += (
+                    "; if every iteration is a fixed sequence of all the script's optimizers (WGAN: "
+                    "the critic k times, then the generator), pass --all-optimizers-per-iteration "
+                    "(Recorder API: attach each optimizer)"
+                )
+            raise IterationOrderError(message)
         expected = self._cycle[len(self._stepped)]
         if optimizer is not expected:
             raise IterationOrderError(self._order_message(optimizer, "stepped out of order"))
 
+    def _awaited(self) -> list[torch.optim.Optimizer]:
+        """The optimizers the first iteration waits for (each steps in every iteration)."""
+        return self._optimizers if self.all_optimizers_per_iteration else self._attached
+
+    def _cycle_optimizers(self) -> list[torch.optim.Optimizer]:
+        """The iteration's optimizers, each once, in the order of their first step in it."""
+        unique: list[torch.optim.Optimizer] = []
+        for o in self._cycle or self._optimizers:
+            if not any(o is u for u in unique):
+                unique.append(o)
+        return unique
+
     def _order_message(self, optimizer, what: str) -> str:
-        order = ", ".join(self._opt_names.get(id(o), "?") for o in self._cycle or [])
+        runs: list[list] = []  # the cycle as (optimizer, consecutive steps): "opt_d x3, opt_g"
+        for o in self._cycle or []:
+            if runs and runs[-1][0] is o:
+                runs[-1][1] += 1
+            else:
+                runs.append([o, 1])
+        order = ", ".join(self._opt_names.get(id(o), "?") + (f" x{k}" if k > 1 else "") for o, k in runs)
         return (
             f"optimizer {self._opt_names.get(id(optimizer), '?')} {what} in iteration {self.step + 1}; "
-            f"trajstore records one state per iteration, an iteration being one step of each "
-            f"optimizer in the order of the first iteration ({order}); this script's optimizers "
+            f"trajstore records one state per iteration, an iteration being the optimizer steps "
+            f"of the first iteration in their order ({order}); this script's optimizers "
             "step in a varying pattern, which trajstore cannot record yet"
         )
 
@@ -673,13 +731,11 @@ class Recorder:
         self._pending_loss = self._pending_unit = None
         lrs = [] if skipped or optimizer is None else [_now(g.get("lr")) for g in optimizer.param_groups]
         evals = closure["evals"] if closure is not None else None
-        emit = functools.partial(
-            self._step_scalars, optimizer, self.step + 1, first, loss, unit, lrs, evals, skipped
-        )
+        entry = (optimizer, self.step + 1, first, loss, unit, lrs, evals, skipped)
         if self._cycle is None:
-            self._deferred.append(emit)  # names depend on how many optimizers the iteration has
+            self._deferred.append(entry)  # names depend on how many optimizers the iteration has
         else:
-            emit()
+            self._step_series(entry)
         if evals is not None and evals > 1 and self.record_gradients and self._gradient_source == "update":
             self._gradient_source = "first_closure_evaluation"
             self._submit(
@@ -696,13 +752,39 @@ class Recorder:
         """The first iteration is over: the optimizers that stepped in it, in order, are the cycle."""
         self._cycle = list(self._stepped)
         self._write_optimizers_provenance()
-        for emit in self._deferred:
-            emit()
+        for entry in self._deferred:
+            self._step_series(entry)
         self._deferred.clear()
 
-    def _step_scalars(self, optimizer, iteration, first, loss, unit, lrs, evals, skipped) -> None:
-        """The series of one optimizer step: loss, learning rates, skips, closure evaluations."""
-        several = len(self._cycle or self._optimizers) > 1
+    def _step_series(self, entry: tuple) -> None:
+        """The series of one optimizer step; an optimizer that steps k > 1 times per iteration
+        (a WGAN critic) gets one value per iteration at its last step: the mean of its k losses
+        (when each step had one), the learning rates of its last step, the sum of its closure
+        evaluations, skipped when any of its steps was (docs/format.md 3.3)."""
+        optimizer = entry[0]
+        k = sum(1 for o in self._cycle if o is optimizer)
+        if k == 1:
+            self._step_scalars(*entry)
+            return
+        steps = self._repeats.setdefault(id(optimizer), [])
+        steps.append(entry)
+        if len(steps) < k:
+            return
+        del self._repeats[id(optimizer)]
+        losses = [e[3] for e in steps]
+        loss = None if any(v is None for v in losses) else functools.reduce(lambda a, b: a + b, losses) / k
+        units = {e[4] for e in steps}
+        unit = units.pop() if len(units) == 1 else ""
+        evals = [e[6] for e in steps if e[6] is not None]
+        skipped = any(e[7] for e in steps)
+        total = sum(evals) if evals else None
+        last = steps[-1]  # its mean loss is at several weights: within_step (first=False)
+        self._step_scalars(optimizer, last[1], False, loss, unit, last[5], total, skipped, k)
+
+    def _step_scalars(self, optimizer, iteration, first, loss, unit, lrs, evals, skipped, k=1) -> None:
+        """The series of one optimizer step (``k`` > 1: of its k steps in the iteration): loss,
+        learning rates, skips, closure evaluations."""
+        several = len(self._cycle_optimizers()) > 1
         name = self._opt_names.get(id(optimizer), "opt0")
         if loss is not None:
             attrs = {
@@ -710,7 +792,8 @@ class Recorder:
                 "evaluated_at": spec.PRE_STEP if first else spec.WITHIN_STEP,
                 "description": "minibatch training loss"
                 + (f" of optimizer {name}" if several else "")
-                + ("" if first else ", computed after the earlier optimizers of the iteration stepped"),
+                + (f", mean over its {k} steps of the iteration" if k > 1 else "")
+                + ("" if first or k > 1 else ", computed after the iteration's earlier optimizers stepped"),
             }
             self._scalar(series_name("loss", name, several), iteration, loss, attrs)
         if skipped:
@@ -741,6 +824,7 @@ class Recorder:
     def _complete_iteration(self) -> None:
         self.step += 1
         self._stepped = []
+        self._repeats.clear()
         if self.epoch is not None:
             epoch = self.epoch + (self._epoch_offset if self._epoch_auto else 0)
             self._scalar("epoch", self.step, epoch, _COUNT_ATTRS)
@@ -810,7 +894,7 @@ class Recorder:
         self._grads_written = True
 
     def _trainable_now(self) -> list[bool]:
-        optimizers = self._cycle or self._optimizers
+        optimizers = self._cycle_optimizers()
         held = sum(len(g["params"]) for o in optimizers for g in o.param_groups)
         if held != self._opt_param_count:  # add_param_group since the last look
             groups = [g for o in optimizers for g in o.param_groups]

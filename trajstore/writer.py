@@ -169,6 +169,14 @@ class Writer:
         meta.update(values)
         self._backend.set_attrs("", {spec.ATTR_METADATA: meta})
 
+    def drop_metadata(self, *keys: str) -> None:
+        """Remove ``keys`` from the root ``metadata`` attribute (absent ones are ignored)."""
+        self._check_open()
+        meta = dict(self._backend.attrs("").get(spec.ATTR_METADATA) or {})
+        if any(k in meta for k in keys):
+            kept = {k: v for k, v in meta.items() if k not in keys}
+            self._backend.set_attrs("", {spec.ATTR_METADATA: kept})
+
     def set_provenance(self, **values: Any) -> None:
         """Merge ``values`` into the root ``provenance`` attribute."""
         self._check_open()
