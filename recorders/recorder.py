@@ -215,6 +215,10 @@ class Recorder:
         self._attached: list[torch.optim.Optimizer] = []
         self.all_optimizers_per_iteration = False
         self._repeats: dict[int, list[tuple]] = {}  # an optimizer's steps so far in this iteration
+        # Parameter groups of each optimizer when its lr was first logged: ``lr`` stays group 0's
+        # name for the run after add_param_group (docs/format.md 3.6).
+        self._lr_groups: dict[int, int] = {}
+        self._stored_series: set[str] = set()  # a resumed store's observables
         self._opt_names: dict[int, str] = {}  # id(optimizer) -> name, fixed at the first step
         self._given_names: dict[int, str] = {}
         self._handles: list[Any] = []
@@ -425,6 +429,7 @@ class Recorder:
                 epochs = t.observable("epoch")[1]
                 self._epoch_offset = int(epochs[-1]) + 1 if len(epochs) else 0
             series = [t.observable(name)[0] for name in t.observables]
+            self._stored_series = set(t.observables)
             ahead = max([last_step, *(int(s[-1]) for s in series if len(s))])
         now = torch.cat([f.detach().float().cpu() for f in self._flat]).double().numpy()
         gap = float(np.max(np.abs(now - last))) if now.size else 0.0
@@ -800,9 +805,15 @@ class Recorder:
             skip = series_name("skipped", name, several)
             attrs = {"unit": "1", "evaluated_at": spec.POST_STEP, "description": _SKIP_DESCRIPTION}
             self._scalar(skip, iteration, 1.0, attrs)
+        if lrs and id(optimizer) not in self._lr_groups:
+            # A resumed run continues the store's ``lr`` (its groups were added before the resume).
+            stored = "lr" in self._stored_series and f"lr.{name}.0" not in self._stored_series
+            self._lr_groups[id(optimizer)] = 1 if stored and not several else len(lrs)
+        first_groups = self._lr_groups.get(id(optimizer), len(lrs))
         for i, lr in enumerate(lrs):
             if lr is not None:
-                self._scalar(lr_name(name, i, len(lrs), several), iteration, lr, _LR_ATTRS)
+                groups = first_groups if i < first_groups else len(lrs)  # a group added later
+                self._scalar(lr_name(name, i, groups, several), iteration, lr, _LR_ATTRS)
         if evals is not None:
             attrs = {"unit": "1", "description": "closure evaluations of the step"}
             self._scalar(series_name("closure_evaluations", name, several), iteration, evals, attrs)
