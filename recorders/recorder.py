@@ -680,8 +680,12 @@ class Recorder:
                     raise IterationOrderError(
                         f"optimizer(s) {names} did not step in the first {len(self._stepped)} optimizer "
                         "steps; trajstore records one state per iteration, an iteration being one step "
-                        "of every attached optimizer (a WGAN critic k times, then the generator): attach "
-                        "only the optimizers that step in every iteration"
+                        "of every attached optimizer (a WGAN critic k times, then the generator): "
+                        + (
+                            "attach only the optimizers that step in every iteration"
+                            if self._attached
+                            else "record without --all-optimizers-per-iteration"
+                        )
                     )
             return
         if not any(o is optimizer for o in self._cycle):

@@ -42,8 +42,8 @@ def _wgan(path, iterations, *, record_at="step", clip_at="after"):
     opt_d = torch.optim.RMSprop(critic.parameters(), lr=5e-3)
     opt_g = torch.optim.RMSprop(generator.parameters(), lr=5e-3)
     g = torch.Generator().manual_seed(1)
-    ends, starts, d_losses, g_losses = [], [], [], []
-    with Recorder(gan, path, progress=False, record_at=record_at) as rec:
+    ends, starts, d_losses, g_losses, grads = [], [], [], [], []
+    with Recorder(gan, path, progress=False, record_at=record_at, gradients=True) as rec:
         rec.attach(opt_d, name="critic")
         rec.attach(opt_g, name="generator")
         ends.append(_flat(gan))
@@ -60,6 +60,7 @@ def _wgan(path, iterations, *, record_at="step", clip_at="after"):
                 opt_d.zero_grad()
                 loss_d.backward()
                 rec.log_loss(loss_d)
+                grad_d = torch.cat([p.grad.flatten() for p in critic.parameters()]).numpy().copy()
                 opt_d.step()
                 losses.append(loss_d.item())
                 if clip_at == "after":
@@ -68,7 +69,9 @@ def _wgan(path, iterations, *, record_at="step", clip_at="after"):
             opt_g.zero_grad()
             loss_g.backward()
             rec.log_loss(loss_g)
+            grad_g = torch.cat([p.grad.flatten() for p in generator.parameters()]).numpy().copy()
             opt_g.step()
+            grads.append(np.concatenate([grad_d, grad_g]))  # the critic's: its last step's
             ends.append(_flat(gan))
             d_losses.append(losses)
             g_losses.append(loss_g.item())
@@ -76,7 +79,7 @@ def _wgan(path, iterations, *, record_at="step", clip_at="after"):
         expected = np.stack([*starts, ends[-1]])
     else:
         expected = np.stack(ends)
-    return expected, np.array(d_losses), np.array(g_losses)
+    return expected, np.array(d_losses), np.array(g_losses), np.stack(grads)
 
 
 @pytest.mark.parametrize(
@@ -85,10 +88,11 @@ def _wgan(path, iterations, *, record_at="step", clip_at="after"):
 )
 def test_wgan_n_critic_is_one_record_per_iteration(tmp_path, record_at, clip_at):
     path = tmp_path / "wgan.zarr"
-    expected, d_losses, g_losses = _wgan(path, 6, record_at=record_at, clip_at=clip_at)
+    expected, d_losses, g_losses, grads = _wgan(path, 6, record_at=record_at, clip_at=clip_at)
     with trajstore.open(path) as t:
         assert t.steps.tolist() == list(range(7))  # 6 iterations, not 24 optimizer steps
         np.testing.assert_array_equal(t.weights[:], expected)
+        np.testing.assert_array_equal(t.gradients.values[:], grads)
         steps, loss_d = t.observable("loss.critic")
         assert steps.tolist() == list(range(1, 7))
         np.testing.assert_allclose(loss_d, d_losses.mean(axis=1), rtol=1e-6)  # mean of its 3 losses
