@@ -512,6 +512,11 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
                 f"no {loss_name!r} value is logged at a weights record's step (pre_step values pair "
                 "with the record one step earlier): landscape and loss-fluctuation analyses skipped"
             )
+        elif np.isfinite(losses).sum() < 2:
+            out.notes.append(
+                f"only one {loss_name!r} value pairs with a weights record: landscape and "
+                "loss-fluctuation analyses skipped (they need losses at several records)"
+            )
         elif np.nanmax(losses) == np.nanmin(losses):
             out.notes.append("the loss is constant: landscape and loss-fluctuation analyses skipped")
         else:
@@ -786,6 +791,10 @@ def _tails(out: Analysis, lengths: np.ndarray | None, traj: Trajectory) -> None:
                 }
             except ValueError as exc:
                 out.notes.append(f"pooled α-stable fit of the loss increments skipped ({exc})")
+        elif not pieces and all(len(s) <= 1 for s, _ in split_by_segments(traj, ls, loss)):
+            out.notes.append(
+                f"only {len(ls)} loss value(s) logged, none two in one segment: no loss increments to fit"
+            )
         elif not pieces:  # said as it is: a loss at two strides is neither constant nor short
             out.notes.append(
                 "the loss is not logged at one stride within any segment: its increments span different "
