@@ -479,3 +479,17 @@ def test_a_run_cut_short_after_one_loss_says_too_few_not_uneven(tmp_path):
     assert "only one 'loss' value pairs with a weights record" in notes
     for wrong in ("not logged at one stride", "not equally spaced", "the loss is constant"):
         assert wrong not in notes
+
+
+def test_compare_names_the_store_with_one_record(tmp_path):
+    """``compare`` of a store refused after step 0 (1 record) beside a longer one: the one-line
+    error names the store (before: 'the store has 1 record(s)', which of them unsaid)."""
+    from .conftest import run_cli, write_store
+
+    write_store(tmp_path / "long.zarr", n_records=20)
+    with trajstore.create(tmp_path / "cut.zarr", 4, mode="w") as wr:
+        wr.append(0, np.zeros(4, dtype=np.float32))
+    p = run_cli("compare", tmp_path / "long.zarr", tmp_path / "cut.zarr", "-o", tmp_path / "cmp")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert "cut.zarr" in line and "1 record" in line, line
