@@ -12,12 +12,16 @@ of about 0.7 where the truth is 0.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 from trajstore.analysis.pipeline import analyze
 from trajstore.analysis.tails import fit_power_law_tail
 
 import trajstore
+from trajstore import jsonsafe
 
+from .test_cli_output import assert_matches
 from .test_skipped_records import _train_api
 
 
@@ -73,6 +77,7 @@ def test_skipped_iterations_are_left_out_of_update_sizes_and_directions(tmp_path
         np.testing.assert_allclose(win["direction_autocorr"][str(k)], _brute_direction(w, k), atol=1e-9)
     assert win["zero_steps_left_out"] == 9
     assert s["zero_steps"] == {"left_out": 9, "at_skipped_iterations": 9}
+    assert_matches("analyze", json.loads(jsonsafe.dumps(s)))
     assert any("9 steps of length exactly 0" in n and "9 at iterations" in n for n in s["notes"])
     lengths = np.linalg.norm(np.diff(w.astype(np.float64), axis=0), axis=1)
     assert s["tails"]["step_length"]["n"] == len(lengths) - 9
