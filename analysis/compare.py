@@ -101,7 +101,10 @@ def compare(
     for path in stores:  # opening reads metadata only
         with open_store(path) as traj:
             part = select(traj, **(selection or {}))
-            total += analysis_passes(part.n_records, (windows or {}).get(path, window), part)
+            try:
+                total += analysis_passes(part.n_records, (windows or {}).get(path, window), part)
+            except ValueError as exc:  # (a store of 1 record): say which of the stores
+                raise ValueError(f"{path}: {exc}") from None
     enabled = sys.stderr.isatty() if progress is None else progress
     with Progress("trajstore compare", total=total, unit=" passes", enabled=enabled) as bar:
         for label, path in zip(labels, stores, strict=True):

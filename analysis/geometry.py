@@ -20,6 +20,9 @@ class Geometry:
     segments, 1: random-walk path); ``step_autocorr[k]``: autocorrelation of step lengths at
     lag k; ``direction_autocorr[k]``: mean cosine between updates k steps apart;
     ``excursions``: (chord², maximum squared perpendicular distance) of random fragments.
+    Steps of length exactly 0 (``zero_steps`` of them: an iteration whose update AMP's
+    GradScaler skipped, recorded at stride 1) are no update, with no size or direction: they
+    are left out of both autocorrelations (in the contour length they are the 0 they are).
     """
 
     t_w: int
@@ -29,6 +32,7 @@ class Geometry:
     step_autocorr: dict[int, float]
     direction_autocorr: dict[int, float]
     excursions: tuple[np.ndarray, np.ndarray]
+    zero_steps: int = 0
 
     def to_dict(self) -> dict:
         return {
@@ -62,12 +66,18 @@ def geometry(stats: WindowStats, autocorr_lags=(1, 2, 4, 8, 16, 32)) -> Geometry
     centers, means, _ = log_binned_mean(s_all, r_all, per_decade=8)
     ok = (centers > 0) & (means > 0)
     expo = float(np.polyfit(np.log(centers[ok]), np.log(means[ok]), 1)[0]) if ok.sum() >= 2 else float("nan")
+    # A zero-length step is no update: counted as a size of 0 it would pull the mean down and
+    # make a run of AMP-skipped iterations look like correlated step lengths (a random walk
+    # with 11 skips in 600 steps: 0.24 at lag 1 against a true 0).
+    moved = step > 0
+    sizes = step[moved]
+    mean, var = (sizes.mean(), sizes.var()) if len(sizes) else (np.nan, 0.0)
     sa = {}
     for k in autocorr_lags:
         if k < len(step) - 1:
-            a, b = step[:-k] - step.mean(), step[k:] - step.mean()
-            var = step.var()
-            sa[k] = float(np.mean(a * b) / var) if var > 0 else float("nan")
+            both = moved[:-k] & moved[k:]
+            a, b = step[:-k][both] - mean, step[k:][both] - mean
+            sa[k] = float(np.mean(a * b) / var) if var > 0 and both.any() else float("nan")
     da = {}
     for k, dots in stats.step_dot.items():
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -81,4 +91,5 @@ def geometry(stats: WindowStats, autocorr_lags=(1, 2, 4, 8, 16, 32)) -> Geometry
         sa,
         da,
         (stats.fragment_chord_sq, stats.fragment_perp_max),
+        int(np.count_nonzero(step == 0)),
     )

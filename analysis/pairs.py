@@ -316,6 +316,12 @@ def fluctuation_losses(
             "as logged is not equally spaced"
         )
         return losses[seg], stride, np.asarray(rec_steps)
+    if inside.sum() < 2:  # e.g. a run refused at step 2: too few values, not unevenly spaced ones
+        notes.append(
+            f"loss fluctuations undetermined: only {int(inside.sum())} {loss_name!r} value(s) within the "
+            f"records' steps (the store holds {len(rec_steps)} record(s)); ΔL needs at least 2"
+        )
+        return None
     notes.append(
         "loss fluctuations undetermined: neither the records nor the logged losses are equally "
         "spaced in optimizer steps, so ΔL between consecutive values is not an increment over one stride"

@@ -68,6 +68,9 @@ DEFINITIONS = {
     "between consecutive windows is not); tail fit by Clauset–Shalizi–Newman with a verdict "
     "from the likelihood-ratio tests, per window and pooled; stride_steps: the optimizer steps one "
     "step length spans (no pooled fit over windows of different strides)",
+    "zero_steps": "steps of length exactly 0 in windows that moved (left_out; at_skipped_iterations: "
+    "of them at AMP-skipped iterations): no update, so left out of step-length tails, update-component "
+    "fits and the step and direction autocorrelations, kept in the MSD and contour length",
     "contour_exponent": "slope of ln Δr² against ln contour length (2 ballistic, 1 random walk)",
     "direction_autocorr": "mean cosine between updates k records (k × stride steps) apart",
     "stable": "α-stable fit (McCulloch quantiles) and Mohammadi block estimate, per window, of the "
@@ -116,6 +119,7 @@ class WindowAnalysis:
     stable: dict[str, Any] = field(default_factory=dict)
     layers: dict[str, Any] = field(default_factory=dict)  # layers.window_layers: layers, layer_types
     undetermined: dict[str, str] = field(default_factory=dict)  # further quantities left out, why
+    zero_step_steps: np.ndarray | None = None  # optimizer steps of the records ending a 0-length step
 
     def exponents(self) -> dict:
         """The MSD fits as reported (``verdicts.exponent_summary``)."""
@@ -151,6 +155,7 @@ class WindowAnalysis:
         d["contour_exponent"] = self.geometry.contour_exponent
         d["direction_autocorr"] = {str(k): v for k, v in self.geometry.direction_autocorr.items()}
         d["step_autocorr"] = {str(k): v for k, v in self.geometry.step_autocorr.items()}
+        d["zero_steps_left_out"] = self.geometry.zero_steps  # no update: out of sizes and directions
         d["step_length_tail"] = tail_summary(self.step_tail) if self.step_tail is not None else None
         d["stable"] = self.stable
         d.update(self.layers)
@@ -366,11 +371,15 @@ def analyze(
             partial=stats.index > 0 and stats.n < window,
             tensor_alpha=_tensor_alphas(wm),
         )
+        if stats.finite and wa.geometry.zero_steps:
+            zero = np.sqrt(np.maximum(stats.step_sq, 0)) == 0
+            wa.zero_step_steps = np.asarray(stats.steps)[1:][zero]
         _window_tails(wa, stats, lengths, loss_series, out.notes)
         wa.layers = window_layers(wm, kinds)
         out.windows.append(wa)
         bar.update(postfix=f"window {stats.index + 1}/{len(bounds)}")
     _note_undetermined_updates(out)
+    _note_zero_steps(out, traj)
     full = [w for w in out.windows if not w.partial]
     if (len(full) > 1 or len(segments) > 1) and traj.n_records <= WHOLE_RUN_MAX_RECORDS:
         bar.update(postfix="whole run")
@@ -502,6 +511,11 @@ def _landscape(out: Analysis, traj: Trajectory, window: int, memory_limit: int, 
             out.notes.append(
                 f"no {loss_name!r} value is logged at a weights record's step (pre_step values pair "
                 "with the record one step earlier): landscape and loss-fluctuation analyses skipped"
+            )
+        elif np.isfinite(losses).sum() < 2:
+            out.notes.append(
+                f"only one {loss_name!r} value pairs with a weights record: landscape and "
+                "loss-fluctuation analyses skipped (they need losses at several records)"
             )
         elif np.nanmax(losses) == np.nanmin(losses):
             out.notes.append("the loss is constant: landscape and loss-fluctuation analyses skipped")
@@ -670,6 +684,30 @@ def _note_undetermined_updates(out: Analysis) -> None:
     )
 
 
+def _note_zero_steps(out: Analysis, traj: Trajectory) -> None:
+    """Count the steps of length exactly 0 in windows that moved (summary.json ``zero_steps``)
+    and say where they went: no update happened there (an iteration whose update AMP's
+    GradScaler skipped, recorded at stride 1), so they are left out of what describes updates."""
+    moved = [w for w in out.windows if w.msd.finite and np.any(w.msd.msd[1:] > 0)]
+    n = sum(w.geometry.zero_steps for w in moved)
+    if not n:
+        return
+    from .fluctuations import skipped_steps
+
+    skipped = skipped_steps(traj)
+    at_skips = sum(
+        int(np.isin(w.zero_step_steps, skipped).sum()) for w in moved if w.zero_step_steps is not None
+    )
+    out.extra["zero_steps"] = {"left_out": n, "at_skipped_iterations": at_skips}
+    out.notes.append(
+        f"{n} step{'s' if n != 1 else ''} of length exactly 0 (the weights did not move; {at_skips} at "
+        "iterations whose update was skipped: AMP, observable 'skipped') are no update: "
+        "they are left out of the step-length distributions and tail fits, the update-component "
+        "fits and the step-length and direction autocorrelations; the MSD and contour length keep "
+        "them (the iteration happened)"
+    )
+
+
 UNDETERMINED_UPDATES = "the α-stable fit of the update components is undetermined"
 
 
@@ -753,6 +791,10 @@ def _tails(out: Analysis, lengths: np.ndarray | None, traj: Trajectory) -> None:
                 }
             except ValueError as exc:
                 out.notes.append(f"pooled α-stable fit of the loss increments skipped ({exc})")
+        elif not pieces and all(len(s) <= 1 for s, _ in split_by_segments(traj, ls, loss)):
+            out.notes.append(
+                f"only {len(ls)} loss value(s) logged, none two in one segment: no loss increments to fit"
+            )
         elif not pieces:  # said as it is: a loss at two strides is neither constant nor short
             out.notes.append(
                 "the loss is not logged at one stride within any segment: its increments span different "

@@ -461,3 +461,35 @@ def test_compare_says_which_run_its_msd_overlay_leaves_out(tmp_path):
     missing = [n for n in s["notes"] if n.startswith("no MSD curve")]
     assert len(missing) == 1 and "holed.zarr" in missing[0] and "clean.zarr" not in missing[0], s["notes"]
     assert "no MSD curve of holed.zarr" in (tmp_path / "cmp" / "index.html").read_text()
+
+
+def test_a_run_cut_short_after_one_loss_says_too_few_not_uneven(tmp_path):
+    """A recording refused at step 2 (a dtype change after attach) keeps records 0 and 1 and one
+    loss. Before: the notes said the loss was 'not logged at one stride', the records and losses
+    'not equally spaced' and the loss 'constant': three wrong reasons for one short run."""
+    path = tmp_path / "short.zarr"
+    with trajstore.create(path, 6, mode="w") as wr:
+        wr.append(0, np.zeros(6, dtype=np.float32))
+        wr.append(1, np.ones(6, dtype=np.float32))
+        wr.log("loss", 1, 0.7, evaluated_at="pre_step")
+    with trajstore.open(path) as t:
+        notes = " ".join(analyze(t, window=1000, progress=False).notes)
+    assert "only 1 loss value(s) logged" in notes
+    assert "only 1 'loss' value(s) within the records' steps" in notes
+    assert "only one 'loss' value pairs with a weights record" in notes
+    for wrong in ("not logged at one stride", "not equally spaced", "the loss is constant"):
+        assert wrong not in notes
+
+
+def test_compare_names_the_store_with_one_record(tmp_path):
+    """``compare`` of a store refused after step 0 (1 record) beside a longer one: the one-line
+    error names the store (before: 'the store has 1 record(s)', which of them unsaid)."""
+    from .conftest import run_cli, write_store
+
+    write_store(tmp_path / "long.zarr", n_records=20)
+    with trajstore.create(tmp_path / "cut.zarr", 4, mode="w") as wr:
+        wr.append(0, np.zeros(4, dtype=np.float32))
+    p = run_cli("compare", tmp_path / "long.zarr", tmp_path / "cut.zarr", "-o", tmp_path / "cmp")
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    line = p.stderr.strip().splitlines()[-1]
+    assert "cut.zarr" in line and "1 record" in line, line

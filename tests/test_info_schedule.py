@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 from trajstore.recorders import Recorder
 
@@ -124,3 +125,23 @@ def test_info_names_amp_gaps_of_older_stores_and_counts_nonfinite_observables(tm
     assert "observable   skipped: 1 values, post_step, last 1\n" in text  # nothing to count
     assert (s["observables"]["loss"]["nan"], s["observables"]["loss"]["inf"]) == (2, 1)
     assert (s["observables"]["grad_norm"]["nan"], s["observables"]["grad_norm"]["inf"]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("steps", "text"),
+    [
+        ([0, 1, 2, *range(12, 80, 10)], "every step, then every 10 steps from step 2"),
+        ([0, 1, 2, 3, 4, *range(10, 200, 10)], "every step to step 4, then every 10 steps from step 10"),
+    ],
+)
+def test_info_names_a_change_of_stride_whichever_stride_has_more_records(tmp_path, steps, text):
+    """A short first stretch recorded every step, then every 10th (a warm-up, or a resume with
+    another stride). Before: 'every 10 steps but for 5 gaps (0 → 1; ...)', records that are
+    extra called gaps, or 'at varying gaps (...; a log or ranged schedule)'; analyze said the same."""
+    path = tmp_path / "two.zarr"
+    with trajstore.create(path, 3, mode="w") as wr:
+        for s in steps:
+            wr.append(s, np.full(3, s, dtype=np.float32))
+    out, s = _info(path)
+    assert f"schedule     {text}" in out
+    assert s["schedule"]["segments"][0]["stride"] is None

@@ -22,6 +22,9 @@ def describe_uneven_spacing(steps: np.ndarray, skipped: np.ndarray | None = None
     d = np.diff(steps)
     if len(d) == 0:
         return "a single record"
+    changed = _one_change_of_stride(steps, d)
+    if changed:
+        return changed
     values, counts = np.unique(d, return_counts=True)
     stride = int(values[np.argmax(counts)])
     odd = np.flatnonzero(d != stride)
@@ -48,6 +51,24 @@ def describe_uneven_spacing(steps: np.ndarray, skipped: np.ndarray | None = None
     more = f", and {len(odd) - _SHOWN} more" if len(odd) > _SHOWN else ""
     gaps = f"{len(odd)} gap" + ("s" if len(odd) != 1 else "")
     return f"{_every(stride)} but for {gaps} ({'; '.join(parts)}{more})"
+
+
+def _one_change_of_stride(steps: np.ndarray, d: np.ndarray) -> str | None:
+    """``"every step, then every 10 steps from step 5"`` when the gaps ``d`` are one stride and
+    then another (each for at least 2 gaps), with at most one gap of a third length between
+    them (a stride changed on resume, or after a warm-up recorded every step); else None.
+    Whichever stride holds more records: before, a short first stretch of every step was called
+    gaps of a stride of 10, or a log schedule."""
+    starts = np.concatenate([[0], np.flatnonzero(np.diff(d) != 0) + 1])
+    lengths = np.diff(np.concatenate([starts, [len(d)]]))
+    if len(starts) == 2 and min(lengths) >= 2:
+        i = int(starts[1])
+        return f"{_every(int(d[0]))}, then {_every(int(d[i]))} from step {int(steps[i])}"
+    if len(starts) == 3 and lengths[1] == 1 and min(lengths[0], lengths[2]) >= 2 and d[0] != d[-1]:
+        i = int(starts[1])
+        first, then = _every(int(d[0])), _every(int(d[-1]))
+        return f"{first} to step {int(steps[i])}, then {then} from step {int(steps[i + 1])}"
+    return None
 
 
 def _every(stride: int) -> str:
