@@ -21,7 +21,6 @@ class ScalerWatch:
     def __init__(self, rec: Any, bind: Callable[[torch.optim.Optimizer], None] | None = None):
         """``bind(optimizer)``: binds ``rec`` when a skipped step comes before its first step
         (``trajstore record`` binds at the first step hook, which a skipped step never reaches)."""
-        self._rec = rec
         self._cls = getattr(torch.amp, "GradScaler", None)
         self._original = None
         if self._cls is None:
