@@ -33,6 +33,7 @@ COLUMNS = (
     "records",
     "first_step",
     "last_step",
+    "recording",
     "parameters",
     "bytes",
     "license",
@@ -118,6 +119,7 @@ def row(path: str) -> dict:
                 parameters=t.n_params,
                 bytes=t.nbytes_stored(),
                 license=t.dataset.get("license") or prov.get("license"),
+                recording=_how_it_ended(t.metadata),
             )
             store_id = t.store_id
             if "batch_size" in t.observables:
@@ -128,6 +130,22 @@ def row(path: str) -> dict:
         return out
     out.update(_exponents(path, store_id, out))
     return out
+
+
+def _how_it_ended(meta: dict) -> str | None:
+    """What the recorder said about how the recording ended (docs/format.md 3.3), so a run that
+    was refused or cut short is not shown like a complete one; None when it said nothing."""
+    said = []
+    refused = meta.get("trajstore_recording_refused")
+    if isinstance(refused, dict):
+        said.append(f"refused at iteration {refused.get('iteration')} ({refused.get('error')})")
+    partial = meta.get("trajstore_partial_last_iteration")
+    if isinstance(partial, dict):
+        said.append(f"ended inside iteration {partial.get('iteration')}")
+    dropped = meta.get("trajstore_dropped_records")
+    if dropped:
+        said.append(f"{dropped} records dropped")
+    return "; ".join(said) or None
 
 
 def _exponents(path: str, store_id: str | None, row: dict) -> dict:

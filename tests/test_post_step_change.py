@@ -244,3 +244,15 @@ def test_a_large_model_is_compared_on_every_value_in_turn(monkeypatch):
             check.at_end(i + 1, flat)
             flat[0][333 - 1] += 1.0  # a position only one subset holds
             check.at_start(flat)
+
+
+def test_catalog_says_a_refused_run_is_not_complete(tmp_path):
+    from trajstore.sharing.catalog import row
+
+    _train(tmp_path / "plain.zarr", _critic(), 3, lambda m: None)
+    with pytest.raises(WeightsChangedAfterStepError):
+        _train(tmp_path / "clipped.zarr", _critic(), 8, clip)
+    assert row(str(tmp_path / "plain.zarr"))["recording"] is None
+    assert row(str(tmp_path / "clipped.zarr"))["recording"] == (
+        "refused at iteration 2 (WeightsChangedAfterStepError)"
+    )
